@@ -2,9 +2,17 @@
 //! user-facing commands. It never links libtorch: tasks that need it run child cargo processes.
 
 mod args;
+mod bench;
 mod ci;
+mod dataset;
+mod download;
 mod libtorch;
+mod preview;
 mod process;
+mod train;
+// Shared with the mix-train binary (`#[path]`), which uses all of it; xtask uses the parser.
+#[allow(dead_code)]
+mod train_opts;
 
 use std::path::PathBuf;
 
@@ -18,6 +26,10 @@ tasks:
   env        print `export LIBTORCH=... LD_LIBRARY_PATH=...` lines: eval \"$(cargo xtask env)\"
   ci         fmt check, clippy -D warnings, all tests (doc tests too), cargo doc with warnings denied
   test       setup, then ci (the README's test command)
+  download   fetch and extract a dataset into the cache (Oxford-IIIT Pet by default); prints its folder
+  preview    write one MixUp or CutMix training batch as a captioned 3x3 PNG grid (no libtorch)
+  train      train ResNet18 with MixUp/CutMix and fit_one_cycle (runs the mix-train binary)
+  bench      criterion benches and peer scripts side by side; writes docs/performance.md
 
 run `cargo xtask <task> --help` for a task's options";
 
@@ -60,6 +72,10 @@ fn run() -> Result<()> {
             let torch = libtorch::setup()?;
             ci::ci(&torch)
         }
+        "download" => download::download(&rest),
+        "preview" => preview::preview(&rest),
+        "train" => train::train(&rest),
+        "bench" => bench::bench(&rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

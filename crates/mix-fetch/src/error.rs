@@ -1,0 +1,114 @@
+//! The one error type of mix-fetch, with messages that say what to do next.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while fetching, verifying or extracting a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached, or kept failing, after every allowed attempt.
+    #[error(
+        "could not download {url} after {attempts} attempt(s): {reason}; \
+         to work offline put the archive by hand at {archive} (it is checked and extracted from there), \
+         or pass --dataset <DIR> to use an already-extracted folder"
+    )]
+    Unreachable {
+        /// The URL that was asked for.
+        url: String,
+        /// Where the archive would have been saved, and where it can be put by hand.
+        archive: PathBuf,
+        /// How many requests were made.
+        attempts: u32,
+        /// The last failure, in words.
+        reason: String,
+    },
+
+    /// The server answered with a status that retrying will not fix (a 404, a 403).
+    #[error(
+        "the server answered {status} for {url}, expected 200 or 206: check the url, \
+         or put the archive by hand at {archive}, or pass --dataset <DIR> to use an already-extracted folder"
+    )]
+    HttpStatus {
+        /// The URL that was asked for.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// Where the archive would have been saved.
+        archive: PathBuf,
+    },
+
+    /// A downloaded (or hand-placed) archive does not have the expected size or checksum.
+    #[error(
+        "{path} has the wrong {what}: expected {expected}, found {found}; \
+         the file was removed, run again to fetch it anew (if this repeats, the file at {url} changed)"
+    )]
+    Mismatch {
+        /// The file that was checked (already removed).
+        path: PathBuf,
+        /// The URL the file came from.
+        url: String,
+        /// `"size"` or the checksum kind.
+        what: &'static str,
+        /// The expected value.
+        expected: String,
+        /// The value found.
+        found: String,
+    },
+
+    /// An archive entry would land outside the destination, or is of a kind we refuse.
+    #[error("refusing entry {entry:?} of {archive}: {reason}; nothing was extracted")]
+    UnsafeEntry {
+        /// The archive being extracted.
+        archive: PathBuf,
+        /// The entry's name as stored in the archive.
+        entry: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The archive could not be read as gzip-compressed tar (truncated, bit-flipped, not an archive).
+    #[error("{path} is not a readable .tgz archive: {reason}")]
+    Corrupt {
+        /// The archive.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+
+    /// The URL cannot be used: not http(s), or its file name is not a `.tgz`/`.tar.gz` archive.
+    #[error("cannot fetch {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The destination of [`crate::extract_tgz`] already exists.
+    #[error("{0} already exists, expected a path that does not exist yet: remove it or choose another")]
+    DestinationExists(PathBuf),
+
+    /// No cache directory could be found for this user.
+    #[error("found no user cache directory: set MIX_DATA_HOME to the folder that should hold archive/ and data/")]
+    NoCacheDir,
+
+    /// A file-system operation failed.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done, as a verb phrase ("create", "rename to ... ").
+        action: String,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Result with mix-fetch's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Builds an [`Error::Io`]; used as `.map_err(io_err("create", &path))`.
+pub(crate) fn io_err(action: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    let (action, path) = (action.into(), path.into());
+    move |source| Error::Io { action, path, source }
+}

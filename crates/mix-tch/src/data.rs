@@ -1,0 +1,94 @@
+//! Where the learner's batches come from: any [`BatchSource`] of mix-data's `u8` NCHW batches.
+
+use crate::{Error, Result};
+use mix_data::Batch;
+use ndarray::{Array4, Axis};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// A finite, re-iterable sequence of batches, one pass per epoch (fastai's `DataLoader`).
+pub trait BatchSource: Send {
+    /// Batches in one pass.
+    fn num_batches(&self) -> usize;
+
+    /// The batches of pass `epoch`; the order may depend on `epoch` (shuffling) but not on anything else.
+    fn batches(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_>;
+}
+
+impl BatchSource for mix_data::DataLoader {
+    fn num_batches(&self) -> usize {
+        mix_data::DataLoader::num_batches(self)
+    }
+
+    fn batches(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        Box::new(self.epoch(epoch).map(|b| b.map_err(Error::from)))
+    }
+}
+
+/// Images held in memory, cut into batches; shuffled per epoch from a seed when asked (for tests and
+/// benchmarks).
+#[derive(Debug, Clone)]
+pub struct InMemory {
+    images: Array4<u8>,
+    labels: Vec<usize>,
+    batch_size: usize,
+    shuffle: Option<u64>,
+    drop_last: bool,
+}
+
+impl InMemory {
+    /// A source over `images` `(N, 3, H, W)` and their `labels`. `shuffle = Some(seed)` shuffles every epoch
+    /// from `(seed, epoch)`; `drop_last` drops a last partial batch (fastai does for training).
+    pub fn new(
+        images: Array4<u8>,
+        labels: Vec<usize>,
+        batch_size: usize,
+        shuffle: Option<u64>,
+        drop_last: bool,
+    ) -> Result<Self> {
+        if images.len_of(Axis(0)) != labels.len() || batch_size == 0 || labels.is_empty() {
+            return Err(Error::Invalid(format!(
+                "expected as many labels as images and a batch size of at least 1, found {} images, {} labels, \
+                 batch size {batch_size}",
+                images.len_of(Axis(0)),
+                labels.len()
+            )));
+        }
+        Ok(InMemory { images, labels, batch_size, shuffle, drop_last })
+    }
+
+    fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.labels.len()).collect();
+        if let Some(seed) = self.shuffle {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(epoch);
+            order.shuffle(&mut rng);
+        }
+        order
+    }
+}
+
+impl BatchSource for InMemory {
+    fn num_batches(&self) -> usize {
+        let n = self.labels.len();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    fn batches(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        let order = self.order(epoch);
+        let n_batches = self.num_batches();
+        let bs = self.batch_size;
+        Box::new((0..n_batches).map(move |b| {
+            let idx: Vec<usize> = order[b * bs..((b + 1) * bs).min(order.len())].to_vec();
+            Ok(Batch {
+                images: self.images.select(Axis(0), &idx),
+                labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            })
+        }))
+    }
+}

@@ -1,0 +1,234 @@
+//! mix-core's drawn params applied to tch tensors on any device, the mixed loss, and the callback that runs a
+//! `Box<dyn Mix>` inside the learner the way fastai's `MixHandler` does.
+
+use crate::callback::{Callback, Event};
+use crate::learner::Learn;
+use crate::loss::LossFunc;
+use crate::{Error, Result};
+use mix_core::{BatchShape, Mix, MixParams, PixelMix, SampleMix};
+use std::sync::{Arc, Mutex};
+use tch::{Device, Kind, Tensor};
+
+fn perm_tensor(params: &MixParams, device: Device) -> Tensor {
+    let perm: Vec<i64> = params.perm.iter().map(|&p| p as i64).collect();
+    Tensor::from_slice(&perm).to_device(device)
+}
+
+fn weights(w: &[f32], x: &Tensor, dims: usize) -> Tensor {
+    let mut shape = vec![-1i64];
+    shape.extend(std::iter::repeat_n(1, dims.saturating_sub(1)));
+    Tensor::from_slice(w).to_device(x.device()).to_kind(x.kind()).view(shape.as_slice())
+}
+
+/// Applies `params` to an image batch `(N, C, H, W)` on its own device: `out[i] = lerp(x[perm[i]], x[i], w[i])`
+/// for blends, `x[perm[i]]` inside the box and `x[i]` outside for pastes, `x[i]` for samples kept.
+pub fn apply(params: &MixParams, x: &Tensor) -> Result<Tensor> {
+    let size = x.size();
+    let &[n, c, h, w] = size.as_slice() else {
+        return Err(Error::Invalid(format!("expected an image batch (N, C, H, W) to mix, found {size:?}")));
+    };
+    params.validate(BatchShape::new(n as usize, c as usize, h as usize, w as usize))?;
+    let perm = perm_tensor(params, x.device());
+    match &params.pixels {
+        PixelMix::Identity => Ok(x.shallow_clone()),
+        PixelMix::Blend(wts) => {
+            let xp = x.f_index_select(0, &perm)?;
+            Ok(xp.f_lerp_tensor(x, &weights(wts, x, 4))?)
+        }
+        PixelMix::Boxes(boxes) if boxes.windows(2).all(|b| b[0] == b[1]) => {
+            // One box for the whole batch, as fastai draws it: a slice copy, exact.
+            let b = boxes[0];
+            let out = x.copy();
+            if !b.is_empty() {
+                let xp = x.f_index_select(0, &perm)?;
+                let (bh, bw) = ((b.y2 - b.y1) as i64, (b.x2 - b.x1) as i64);
+                let src = xp.narrow(2, b.y1 as i64, bh).narrow(3, b.x1 as i64, bw);
+                out.narrow(2, b.y1 as i64, bh).narrow(3, b.x1 as i64, bw).f_copy_(&src)?;
+            }
+            Ok(out)
+        }
+        pixels => {
+            // Per-sample weight maps: 1 keeps x[i], 0 takes x[perm[i]]; torch.lerp is exact at 0 and 1.
+            let (n, h, w) = (n as usize, h as usize, w as usize);
+            let mut map = vec![1.0f32; n * h * w];
+            for (i, plane) in map.chunks_mut(h * w).enumerate() {
+                match pixels.sample(i) {
+                    Some(SampleMix::Keep) | None => {}
+                    Some(SampleMix::Blend(wt)) => plane.fill(wt),
+                    Some(SampleMix::Paste(b)) => {
+                        for row in b.y1..b.y2 {
+                            plane[row * w + b.x1..row * w + b.x2].fill(0.0);
+                        }
+                    }
+                }
+            }
+            let map = Tensor::from_slice(&map)
+                .view([n as i64, 1, h as i64, w as i64])
+                .to_device(x.device())
+                .to_kind(x.kind());
+            let xp = x.f_index_select(0, &perm)?;
+            Ok(xp.f_lerp_tensor(x, &map)?)
+        }
+    }
+}
+
+/// Mixes float targets `(N, ...)` (one-hot or multi-label): `lerp(y[perm], y, lam)`, as fastai's MixUp and
+/// CutMix do when the loss has no `y_int`.
+pub fn lerp_targets(params: &MixParams, y: &Tensor) -> Result<Tensor> {
+    check_batch(params, y)?;
+    let yp = y.f_index_select(0, &perm_tensor(params, y.device()))?;
+    Ok(yp.f_lerp_tensor(y, &weights(&params.lam, y, y.dim()))?)
+}
+
+/// The mixed loss for class-index targets: per sample `lerp(loss(pred, y[perm]), loss(pred, y), lam)`,
+/// then the mean (fastai's `MixHandler.lf`).
+pub fn mixed_loss(loss: &dyn LossFunc, params: &MixParams, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    check_batch(params, target)?;
+    let device = target.device();
+    let target_perm = target.f_index_select(0, &perm_tensor(params, device))?;
+    let lam = Tensor::from_slice(&params.lam).to_device(device);
+    lerped_mean(loss, pred, target, &target_perm, &lam)
+}
+
+/// [`mixed_loss`] with cross entropy: the tensor counterpart of `MixParams::mixed_cross_entropy`.
+pub fn mixed_cross_entropy(params: &MixParams, logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    mixed_loss(&crate::loss::CrossEntropyFlat, params, logits, target)
+}
+
+fn lerped_mean(loss: &dyn LossFunc, pred: &Tensor, y: &Tensor, y_perm: &Tensor, lam: &Tensor) -> Result<Tensor> {
+    let own = loss.per_sample(pred, y)?;
+    let partner = loss.per_sample(pred, y_perm)?;
+    Ok(partner.f_lerp_tensor(&own, &lam.to_kind(own.kind()))?.f_mean(Kind::Float)?)
+}
+
+fn check_batch(params: &MixParams, y: &Tensor) -> Result<()> {
+    let n = y.size().first().copied().unwrap_or(0) as usize;
+    if params.lam.len() != n || params.perm.len() != n {
+        return Err(Error::Invalid(format!(
+            "expected mix params for a batch of {n}, found {} weights and {} partners",
+            params.lam.len(),
+            params.perm.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The partner targets and weights of the batch being trained on, shared by [`MixCallback`] and [`MixedLoss`].
+#[derive(Debug, Default)]
+struct MixTargets {
+    y_perm: Option<Tensor>,
+    lam: Option<Tensor>,
+}
+
+/// The loss fastai's `MixHandler` swaps in during training: the original loss on both targets, lerped per
+/// sample by `lam`, then mean-reduced.
+#[derive(Debug)]
+pub struct MixedLoss {
+    base: Arc<dyn LossFunc>,
+    current: Arc<Mutex<MixTargets>>,
+}
+
+impl LossFunc for MixedLoss {
+    fn name(&self) -> String {
+        format!("mixed({})", self.base.name())
+    }
+
+    fn y_int(&self) -> bool {
+        self.base.y_int()
+    }
+
+    fn encode_targets(&self, labels: &Tensor, n_classes: i64) -> Result<Tensor> {
+        self.base.encode_targets(labels, n_classes)
+    }
+
+    fn per_sample(&self, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let current = self.current.lock().map_err(|_| Error::Invalid("mix state poisoned by a panic".into()))?;
+        match (&current.y_perm, &current.lam) {
+            (Some(y_perm), Some(lam)) => {
+                let own = self.base.per_sample(pred, target)?;
+                let partner = self.base.per_sample(pred, y_perm)?;
+                Ok(partner.f_lerp_tensor(&own, &lam.to_kind(own.kind()))?)
+            }
+            _ => Err(Error::Invalid(
+                "the mixed loss ran before a batch was mixed: it only runs between before_batch and after_batch".into(),
+            )),
+        }
+    }
+}
+
+/// A mixing method as a learner callback (fastai's `MixHandler` with the variant's `before_batch`): swaps in
+/// [`MixedLoss`] at `before_train` when the loss takes class indices, mixes every training batch with params
+/// drawn from the learner's rng, and restores the original loss at `after_train`, `after_cancel_train` and
+/// `after_cancel_fit`. It does not run during validation.
+#[derive(Debug)]
+pub struct MixCallback {
+    mix: Box<dyn Mix>,
+    current: Arc<Mutex<MixTargets>>,
+    old_loss: Option<Arc<dyn LossFunc>>,
+    stack_y: bool,
+    last: Option<MixParams>,
+}
+
+impl MixCallback {
+    /// Wraps a mixing method; the learner never learns which one.
+    pub fn new(mix: Box<dyn Mix>) -> Self {
+        MixCallback { mix, current: Arc::default(), old_loss: None, stack_y: false, last: None }
+    }
+
+    /// The params of the last batch mixed.
+    pub fn last_params(&self) -> Option<&MixParams> {
+        self.last.as_ref()
+    }
+
+    fn restore(&mut self, learn: &mut Learn) {
+        if let Some(old) = self.old_loss.take() {
+            learn.loss_func = old;
+        }
+        if let Ok(mut c) = self.current.lock() {
+            *c = MixTargets::default();
+        }
+    }
+}
+
+impl Callback for MixCallback {
+    fn name(&self) -> &str {
+        self.mix.name()
+    }
+
+    fn run_valid(&self) -> bool {
+        false
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
+        match event {
+            Event::BeforeTrain => {
+                self.stack_y = learn.loss_func.y_int();
+                if self.stack_y && self.old_loss.is_none() {
+                    let old = learn.loss_func.clone();
+                    learn.loss_func = Arc::new(MixedLoss { base: old.clone(), current: self.current.clone() });
+                    self.old_loss = Some(old);
+                }
+            }
+            Event::AfterTrain | Event::AfterCancelTrain | Event::AfterCancelFit => self.restore(learn),
+            Event::BeforeBatch => {
+                let (n, c, h, w) = learn.xb.size4()?;
+                let shape = BatchShape::new(n as usize, c as usize, h as usize, w as usize);
+                let params = self.mix.sample(shape, &mut learn.rng)?;
+                learn.xb = apply(&params, &learn.xb)?;
+                if self.stack_y {
+                    let device = learn.yb.device();
+                    let y_perm = learn.yb.f_index_select(0, &perm_tensor(&params, device))?;
+                    let lam = Tensor::from_slice(&params.lam).to_device(device);
+                    let mut current =
+                        self.current.lock().map_err(|_| Error::Invalid("mix state poisoned by a panic".into()))?;
+                    *current = MixTargets { y_perm: Some(y_perm), lam: Some(lam) };
+                } else {
+                    learn.yb = lerp_targets(&params, &learn.yb)?;
+                }
+                self.last = Some(params);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,402 @@
+//! fastai's `vision_learner(dls, resnet18)` model: a torchvision ResNet18 body (same parameter names as
+//! torchvision's `state_dict`) and fastai's `create_head`, with fastai's initialisation and freezing.
+
+use crate::{Error, Result};
+use rand::{Rng, RngCore};
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::nn::{Init, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Channels of the ResNet18 body's output (fastai's `num_features_model`).
+pub const BODY_FEATURES: i64 = 512;
+
+/// Hidden width of fastai's head (`lin_ftrs = [nf, 512, n_out]`).
+pub const HEAD_HIDDEN: i64 = 512;
+
+/// Dropout of the head's first and second `LinBnDrop` (fastai: `ps=0.5` gives `[0.25, 0.5]`).
+pub const HEAD_DROPOUT: (f64, f64) = (0.25, 0.5);
+
+/// BatchNorm momentum and epsilon (PyTorch's defaults, used by torchvision and fastai).
+const BN_MOMENTUM: f64 = 0.1;
+const BN_EPS: f64 = 1e-5;
+
+/// What a trainable parameter is, which decides weight decay and freezing (fastai's `norm_bias_params`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A convolution or linear weight: decayed, frozen with the body.
+    Weight,
+    /// A BatchNorm weight or bias: never decayed, trained even when the body is frozen (`train_bn`).
+    Norm,
+}
+
+/// One trainable parameter, in construction order.
+#[derive(Debug)]
+pub struct Param {
+    /// Its name: torchvision's for the body (`layer1.0.conv1.weight`), `head.<i>.…` for the head, where `i`
+    /// is the layer's index in fastai's head `Sequential`.
+    pub name: String,
+    /// The tensor (shares storage and autograd state with the model's variable).
+    pub tensor: Tensor,
+    /// Weight or BatchNorm parameter.
+    pub kind: ParamKind,
+    /// Whether it belongs to the body (the pretrained part).
+    pub in_body: bool,
+}
+
+#[derive(Debug)]
+struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl BatchNorm {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        Tensor::batch_norm(
+            x,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            BN_MOMENTUM,
+            BN_EPS,
+            true,
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Conv {
+    weight: Tensor,
+    stride: i64,
+    padding: i64,
+}
+
+impl Conv {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv2d(&self.weight, None::<&Tensor>, [self.stride; 2], [self.padding; 2], [1, 1], 1)
+    }
+}
+
+#[derive(Debug)]
+struct BasicBlock {
+    conv1: Conv,
+    bn1: BatchNorm,
+    conv2: Conv,
+    bn2: BatchNorm,
+    downsample: Option<(Conv, BatchNorm)>,
+}
+
+impl BasicBlock {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let out = self.bn1.forward(&self.conv1.forward(x), train).relu();
+        let out = self.bn2.forward(&self.conv2.forward(&out), train);
+        let identity = match &self.downsample {
+            Some((conv, bn)) => bn.forward(&conv.forward(x), train),
+            None => x.shallow_clone(),
+        };
+        (out + identity).relu()
+    }
+}
+
+/// Collects parameters in construction order while the model is built.
+struct Builder<'a> {
+    vs: &'a VarStore,
+    params: Vec<(String, ParamKind, bool)>,
+    in_body: bool,
+}
+
+impl Builder<'_> {
+    fn path(&self, name: &str) -> tch::nn::Path<'_> {
+        name.split('.').fold(self.vs.root(), |p, c| p.sub(c))
+    }
+
+    fn conv(&mut self, name: &str, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> Conv {
+        let weight = self.path(name).var("weight", &[c_out, c_in, k, k], Init::Const(0.0));
+        self.params.push((format!("{name}.weight"), ParamKind::Weight, self.in_body));
+        Conv { weight, stride, padding }
+    }
+
+    fn bn(&mut self, name: &str, n: i64, bias: f64) -> BatchNorm {
+        let p = self.path(name);
+        let weight = p.var("weight", &[n], Init::Const(1.0));
+        let bias = p.var("bias", &[n], Init::Const(bias));
+        let running_mean = p.zeros_no_train("running_mean", &[n]);
+        let running_var = p.ones_no_train("running_var", &[n]);
+        self.params.push((format!("{name}.weight"), ParamKind::Norm, self.in_body));
+        self.params.push((format!("{name}.bias"), ParamKind::Norm, self.in_body));
+        BatchNorm { weight, bias, running_mean, running_var }
+    }
+
+    fn linear(&mut self, name: &str, n_in: i64, n_out: i64) -> Tensor {
+        let w = self.path(name).var("weight", &[n_out, n_in], Init::Const(0.0));
+        self.params.push((format!("{name}.weight"), ParamKind::Weight, self.in_body));
+        w
+    }
+}
+
+/// fastai's `AdaptiveConcatPool2d`: `cat([max_pool(x), avg_pool(x)], 1)` to 1x1, then `Flatten`.
+pub fn concat_pool(x: &Tensor) -> Tensor {
+    let (mx, _) = x.adaptive_max_pool2d([1, 1]);
+    let avg = x.adaptive_avg_pool2d([1, 1]);
+    Tensor::cat(&[mx, avg], 1).flatten(1, -1)
+}
+
+/// `nn.Dropout(p)` in training mode with the keep-mask drawn from `rng` on the CPU (so seeded runs are
+/// reproducible on every device whatever else uses libtorch's generator); the identity without an rng.
+pub fn dropout<R: RngCore + ?Sized>(x: &Tensor, p: f64, rng: Option<&mut R>) -> Result<Tensor> {
+    let Some(rng) = rng else { return Ok(x.shallow_clone()) };
+    if p <= 0.0 {
+        return Ok(x.shallow_clone());
+    }
+    let n = x.numel();
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let mask: Vec<f32> = (0..n).map(|_| if rng.gen::<f64>() < p { 0.0 } else { keep }).collect();
+    let mask = Tensor::from_slice(&mask).view(x.size().as_slice()).to_device(x.device()).to_kind(x.kind());
+    Ok(x.f_mul(&mask)?)
+}
+
+/// ResNet18 body plus fastai head, its variables and its training switches.
+#[derive(Debug)]
+pub struct VisionModel {
+    vs: VarStore,
+    conv1: Conv,
+    bn1: BatchNorm,
+    layers: Vec<Vec<BasicBlock>>,
+    head_bn1: BatchNorm,
+    head_lin1: Tensor,
+    head_bn2: BatchNorm,
+    head_lin2: Tensor,
+    params: Vec<Param>,
+    n_classes: i64,
+    frozen: bool,
+}
+
+impl VisionModel {
+    /// Builds the model on `device` with fresh weights drawn from `rng`: torchvision's init for the body
+    /// (conv kaiming normal, fan_out, relu gain; BatchNorm 1 and 0) and fastai's for the head (linear
+    /// kaiming normal, fan_in, gain sqrt(2); BatchNorm weight 1 and bias 1e-3).
+    pub fn new(n_classes: usize, device: Device, rng: &mut impl Rng) -> Result<Self> {
+        if n_classes == 0 {
+            return Err(Error::Invalid("expected at least one class for the model's head, found 0".into()));
+        }
+        let n_classes = n_classes as i64;
+        let vs = VarStore::new(device);
+        let mut b = Builder { vs: &vs, params: Vec::new(), in_body: true };
+        let conv1 = b.conv("conv1", 3, 64, 7, 2, 3);
+        let bn1 = b.bn("bn1", 64, 0.0);
+        let mut layers = Vec::new();
+        let mut c_in = 64;
+        for (li, c_out) in [64i64, 128, 256, 512].into_iter().enumerate() {
+            let stride = if li == 0 { 1 } else { 2 };
+            let mut blocks = Vec::new();
+            for bi in 0..2 {
+                let p = format!("layer{}.{bi}", li + 1);
+                let (s, cin) = if bi == 0 { (stride, c_in) } else { (1, c_out) };
+                let conv1 = b.conv(&format!("{p}.conv1"), cin, c_out, 3, s, 1);
+                let bn1 = b.bn(&format!("{p}.bn1"), c_out, 0.0);
+                let conv2 = b.conv(&format!("{p}.conv2"), c_out, c_out, 3, 1, 1);
+                let bn2 = b.bn(&format!("{p}.bn2"), c_out, 0.0);
+                let downsample = (s != 1 || cin != c_out).then(|| {
+                    let conv = b.conv(&format!("{p}.downsample.0"), cin, c_out, 1, s, 0);
+                    let bn = b.bn(&format!("{p}.downsample.1"), c_out, 0.0);
+                    (conv, bn)
+                });
+                blocks.push(BasicBlock { conv1, bn1, conv2, bn2, downsample });
+            }
+            layers.push(blocks);
+            c_in = c_out;
+        }
+        // fastai's head Sequential: 0 pool, 1 flatten, 2 BatchNorm1d, 3 Dropout, 4 Linear, 5 ReLU,
+        // 6 BatchNorm1d, 7 Dropout, 8 Linear; the names keep those indices.
+        b.in_body = false;
+        let head_bn1 = b.bn("head.2", 2 * BODY_FEATURES, 1e-3);
+        let head_lin1 = b.linear("head.4", 2 * BODY_FEATURES, HEAD_HIDDEN);
+        let head_bn2 = b.bn("head.6", HEAD_HIDDEN, 1e-3);
+        let head_lin2 = b.linear("head.8", HEAD_HIDDEN, n_classes);
+        let order = b.params;
+        let vars = vs.variables();
+        let params = order
+            .into_iter()
+            .map(|(name, kind, in_body)| {
+                let tensor = vars[&name].shallow_clone();
+                Param { name, tensor, kind, in_body }
+            })
+            .collect();
+        let mut model = VisionModel {
+            vs,
+            conv1,
+            bn1,
+            layers,
+            head_bn1,
+            head_lin1,
+            head_bn2,
+            head_lin2,
+            params,
+            n_classes,
+            frozen: false,
+        };
+        model.init_weights(rng)?;
+        Ok(model)
+    }
+
+    /// Draws every conv and linear weight again (BatchNorms keep their constant init).
+    fn init_weights(&mut self, rng: &mut impl Rng) -> Result<()> {
+        for p in self.params.iter_mut().filter(|p| p.kind == ParamKind::Weight) {
+            let size = p.tensor.size();
+            let fan = if p.in_body {
+                // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu") on convs.
+                size[0] * size[2..].iter().product::<i64>()
+            } else {
+                // fastai: nn.init.kaiming_normal_ defaults (fan_in, leaky_relu with a=0, i.e. gain sqrt(2)).
+                size[1..].iter().product::<i64>()
+            };
+            let std = (2.0 / fan as f64).sqrt();
+            let n: i64 = size.iter().product();
+            let values: Vec<f32> =
+                (0..n).map(|_| (std * {
+                    let z: f64 = StandardNormal.sample(rng);
+                    z
+                }) as f32).collect();
+            let src = Tensor::from_slice(&values).view(size.as_slice()).to_device(self.vs.device());
+            tch::no_grad(|| p.tensor.f_copy_(&src))?;
+        }
+        Ok(())
+    }
+
+    /// The body's feature map `(N, 512, H/32, W/32)` for images `(N, 3, H, W)`.
+    pub fn body_forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let size = x.size();
+        if size.len() != 4 || size[1] != 3 {
+            return Err(Error::Invalid(format!(
+                "expected images shaped (batch, 3, height, width), found {size:?}"
+            )));
+        }
+        let x = x.f_conv2d(&self.conv1.weight, None::<&Tensor>, [2, 2], [3, 3], [1, 1], 1)?;
+        let mut x = self.bn1.forward(&x, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for block in self.layers.iter().flatten() {
+            x = block.forward(&x, train);
+        }
+        Ok(x)
+    }
+
+    /// fastai's head on a body feature map: concat pool, flatten, then two `LinBnDrop`s. `train` carries the
+    /// rng the dropout masks are drawn from; `None` is evaluation mode.
+    pub fn head_forward(&self, features: &Tensor, mut train: Option<&mut dyn RngCore>) -> Result<Tensor> {
+        let is_train = train.is_some();
+        let x = concat_pool(features);
+        let x = dropout(&self.head_bn1.forward(&x, is_train), HEAD_DROPOUT.0, train.as_deref_mut())?;
+        let x = x.linear(&self.head_lin1, None::<&Tensor>).relu();
+        let x = dropout(&self.head_bn2.forward(&x, is_train), HEAD_DROPOUT.1, train.as_deref_mut())?;
+        Ok(x.linear(&self.head_lin2, None::<&Tensor>))
+    }
+
+    /// Logits `(N, n_classes)`. `train = Some(rng)` is training mode (batch statistics in BatchNorm, dropout
+    /// masks drawn from `rng`); `None` is evaluation mode.
+    pub fn forward(&self, x: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor> {
+        let features = self.body_forward(x, train.is_some())?;
+        self.head_forward(&features, train)
+    }
+
+    /// Number of classes of the head.
+    pub fn n_classes(&self) -> usize {
+        self.n_classes as usize
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Trainable parameters in construction order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// Every variable by name, buffers (`running_mean`, `running_var`) included.
+    pub fn variables(&self) -> HashMap<String, Tensor> {
+        self.vs.variables()
+    }
+
+    /// Whether the body is frozen (all but its BatchNorm parameters excluded from training).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// fastai's `freeze()` with `train_bn=True`: body weights stop requiring gradients, body BatchNorm
+    /// parameters and the whole head keep training.
+    pub fn freeze_body(&mut self) {
+        for p in &self.params {
+            let trainable = !p.in_body || p.kind == ParamKind::Norm;
+            let _ = p.tensor.set_requires_grad(trainable);
+        }
+        self.frozen = true;
+    }
+
+    /// fastai's `unfreeze()`: every parameter trains.
+    pub fn unfreeze(&mut self) {
+        for p in &self.params {
+            let _ = p.tensor.set_requires_grad(true);
+        }
+        self.frozen = false;
+    }
+
+    /// Loads torchvision-format ResNet18 weights (a `state_dict` saved as `.safetensors`, for example
+    /// timm's `resnet18.tv_in1k`) into the body and freezes the body except its BatchNorms, as fastai does
+    /// for a pretrained `vision_learner`. `fc.*` and `*.num_batches_tracked` are ignored; every body
+    /// variable must be present with torchvision's shape.
+    pub fn load_pretrained(&mut self, path: &Path) -> Result<()> {
+        self.load_body(path)?;
+        self.freeze_body();
+        Ok(())
+    }
+
+    /// Copies torchvision-named body weights from a `.safetensors` file without changing what trains.
+    pub fn load_body(&mut self, path: &Path) -> Result<()> {
+        let fail = |problem: String| Error::Pretrained { path: path.to_path_buf(), problem };
+        let named = Tensor::read_safetensors(path)
+            .map_err(|e| fail(format!("cannot read it as safetensors ({e}); download it again")))?;
+        let mut file: HashMap<String, Tensor> = named.into_iter().collect();
+        let vars = self.vs.variables();
+        let mut body: Vec<(&String, &Tensor)> = vars.iter().filter(|(n, _)| !n.starts_with("head.")).collect();
+        body.sort_by(|a, b| a.0.cmp(b.0));
+        let missing: Vec<&str> =
+            body.iter().filter(|(n, _)| !file.contains_key(n.as_str())).map(|(n, _)| n.as_str()).collect();
+        if !missing.is_empty() {
+            return Err(fail(format!(
+                "expected torchvision ResNet18 names, {} missing (first: {}); use a torchvision-format resnet18 file",
+                missing.len(),
+                missing[0]
+            )));
+        }
+        let mut unknown: Vec<&String> = file
+            .keys()
+            .filter(|n| !vars.contains_key(*n) && !n.starts_with("fc.") && !n.ends_with("num_batches_tracked"))
+            .collect();
+        unknown.sort();
+        if let Some(first) = unknown.first() {
+            return Err(fail(format!(
+                "found {} names that are not in torchvision's ResNet18 (first: {first}); is this another architecture?",
+                unknown.len()
+            )));
+        }
+        for (name, var) in body {
+            let src = file.remove(name.as_str()).expect("checked above");
+            if src.size() != var.size() {
+                return Err(fail(format!(
+                    "{name}: expected shape {:?}, found {:?}",
+                    var.size(),
+                    src.size()
+                )));
+            }
+            let src = src.to_kind(Kind::Float).to_device(var.device());
+            let mut dst = var.shallow_clone();
+            tch::no_grad(|| dst.f_copy_(&src))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! fastai's Adam (fastai/optimizer.py): decoupled weight decay, dampened averages, debiased step, with
+//! BatchNorm parameters exempt from weight decay; and a manual loss scaler for mixed precision.
+
+use crate::model::{ParamKind, VisionModel};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use tch::{Kind, Tensor};
+
+/// Adam's fixed hyper-parameters (fastai's defaults); `lr`, `mom` and `wd` are set by the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamConfig {
+    /// Beta2 (`sqr_mom`), fastai's default 0.99.
+    pub sqr_mom: f64,
+    /// Added to the root of the second moment, fastai's default 1e-5.
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig { sqr_mom: 0.99, eps: 1e-5 }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    param: Tensor,
+    do_wd: bool,
+    grad_avg: Option<Tensor>,
+    sqr_avg: Option<Tensor>,
+    step: u64,
+}
+
+/// Adam over a model's trainable parameters, with state per parameter as in fastai.
+#[derive(Debug)]
+pub struct Adam {
+    slots: Vec<Slot>,
+    /// Learning rate for the next step.
+    pub lr: f64,
+    /// Beta1 (fastai's `mom`) for the next step.
+    pub mom: f64,
+    /// Decoupled weight decay for the next step.
+    pub wd: f64,
+    /// Fixed hyper-parameters.
+    pub cfg: AdamConfig,
+}
+
+impl Adam {
+    /// An optimizer over every parameter of `model` (frozen ones are skipped while they have no gradient).
+    /// BatchNorm parameters get no weight decay (fastai's `wd_bn_bias=False`; the model has no biases
+    /// outside BatchNorm).
+    pub fn new(model: &VisionModel, cfg: AdamConfig) -> Self {
+        let slots = model
+            .params()
+            .iter()
+            .map(|p| Slot {
+                name: p.name.clone(),
+                param: p.tensor.shallow_clone(),
+                do_wd: p.kind != ParamKind::Norm,
+                grad_avg: None,
+                sqr_avg: None,
+                step: 0,
+            })
+            .collect();
+        Adam { slots, lr: 1e-3, mom: 0.9, wd: 0.01, cfg }
+    }
+
+    /// The defined gradients of all parameters, in order (for loss scaling and checks).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect()
+    }
+
+    /// One step on every parameter that has a gradient:
+    /// `p *= 1 - lr*wd` (if decayed); `grad_avg = mom*grad_avg + (1-mom)*g`;
+    /// `sqr_avg = sqr_mom*sqr_avg + (1-sqr_mom)*g²`; `p -= lr/(1-mom^t) * grad_avg / (sqrt(sqr_avg/(1-sqr_mom^t)) + eps)`.
+    pub fn step(&mut self) -> Result<()> {
+        let (lr, mom, wd) = (self.lr, self.mom, self.wd);
+        let AdamConfig { sqr_mom, eps } = self.cfg;
+        let _guard = tch::no_grad_guard();
+        for s in &mut self.slots {
+            let g = s.param.grad();
+            if !g.defined() {
+                continue;
+            }
+            if s.do_wd && wd != 0.0 {
+                let _ = s.param.f_mul_scalar_(1.0 - lr * wd)?;
+            }
+            let grad_avg = s.grad_avg.get_or_insert_with(|| g.zeros_like());
+            let _ = grad_avg.f_lerp_(&g, 1.0 - mom)?;
+            let sqr_avg = s.sqr_avg.get_or_insert_with(|| g.zeros_like());
+            let _ = sqr_avg.f_lerp_(&g.square(), 1.0 - sqr_mom)?;
+            s.step += 1;
+            let debias1 = 1.0 - mom.powi(s.step as i32);
+            let debias2 = 1.0 - sqr_mom.powi(s.step as i32);
+            let denom = (&*sqr_avg / debias2).sqrt() + eps;
+            let _ = s.param.f_addcdiv_(&(&*grad_avg * (-lr / debias1)), &denom)?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes every gradient (fastai keeps the gradient tensors and zeroes them).
+    pub fn zero_grad(&mut self) {
+        for s in &mut self.slots {
+            s.param.zero_grad();
+        }
+    }
+
+    /// The state as named CPU tensors (`<param>.grad_avg`, `<param>.sqr_avg`) and step counts per parameter.
+    pub fn state(&self) -> (Vec<(String, Tensor)>, HashMap<String, u64>) {
+        let mut tensors = Vec::new();
+        let mut steps = HashMap::new();
+        for s in &self.slots {
+            if let (Some(a), Some(q)) = (&s.grad_avg, &s.sqr_avg) {
+                tensors.push((format!("{}.grad_avg", s.name), a.to_device(tch::Device::Cpu).contiguous()));
+                tensors.push((format!("{}.sqr_avg", s.name), q.to_device(tch::Device::Cpu).contiguous()));
+                steps.insert(s.name.clone(), s.step);
+            }
+        }
+        (tensors, steps)
+    }
+
+    /// Restores the state written by [`Adam::state`]; parameters absent from `steps` start fresh.
+    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, steps: &HashMap<String, u64>) -> Result<()> {
+        for s in &mut self.slots {
+            let Some(&step) = steps.get(&s.name) else {
+                s.grad_avg = None;
+                s.sqr_avg = None;
+                s.step = 0;
+                continue;
+            };
+            let get = |suffix: &str| {
+                let key = format!("{}.{suffix}", s.name);
+                tensors.get(&key).ok_or_else(|| {
+                    Error::Invalid(format!("optimizer state: expected tensor {key}, found none"))
+                })
+            };
+            let (a, q) = (get("grad_avg")?, get("sqr_avg")?);
+            if a.size() != s.param.size() || q.size() != s.param.size() {
+                return Err(Error::Invalid(format!(
+                    "optimizer state for {}: expected shape {:?}, found {:?}",
+                    s.name,
+                    s.param.size(),
+                    a.size()
+                )));
+            }
+            let device = s.param.device();
+            s.grad_avg = Some(a.to_kind(Kind::Float).to_device(device));
+            s.sqr_avg = Some(q.to_kind(Kind::Float).to_device(device));
+            s.step = step;
+        }
+        Ok(())
+    }
+}
+
+/// Loss scaling for float16 autocast (PyTorch's `GradScaler` by hand: tch has autocast but no scaler).
+/// The loss is multiplied by `scale` before backward; gradients are divided by it before the step; a step
+/// whose gradients hold an inf or NaN is skipped and the scale halved; after `growth_interval` good steps
+/// in a row the scale doubles.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossScaler {
+    /// Current scale (starts at 2^16 like PyTorch's).
+    pub scale: f64,
+    /// Good steps since the last change of scale.
+    pub good_steps: u32,
+    /// Good steps in a row before the scale doubles.
+    pub growth_interval: u32,
+    /// Steps skipped so far because of inf/NaN gradients.
+    pub skipped: u64,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        LossScaler { scale: 65536.0, good_steps: 0, growth_interval: 2000, skipped: 0 }
+    }
+}
+
+impl LossScaler {
+    /// The loss to call backward on.
+    pub fn scale_loss(&self, loss: &Tensor) -> Tensor {
+        loss * self.scale
+    }
+
+    /// Divides `grads` by the scale in place and reports whether all of them are finite; updates the scale
+    /// and the skip count. The caller skips the optimizer step when this returns false.
+    pub fn unscale_and_check(&mut self, grads: &[Tensor]) -> Result<bool> {
+        let _guard = tch::no_grad_guard();
+        let inv = 1.0 / self.scale;
+        let mut finite_flags = Vec::with_capacity(grads.len());
+        for g in grads {
+            let mut g = g.shallow_clone();
+            let _ = g.f_mul_scalar_(inv)?;
+            finite_flags.push(g.f_isfinite()?.f_all()?);
+        }
+        let finite = finite_flags.is_empty() || Tensor::f_stack(&finite_flags, 0)?.f_all()?.int64_value(&[]) != 0;
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps >= self.growth_interval {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale *= 0.5;
+            self.good_steps = 0;
+            self.skipped += 1;
+        }
+        Ok(finite)
+    }
+}

@@ -1,0 +1,1549 @@
+//! `cargo xtask bench`: runs our criterion benches and the peer scripts in one invocation and writes
+//! the side-by-side figures, with the issue's speed targets judged, to docs/performance.md.
+//!
+//! Every figure in the document comes from the invocation that wrote it: criterion writes into a
+//! folder emptied at the start, and each peer script writes a fresh JSON file. A bench or peer that
+//! is absent or fails leaves its figures marked "missing"; nothing is carried over from older runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::args::{self, Opt};
+use crate::libtorch::{self, Libtorch};
+use crate::process::{self, cargo};
+
+const ABOUT: &str = "\
+Run the criterion benches (benches/benches) and the peer scripts (benches/peers) side by side,
+then write docs/performance.md: machine, versions, every median, ours / peer ratios and the
+speed targets. --quick finishes within about 5 minutes on 2 cores once the benches are built.";
+
+const OPTS: &[Opt] = &[
+    Opt {
+        name: "quick",
+        value: None,
+        help: "short warm-up and measurement times (seconds per figure, not minutes)",
+    },
+    Opt {
+        name: "out",
+        value: Some("FILE"),
+        help: "where to write the report (default docs/performance.md)",
+    },
+];
+
+/// The criterion bench targets of the mix-benches package, run in this order.
+const BENCHES: &[&str] = &["mix_core", "mix_data", "train_step"];
+
+/// Images per breed in the pets-like corpus (37 breeds): enough for several loader batches.
+const CORPUS_PER_BREED: usize = 8;
+/// Seed of the corpus generator, so that every run times the same files.
+const CORPUS_SEED: u64 = 0;
+
+/// How long each side measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Short warm-up and measurement: a smoke-sized but real measurement.
+    Quick,
+    /// criterion's defaults and the peers' full repeat counts.
+    Full,
+}
+
+impl Mode {
+    /// Arguments after `--` for a criterion bench binary.
+    fn criterion_args(self) -> Vec<&'static str> {
+        let mut args = vec!["--noplot"];
+        if self == Mode::Quick {
+            args.extend([
+                "--warm-up-time",
+                "0.5",
+                "--measurement-time",
+                "2",
+                "--sample-size",
+                "10",
+            ]);
+        }
+        args
+    }
+
+    /// The command that reproduces the report.
+    fn command(self) -> &'static str {
+        match self {
+            Mode::Quick => "cargo xtask bench --quick",
+            Mode::Full => "cargo xtask bench",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Quick => {
+                "quick (criterion: --warm-up-time 0.5 --measurement-time 2 --sample-size 10; \
+                 peers: their --quick repeat counts)"
+            }
+            Mode::Full => "full (criterion's default times; peers' full repeat counts)",
+        }
+    }
+}
+
+/// One timing: the median time of one iteration and, when known, how many items one iteration
+/// handles (images for decode and loader figures).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measure {
+    /// Median seconds per iteration.
+    pub median_s: f64,
+    /// Items per iteration, when the figure is a throughput.
+    pub items: Option<u64>,
+}
+
+impl Measure {
+    /// Median seconds per item (per iteration when no item count is known).
+    fn per_item_s(&self) -> f64 {
+        self.median_s / self.items.unwrap_or(1).max(1) as f64
+    }
+}
+
+/// Where a figure comes from: our criterion bench (by criterion's full id) or a peer script (by
+/// script stem and the name it reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    /// `criterion` full id, e.g. `mixup/blend_into/64x3x224x224`.
+    Ours(&'static str),
+    /// `(script stem, figure name)`, e.g. `("mix_ops", "fastai_mixup")`.
+    Peer(&'static str, &'static str),
+}
+
+impl Key {
+    fn owned(&self) -> String {
+        match self {
+            Key::Ours(id) => format!("ours:{id}"),
+            Key::Peer(script, name) => format!("{script}:{name}"),
+        }
+    }
+}
+
+/// Every measurement of one invocation, keyed like [`Key::owned`], plus why some are absent.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// `ours:<criterion id>` or `<peer script>:<name>` to its measure.
+    pub measures: BTreeMap<String, Measure>,
+    /// Free-text labels a peer attaches to its figures (e.g. whether fastai was imported).
+    pub labels: BTreeMap<String, String>,
+    /// Benches or peers that did not run or failed, with the reason.
+    pub problems: Vec<String>,
+}
+
+impl Results {
+    fn get(&self, key: Key) -> Option<Measure> {
+        self.measures.get(&key.owned()).copied()
+    }
+}
+
+/// One row of the side-by-side table: our figure against a peer's doing the same work.
+pub struct Row {
+    /// What is measured.
+    pub what: &'static str,
+    /// Our figure.
+    pub ours: Key,
+    /// The peer's figure.
+    pub peer: Key,
+    /// Compare per item (images) rather than per iteration.
+    pub per_item: bool,
+}
+
+/// What a target bounds.
+#[derive(Debug, Clone, Copy)]
+pub enum Quantity {
+    /// `time(a) / time(b)`, per item when `per_item`.
+    Ratio {
+        /// Numerator.
+        a: Key,
+        /// Denominator.
+        b: Key,
+        /// Compare per item.
+        per_item: bool,
+    },
+    /// `(time(with) - time(without)) / time(without)`: what `with` adds, as a fraction.
+    Overhead {
+        /// The slower variant.
+        with: Key,
+        /// The baseline.
+        without: Key,
+    },
+}
+
+/// A bound on a [`Quantity`].
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    /// Met when the quantity is <= the value.
+    AtMost(f64),
+    /// Met when the quantity is >= the value.
+    AtLeast(f64),
+    /// Met when the quantity is < the value.
+    Below(f64),
+    /// Met when the quantity is > the value.
+    Above(f64),
+}
+
+/// A speed claim from the issues, judged on this run's figures.
+pub struct Target {
+    /// The claim in words.
+    pub claim: &'static str,
+    /// What is computed.
+    pub quantity: Quantity,
+    /// What it must satisfy.
+    pub bound: Bound,
+    /// How to show the quantity.
+    pub show: Show,
+}
+
+/// How a target's quantity is printed.
+#[derive(Debug, Clone, Copy)]
+pub enum Show {
+    /// `1.62x`.
+    Times,
+    /// `+1.3%`.
+    Percent,
+}
+
+/// A target's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Measured and satisfied, with the measured quantity.
+    Met(f64),
+    /// Measured and not satisfied, with the measured quantity.
+    NotMet(f64),
+    /// A figure it needs is missing (the keys, as in the document).
+    Missing(Vec<String>),
+}
+
+// The figure ids below are the contract with the benches and the peer scripts: criterion full ids
+// (group/function[/parameter]) and the peers' JSON names.
+const COPY: Key = Key::Ours("mix_core/copy/64x3x224x224");
+const MIXUP: Key = Key::Ours("mix_core/mixup_blend_into/64x3x224x224");
+const CUTMIX: Key = Key::Ours("mix_core/cutmix_paste/64x3x224x224");
+const COLLATE_U8: Key = Key::Ours("mix_core/mixup_u8_collate/64x3x224x224");
+const PEER_COPY: Key = Key::Peer("mix_ops", "torch_copy");
+const PEER_NUMPY_COPY: Key = Key::Peer("mix_ops", "numpy_copy");
+const FASTAI_MIXUP: Key = Key::Peer("mix_ops", "fastai_mixup");
+const FASTAI_CUTMIX: Key = Key::Peer("mix_ops", "fastai_cutmix");
+const NUMPY_MIXUP: Key = Key::Peer("mix_ops", "numpy_mixup");
+const NUMPY_CUTMIX: Key = Key::Peer("mix_ops", "numpy_cutmix");
+const NUMPY_U8: Key = Key::Peer("mix_ops", "numpy_mixup_u8");
+const DECODE: Key = Key::Ours("mix_data/decode_resize_crop_256");
+const PIL_DECODE: Key = Key::Peer("pil_resize", "pil_decode_resize_crop_256");
+const LOADER_1: Key = Key::Ours("mix_data/loader_epoch/1");
+const LOADER_2: Key = Key::Ours("mix_data/loader_epoch/2");
+const STEP: Key = Key::Ours("train_step/plain");
+const STEP_MIXUP: Key = Key::Ours("train_step/mixup");
+const STEP_CUTMIX: Key = Key::Ours("train_step/cutmix");
+const TORCH_STEP: Key = Key::Peer("torch_train_step", "plain");
+const TORCH_STEP_MIXUP: Key = Key::Peer("torch_train_step", "fastai_mixup");
+const TORCH_STEP_CUTMIX: Key = Key::Peer("torch_train_step", "fastai_cutmix");
+
+/// The side-by-side rows of the report.
+pub const ROWS: &[Row] = &[
+    Row {
+        what: "batch copy 64x3x224x224 f32 (yardstick)",
+        ours: COPY,
+        peer: PEER_COPY,
+        per_item: false,
+    },
+    Row {
+        what: "batch copy 64x3x224x224 f32 (yardstick)",
+        ours: COPY,
+        peer: PEER_NUMPY_COPY,
+        per_item: false,
+    },
+    Row {
+        what: "MixUp 64x3x224x224 f32",
+        ours: MIXUP,
+        peer: FASTAI_MIXUP,
+        per_item: false,
+    },
+    Row {
+        what: "MixUp 64x3x224x224 f32",
+        ours: MIXUP,
+        peer: NUMPY_MIXUP,
+        per_item: false,
+    },
+    Row {
+        what: "CutMix lambda = 0.5 box, 64x3x224x224 f32",
+        ours: CUTMIX,
+        peer: FASTAI_CUTMIX,
+        per_item: false,
+    },
+    Row {
+        what: "CutMix lambda = 0.5 box, 64x3x224x224 f32",
+        ours: CUTMIX,
+        peer: NUMPY_CUTMIX,
+        per_item: false,
+    },
+    Row {
+        what: "MixUp at collate time, 64x3x224x224 u8",
+        ours: COLLATE_U8,
+        peer: NUMPY_U8,
+        per_item: false,
+    },
+    Row {
+        what: "decode + Resize(256, crop), per image, 1 core",
+        ours: DECODE,
+        peer: PIL_DECODE,
+        per_item: true,
+    },
+    Row {
+        what: "ResNet18 CPU train step",
+        ours: STEP,
+        peer: TORCH_STEP,
+        per_item: false,
+    },
+    Row {
+        what: "ResNet18 CPU train step with MixUp",
+        ours: STEP_MIXUP,
+        peer: TORCH_STEP_MIXUP,
+        per_item: false,
+    },
+    Row {
+        what: "ResNet18 CPU train step with CutMix",
+        ours: STEP_CUTMIX,
+        peer: TORCH_STEP_CUTMIX,
+        per_item: false,
+    },
+];
+
+/// The speed targets of issues 3, 4, 5 and 7.
+pub const TARGETS: &[Target] = &[
+    Target {
+        claim: "MixUp `blend_into` at most 2x a batch copy",
+        quantity: Quantity::Ratio {
+            a: MIXUP,
+            b: COPY,
+            per_item: false,
+        },
+        bound: Bound::AtMost(2.0),
+        show: Show::Times,
+    },
+    Target {
+        claim: "MixUp at least 5x faster than fastai's torch CPU MixUp",
+        quantity: Quantity::Ratio {
+            a: FASTAI_MIXUP,
+            b: MIXUP,
+            per_item: false,
+        },
+        bound: Bound::AtLeast(5.0),
+        show: Show::Times,
+    },
+    Target {
+        claim: "CutMix (lambda = 0.5 box) at most 1x a batch copy",
+        quantity: Quantity::Ratio {
+            a: CUTMIX,
+            b: COPY,
+            per_item: false,
+        },
+        bound: Bound::AtMost(1.0),
+        show: Show::Times,
+    },
+    Target {
+        claim: "decode + Resize(256, crop) at least 2x Pillow per core",
+        quantity: Quantity::Ratio {
+            a: PIL_DECODE,
+            b: DECODE,
+            per_item: true,
+        },
+        bound: Bound::AtLeast(2.0),
+        show: Show::Times,
+    },
+    Target {
+        claim: "loader throughput grows from 1 to 2 threads",
+        quantity: Quantity::Ratio {
+            a: LOADER_1,
+            b: LOADER_2,
+            per_item: true,
+        },
+        bound: Bound::Above(1.0),
+        show: Show::Times,
+    },
+    Target {
+        claim: "CPU train step within 5% of PyTorch eager",
+        quantity: Quantity::Ratio {
+            a: STEP,
+            b: TORCH_STEP,
+            per_item: false,
+        },
+        bound: Bound::AtMost(1.05),
+        show: Show::Times,
+    },
+    Target {
+        claim: "MixUp adds under 2% to a train step",
+        quantity: Quantity::Overhead {
+            with: STEP_MIXUP,
+            without: STEP,
+        },
+        bound: Bound::Below(0.02),
+        show: Show::Percent,
+    },
+    Target {
+        claim: "CutMix adds under 2% to a train step",
+        quantity: Quantity::Overhead {
+            with: STEP_CUTMIX,
+            without: STEP,
+        },
+        bound: Bound::Below(0.02),
+        show: Show::Percent,
+    },
+];
+
+/// The peer scripts in benches/peers, by stem, run in this order.
+const PEERS: &[&str] = &["mix_ops", "pil_resize", "torch_train_step"];
+
+/// `cargo xtask bench [--quick] [--out FILE]`.
+pub fn bench(argv: &[String]) -> Result<()> {
+    let Some(opts) = args::parse("bench", ABOUT, OPTS, argv)? else {
+        return Ok(());
+    };
+    let mode = if opts.flag("quick") {
+        Mode::Quick
+    } else {
+        Mode::Full
+    };
+    let root = crate::project_root();
+    let out = opts
+        .get("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("docs").join("performance.md"));
+
+    let torch = libtorch::setup()?;
+    let python = torch.python.clone().context(
+        "the peer benchmarks need the python that holds libtorch's torch: unset LIBTORCH and run \
+         `cargo xtask setup`, or export MIX_TORCH_PYTHON=/path/to/python with torch 2.11.0",
+    )?;
+    let versions = python_versions(&python)?;
+    let data = target_dir(&root).join("bench-data");
+    let corpus = ensure_corpus(&root, &data, &python)?;
+
+    let mut results = Results::default();
+    let criterion_home = data.join("criterion");
+    if criterion_home.exists() {
+        std::fs::remove_dir_all(&criterion_home)
+            .with_context(|| format!("cannot empty {}", criterion_home.display()))?;
+    }
+    for name in BENCHES {
+        run_bench(
+            &root,
+            &torch,
+            name,
+            mode,
+            &criterion_home,
+            &corpus,
+            &mut results,
+        );
+    }
+    match read_criterion(&criterion_home) {
+        Ok(found) => {
+            for (id, measure) in found {
+                results.measures.insert(format!("ours:{id}"), measure);
+            }
+        }
+        Err(e) => results
+            .problems
+            .push(format!("criterion results unreadable: {e:#}")),
+    }
+    let peer_out = data.join("peers");
+    std::fs::create_dir_all(&peer_out)
+        .with_context(|| format!("cannot create {}", peer_out.display()))?;
+    for stem in PEERS {
+        run_peer(&root, &python, stem, mode, &peer_out, &corpus, &mut results);
+    }
+
+    let machine = Machine::detect(&root, &versions);
+    let text = render(&machine, mode, &results);
+    write_atomic(&out, &text)?;
+    eprintln!("wrote {}", out.display());
+    print_summary(&results);
+    if !results.problems.is_empty() {
+        bail!(
+            "{} bench or peer run(s) missing or failed (their figures are marked missing in {}):\n  {}",
+            results.problems.len(),
+            out.display(),
+            results.problems.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// `CARGO_TARGET_DIR` when set (relative to the workspace root), else `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Prints the targets to stderr so that a terminal run shows the outcome without opening the file.
+fn print_summary(results: &Results) {
+    for target in TARGETS {
+        let verdict = judge(target, results);
+        eprintln!(
+            "{:<8} {}",
+            verdict_word(&verdict),
+            format_args!("{}: {}", target.claim, measured_text(target, &verdict))
+        );
+    }
+}
+
+const VERSIONS_PY: &str = r#"
+import json, platform, sys
+out = {"python": platform.python_version()}
+for mod, name in [("torch", "torch"), ("torchvision", "torchvision"), ("numpy", "numpy"),
+                  ("PIL", "Pillow"), ("fastai", "fastai")]:
+    try:
+        out[name] = __import__(mod).__version__
+    except Exception:
+        out[name] = None
+print(json.dumps(out))
+"#;
+
+/// Package versions of the peer environment; installs numpy and Pillow (and fastai where it
+/// installs) when they are absent, never changing torch.
+fn python_versions(python: &Path) -> Result<BTreeMap<String, Option<String>>> {
+    let read = || -> Result<BTreeMap<String, Option<String>>> {
+        let text = process::output(Command::new(python).args(["-c", VERSIONS_PY]))?;
+        parse_versions(&text)
+    };
+    let mut versions = read()?;
+    let has = |v: &BTreeMap<String, Option<String>>, k: &str| v.get(k).is_some_and(Option::is_some);
+    // Naming torch and torchvision with their pins in the same pip command keeps pip from
+    // replacing them while it resolves the new packages' requirements.
+    let pins = [
+        format!("torch=={}", libtorch::TORCH_VERSION),
+        "torchvision==0.26.0".to_string(),
+    ];
+    if !has(&versions, "numpy") || !has(&versions, "Pillow") {
+        let mut pip = pip_install(python);
+        pip.args(["numpy", "pillow"]).args(&pins);
+        process::run(&mut pip).context(
+            "the peer benchmarks need numpy and Pillow in the libtorch venv and pip could not install them",
+        )?;
+        versions = read()?;
+    }
+    if !has(&versions, "fastai") {
+        eprintln!(
+            "fastai is not importable: trying to install it (torch stays at {})",
+            libtorch::TORCH_VERSION
+        );
+        let mut pip = pip_install(python);
+        pip.arg("fastai").args(&pins);
+        if process::run(&mut pip).is_err() {
+            let mut pip = pip_install(python);
+            pip.args(["--no-deps", "fastai"]);
+            let _ = process::run(&mut pip);
+        }
+        versions = read()?;
+        if !has(&versions, "fastai") {
+            eprintln!(
+                "fastai could not be installed or imported: the fastai figures come from fastai's \
+                 code copied verbatim into the peer script, and are labelled so"
+            );
+        }
+    }
+    let torch = versions.get("torch").cloned().flatten().unwrap_or_default();
+    if !torch.starts_with(libtorch::TORCH_VERSION) {
+        bail!(
+            "the peer environment {} has torch `{torch}`, expected {}: reinstall with `pip install \
+             torch=={}` there (tch 0.24 needs that libtorch)",
+            python.display(),
+            libtorch::TORCH_VERSION,
+            libtorch::TORCH_VERSION
+        );
+    }
+    for needed in ["numpy", "Pillow"] {
+        if !has(&versions, needed) {
+            bail!(
+                "{needed} is not importable by {} after installing it: run `{} -m pip install numpy pillow`",
+                python.display(),
+                python.display()
+            );
+        }
+    }
+    Ok(versions)
+}
+
+fn pip_install(python: &Path) -> Command {
+    let mut pip = Command::new(python);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--retries",
+        "1",
+        "--timeout",
+        "30",
+    ]);
+    pip
+}
+
+/// Reads the JSON object printed by [`VERSIONS_PY`].
+pub fn parse_versions(text: &str) -> Result<BTreeMap<String, Option<String>>> {
+    let value: Value = serde_json::from_str(text.trim()).with_context(|| {
+        format!(
+            "expected a JSON object of versions, found `{}`",
+            text.trim()
+        )
+    })?;
+    let Value::Object(map) = value else {
+        bail!(
+            "expected a JSON object of versions, found `{}`",
+            text.trim()
+        );
+    };
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().map(str::to_string)))
+        .collect())
+}
+
+/// The pets-like corpus, generated once with the shared tool and cached; returns its images folder.
+fn ensure_corpus(root: &Path, data: &Path, python: &Path) -> Result<PathBuf> {
+    let name = format!("pets-like-n{CORPUS_PER_BREED}-s{CORPUS_SEED}");
+    let dir = data.join(&name);
+    let images = dir.join("oxford-iiit-pet").join("images");
+    if dir.join("complete").exists() {
+        return Ok(images);
+    }
+    let tool = corpus_tool(root);
+    if !tool.exists() {
+        bail!(
+            "the pets-like corpus generator is missing: expected {} (the project's shared/ folder \
+             sits beside the repository root, as in CI clones); put shared/tools/make_pets_like.py \
+             and shared/photos there",
+            tool.display()
+        );
+    }
+    let tool = stage_corpus_tool(&tool, &data.join("pets-like-tool"))?;
+    // Generated beside its final place and renamed, so that an interrupted run leaves no
+    // half-made corpus that a later run would time.
+    let tmp = data.join(format!("{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("cannot remove {}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    process::run(
+        Command::new(python)
+            .arg(&tool)
+            .arg(&tmp)
+            .args(["--per-breed", &CORPUS_PER_BREED.to_string()])
+            .args(["--seed", &CORPUS_SEED.to_string()]),
+    )
+    .context("could not generate the pets-like corpus")?;
+    std::fs::write(tmp.join("complete"), b"")?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
+    Ok(images)
+}
+
+/// Copies the generator and only the image files of its `../photos` folder into `stage`, and
+/// returns the copy. The generator opens every file of that folder as an image, and the shared
+/// folder also holds LICENSES.md, on which it fails.
+fn stage_corpus_tool(tool: &Path, stage: &Path) -> Result<PathBuf> {
+    let photos = tool
+        .parent()
+        .and_then(Path::parent)
+        .map(|shared| shared.join("photos"))
+        .context("the corpus generator has no parent folder")?;
+    if stage.exists() {
+        std::fs::remove_dir_all(stage)
+            .with_context(|| format!("cannot remove {}", stage.display()))?;
+    }
+    let tools = stage.join("tools");
+    let staged_photos = stage.join("photos");
+    std::fs::create_dir_all(&tools)
+        .with_context(|| format!("cannot create {}", tools.display()))?;
+    std::fs::create_dir_all(&staged_photos)
+        .with_context(|| format!("cannot create {}", staged_photos.display()))?;
+    let entries = std::fs::read_dir(&photos).with_context(|| {
+        format!(
+            "cannot list {}: the corpus generator needs the shared photos beside it",
+            photos.display()
+        )
+    })?;
+    let mut copied = 0;
+    for entry in entries {
+        let path = entry?.path();
+        if is_image_file(&path) {
+            let name = path.file_name().context("a photo without a name")?;
+            std::fs::copy(&path, staged_photos.join(name))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+            copied += 1;
+        }
+    }
+    if copied == 0 {
+        bail!(
+            "expected JPEG or PNG photos in {} for the corpus generator, found none",
+            photos.display()
+        );
+    }
+    let staged = tools.join("make_pets_like.py");
+    std::fs::copy(tool, &staged).with_context(|| format!("cannot copy {}", tool.display()))?;
+    Ok(staged)
+}
+
+/// Whether a file name ends like a JPEG or PNG image.
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+}
+
+/// `<repo root>/../shared/tools/make_pets_like.py`.
+pub fn corpus_tool(root: &Path) -> PathBuf {
+    root.join("..")
+        .join("shared")
+        .join("tools")
+        .join("make_pets_like.py")
+}
+
+/// Runs one criterion bench as a child cargo process; a missing file or a failure is recorded.
+fn run_bench(
+    root: &Path,
+    torch: &Libtorch,
+    name: &str,
+    mode: Mode,
+    criterion_home: &Path,
+    corpus: &Path,
+    results: &mut Results,
+) {
+    let file = root
+        .join("benches")
+        .join("benches")
+        .join(format!("{name}.rs"));
+    if !file.exists() {
+        results
+            .problems
+            .push(format!("bench `{name}` missing: no {}", file.display()));
+        return;
+    }
+    let mut cmd = cargo(Some(torch));
+    cmd.args(["bench", "-p", "mix-benches", "--bench", name, "--"])
+        .args(mode.criterion_args())
+        .env("CRITERION_HOME", criterion_home)
+        .env("MIX_BENCH_CORPUS", corpus)
+        .env(
+            "MIX_BENCH_QUICK",
+            if mode == Mode::Quick { "1" } else { "0" },
+        );
+    if let Err(e) = process::run(&mut cmd) {
+        results
+            .problems
+            .push(format!("bench `{name}` failed: {e:#}"));
+    }
+}
+
+/// Runs one peer script with the venv python; it writes its figures as JSON to `--json FILE`.
+fn run_peer(
+    root: &Path,
+    python: &Path,
+    stem: &'static str,
+    mode: Mode,
+    out_dir: &Path,
+    corpus: &Path,
+    results: &mut Results,
+) {
+    let script = root
+        .join("benches")
+        .join("peers")
+        .join(format!("{stem}.py"));
+    if !script.exists() {
+        results
+            .problems
+            .push(format!("peer `{stem}` missing: no {}", script.display()));
+        return;
+    }
+    let json = out_dir.join(format!("{stem}.json"));
+    let _ = std::fs::remove_file(&json);
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).arg("--json").arg(&json);
+    if mode == Mode::Quick {
+        cmd.arg("--quick");
+    }
+    cmd.env("MIX_BENCH_CORPUS", corpus);
+    let outcome = process::run(&mut cmd).and_then(|()| {
+        let text = std::fs::read_to_string(&json)
+            .with_context(|| format!("peer `{stem}` wrote no {}", json.display()))?;
+        parse_peer(&text).with_context(|| format!("peer `{stem}` output {}", json.display()))
+    });
+    match outcome {
+        Ok(peer) => {
+            for (name, measure) in peer.measures {
+                results.measures.insert(format!("{stem}:{name}"), measure);
+            }
+            for (name, label) in peer.labels {
+                results.labels.insert(format!("{stem}:{name}"), label);
+            }
+        }
+        Err(e) => results
+            .problems
+            .push(format!("peer `{stem}` failed: {e:#}")),
+    }
+}
+
+/// What one peer script reported.
+#[derive(Debug, Default, PartialEq)]
+pub struct PeerOutput {
+    /// Figure name to measure.
+    pub measures: BTreeMap<String, Measure>,
+    /// Figure name to the label the peer gives it.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Reads a peer's JSON: `{"results": [{"name", "median_s", "items"?, "label"?}, ...]}`.
+pub fn parse_peer(text: &str) -> Result<PeerOutput> {
+    let value: Value = serde_json::from_str(text).context("expected JSON")?;
+    let Some(list) = value.get("results").and_then(Value::as_array) else {
+        bail!("expected an object with a `results` array");
+    };
+    let mut out = PeerOutput::default();
+    for entry in list {
+        let Some(name) = entry.get("name").and_then(Value::as_str) else {
+            bail!("expected every result to have a string `name`, found {entry}");
+        };
+        let Some(median_s) = entry.get("median_s").and_then(Value::as_f64) else {
+            bail!("expected result `{name}` to have a number `median_s`, found {entry}");
+        };
+        if !(median_s.is_finite() && median_s > 0.0) {
+            bail!("expected result `{name}` to have a positive `median_s`, found {median_s}");
+        }
+        let items = entry.get("items").and_then(Value::as_u64);
+        out.measures
+            .insert(name.to_string(), Measure { median_s, items });
+        if let Some(label) = entry.get("label").and_then(Value::as_str) {
+            out.labels.insert(name.to_string(), label.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads every `new/benchmark.json` + `new/estimates.json` pair under criterion's output folder:
+/// criterion's full id to the median (criterion stores nanoseconds) and the element throughput.
+pub fn read_criterion(dir: &Path) -> Result<BTreeMap<String, Measure>> {
+    let mut found = BTreeMap::new();
+    if !dir.exists() {
+        return Ok(found);
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .with_context(|| format!("cannot list {}", folder.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") {
+                let bench = path.join("benchmark.json");
+                let estimates = path.join("estimates.json");
+                if bench.exists() && estimates.exists() {
+                    let read = |p: &Path| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("cannot read {}", p.display()))
+                    };
+                    let (id, items) = parse_benchmark_json(&read(&bench)?)
+                        .with_context(|| bench.display().to_string())?;
+                    let median_ns = parse_estimates_median(&read(&estimates)?)
+                        .with_context(|| estimates.display().to_string())?;
+                    found.insert(
+                        id,
+                        Measure {
+                            median_s: median_ns * 1e-9,
+                            items,
+                        },
+                    );
+                }
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// criterion's `benchmark.json`: the full id and, for `Throughput::Elements(n)`, `n`.
+pub fn parse_benchmark_json(text: &str) -> Result<(String, Option<u64>)> {
+    let value: Value = serde_json::from_str(text).context("expected JSON")?;
+    let Some(id) = value.get("full_id").and_then(Value::as_str) else {
+        bail!("expected a string `full_id`");
+    };
+    let items = value
+        .get("throughput")
+        .and_then(|t| t.get("Elements"))
+        .and_then(Value::as_u64);
+    Ok((id.to_string(), items))
+}
+
+/// criterion's `estimates.json`: the median's point estimate, in nanoseconds.
+pub fn parse_estimates_median(text: &str) -> Result<f64> {
+    let value: Value = serde_json::from_str(text).context("expected JSON")?;
+    let Some(ns) = value
+        .get("median")
+        .and_then(|m| m.get("point_estimate"))
+        .and_then(Value::as_f64)
+    else {
+        bail!("expected `median.point_estimate` as a number");
+    };
+    if !(ns.is_finite() && ns > 0.0) {
+        bail!("expected a positive median, found {ns}");
+    }
+    Ok(ns)
+}
+
+/// The quantity a target bounds, or the keys it misses.
+fn quantity(q: &Quantity, results: &Results) -> std::result::Result<f64, Vec<String>> {
+    let fetch = |keys: &[Key]| -> std::result::Result<Vec<Measure>, Vec<String>> {
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|k| results.get(**k).is_none())
+            .map(Key::owned)
+            .collect();
+        if missing.is_empty() {
+            Ok(keys.iter().filter_map(|k| results.get(*k)).collect())
+        } else {
+            Err(missing)
+        }
+    };
+    match *q {
+        Quantity::Ratio { a, b, per_item } => {
+            let m = fetch(&[a, b])?;
+            Ok(if per_item {
+                m[0].per_item_s() / m[1].per_item_s()
+            } else {
+                m[0].median_s / m[1].median_s
+            })
+        }
+        Quantity::Overhead { with, without } => {
+            let m = fetch(&[with, without])?;
+            Ok((m[0].median_s - m[1].median_s) / m[1].median_s)
+        }
+    }
+}
+
+/// Judges one target on this run's figures.
+pub fn judge(target: &Target, results: &Results) -> Verdict {
+    match quantity(&target.quantity, results) {
+        Err(missing) => Verdict::Missing(missing),
+        Ok(v) => {
+            let met = match target.bound {
+                Bound::AtMost(b) => v <= b,
+                Bound::AtLeast(b) => v >= b,
+                Bound::Below(b) => v < b,
+                Bound::Above(b) => v > b,
+            };
+            if met {
+                Verdict::Met(v)
+            } else {
+                Verdict::NotMet(v)
+            }
+        }
+    }
+}
+
+fn verdict_word(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Met(_) => "met",
+        Verdict::NotMet(_) => "NOT met",
+        Verdict::Missing(_) => "missing",
+    }
+}
+
+fn show(value: f64, how: Show) -> String {
+    match how {
+        Show::Times => format!("{value:.2}x"),
+        Show::Percent => format!("{:+.1}%", value * 100.0),
+    }
+}
+
+fn measured_text(target: &Target, verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Met(v) | Verdict::NotMet(v) => show(*v, target.show),
+        Verdict::Missing(keys) => format!("missing ({})", keys.join(", ")),
+    }
+}
+
+/// A duration in the unit that keeps three significant digits readable.
+pub fn format_duration(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else if s >= 1e-6 {
+        format!("{:.3} µs", s * 1e6)
+    } else {
+        format!("{:.1} ns", s * 1e9)
+    }
+}
+
+fn format_measure(m: &Measure) -> String {
+    match m.items {
+        Some(n) if n > 0 => format!(
+            "{} ({:.0} items/s)",
+            format_duration(m.median_s),
+            n as f64 / m.median_s
+        ),
+        _ => format_duration(m.median_s),
+    }
+}
+
+/// What the report says about the machine and the software.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    /// CPU model from /proc/cpuinfo.
+    pub cpu: String,
+    /// Logical cores available to this process.
+    pub cores: usize,
+    /// Total memory from /proc/meminfo, when readable.
+    pub memory: Option<String>,
+    /// `rustc -V`.
+    pub rustc: String,
+    /// Python package versions (`None`: not importable).
+    pub versions: BTreeMap<String, Option<String>>,
+    /// The commit measured (`git describe`-like), when git answers.
+    pub commit: Option<String>,
+}
+
+impl Machine {
+    fn detect(root: &Path, versions: &BTreeMap<String, Option<String>>) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let rustc = process::output(Command::new(rustc).arg("-V"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".to_string());
+        let commit = process::output(
+            Command::new("git")
+                .current_dir(root)
+                .args(["describe", "--always", "--dirty"]),
+        )
+        .ok()
+        .map(|s| s.trim().to_string());
+        Machine {
+            cpu: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_string()),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            memory: mem_total(&meminfo),
+            rustc,
+            versions: versions.clone(),
+            commit,
+        }
+    }
+}
+
+/// The first `model name` of /proc/cpuinfo.
+pub fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "model name").then(|| value.trim().to_string())
+    })
+}
+
+/// `MemTotal` of /proc/meminfo in GiB.
+pub fn mem_total(meminfo: &str) -> Option<String> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} GiB", kib / (1024.0 * 1024.0)))
+}
+
+fn version_of(machine: &Machine, name: &str) -> String {
+    match machine.versions.get(name) {
+        Some(Some(v)) => v.clone(),
+        _ => "not installed".to_string(),
+    }
+}
+
+/// The peer's label for a figure, or its key.
+fn peer_name(key: Key, results: &Results) -> String {
+    let owned = key.owned();
+    match results.labels.get(&owned) {
+        Some(label) => format!("{label} (`{owned}`)"),
+        None => format!("`{owned}`"),
+    }
+}
+
+fn cell(m: Option<Measure>) -> String {
+    m.as_ref()
+        .map_or_else(|| "missing".to_string(), format_measure)
+}
+
+/// The whole report as Markdown.
+pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
+    let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(w, "# Performance\n");
+    let _ = writeln!(
+        w,
+        "Written by `{}`; do not edit by hand, rerun the command. Every figure below comes from that one \
+         invocation: our criterion benches (benches/benches) and the peer scripts (benches/peers) ran \
+         one after the other on the same machine. Times are medians; a ratio above 1 in the \
+         side-by-side table means ours is faster. \"missing\" means the figure was not produced by this \
+         run (see Problems).\n",
+        mode.command()
+    );
+    let _ = writeln!(w, "Reproduce: `{}`", mode.command());
+    let _ = writeln!(w, "(full measurement times: `cargo xtask bench`).\n");
+
+    let _ = writeln!(w, "## Machine\n");
+    let _ = writeln!(w, "- CPU: {}, {} logical cores", machine.cpu, machine.cores);
+    if let Some(mem) = &machine.memory {
+        let _ = writeln!(w, "- Memory: {mem}");
+    }
+    let _ = writeln!(w, "- {}", machine.rustc);
+    let _ = writeln!(
+        w,
+        "- Python {}: torch {}, torchvision {}, numpy {}, Pillow {}, fastai {}",
+        version_of(machine, "python"),
+        version_of(machine, "torch"),
+        version_of(machine, "torchvision"),
+        version_of(machine, "numpy"),
+        version_of(machine, "Pillow"),
+        version_of(machine, "fastai"),
+    );
+    if let Some(commit) = &machine.commit {
+        let _ = writeln!(w, "- Commit: `{commit}`");
+    }
+    let _ = writeln!(w, "- Mode: {}\n", mode.describe());
+
+    let _ = writeln!(w, "## Targets\n");
+    let _ = writeln!(w, "| Target | Measured | Verdict |");
+    let _ = writeln!(w, "|---|---|---|");
+    for target in TARGETS {
+        let verdict = judge(target, results);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} |",
+            target.claim,
+            measured_text(target, &verdict),
+            verdict_word(&verdict)
+        );
+    }
+
+    let _ = writeln!(w, "\n## Side by side\n");
+    let _ = writeln!(
+        w,
+        "| Work | Ours | Median (ours) | Peer | Median (peer) | Peer / ours |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|");
+    for row in ROWS {
+        let ours = results.get(row.ours);
+        let peer = results.get(row.peer);
+        let ratio = match (ours, peer) {
+            (Some(o), Some(p)) if row.per_item => {
+                show(p.per_item_s() / o.per_item_s(), Show::Times)
+            }
+            (Some(o), Some(p)) => show(p.median_s / o.median_s, Show::Times),
+            _ => "missing".to_string(),
+        };
+        let _ = writeln!(
+            w,
+            "| {} | `{}` | {} | {} | {} | {} |",
+            row.what,
+            row.ours.owned(),
+            cell(ours),
+            peer_name(row.peer, results),
+            cell(peer),
+            ratio
+        );
+    }
+
+    let _ = writeln!(w, "\n## Every measurement\n");
+    let _ = writeln!(w, "| Figure | Median |");
+    let _ = writeln!(w, "|---|---|");
+    if results.measures.is_empty() {
+        let _ = writeln!(w, "| (none) | missing |");
+    }
+    for (key, m) in &results.measures {
+        let label = results
+            .labels
+            .get(key)
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        let _ = writeln!(w, "| `{key}`{label} | {} |", format_measure(m));
+    }
+
+    let _ = writeln!(w, "\n## Problems\n");
+    if results.problems.is_empty() {
+        let _ = writeln!(w, "None: every bench and peer ran.");
+    } else {
+        for p in &results.problems {
+            let _ = writeln!(w, "- {}", p.replace('\n', " "));
+        }
+    }
+    s
+}
+
+/// Writes `text` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn estimates(median_ns: f64) -> String {
+        let est = |v: f64| {
+            format!(
+                r#"{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{},"upper_bound":{}}},"point_estimate":{v},"standard_error":1.5}}"#,
+                v * 0.9,
+                v * 1.1
+            )
+        };
+        format!(
+            r#"{{"mean":{},"median":{},"median_abs_dev":{},"slope":null,"std_dev":{}}}"#,
+            est(median_ns * 1.2),
+            est(median_ns),
+            est(3.0),
+            est(4.0)
+        )
+    }
+
+    fn benchmark(group: &str, function: &str, value: Option<&str>, throughput: &str) -> String {
+        let full = match value {
+            Some(v) => format!("{group}/{function}/{v}"),
+            None => format!("{group}/{function}"),
+        };
+        let value = value.map_or("null".to_string(), |v| format!("\"{v}\""));
+        format!(
+            r#"{{"group_id":"{group}","function_id":"{function}","value_str":{value},"throughput":{throughput},"full_id":"{full}","directory_name":"{full}","title":"{full}"}}"#
+        )
+    }
+
+    fn put(dir: &Path, rel: &str, bench: &str, est: &str) {
+        let d = dir.join(rel);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("benchmark.json"), bench).unwrap();
+        std::fs::write(d.join("estimates.json"), est).unwrap();
+    }
+
+    fn with(measures: &[(Key, f64, Option<u64>)]) -> Results {
+        let mut r = Results::default();
+        for (k, s, items) in measures {
+            r.measures.insert(
+                k.owned(),
+                Measure {
+                    median_s: *s,
+                    items: *items,
+                },
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn criterion_medians_are_read_from_new_folders_only_and_converted_to_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        put(
+            dir.path(),
+            "mix_core/copy/64x3x224x224/new",
+            &benchmark("mix_core", "copy", Some("64x3x224x224"), "null"),
+            &estimates(3_300_000.0),
+        );
+        // A previous run's figures (criterion's base/) must not be taken for this run's.
+        put(
+            dir.path(),
+            "mix_core/copy/64x3x224x224/base",
+            &benchmark("mix_core", "old", Some("64x3x224x224"), "null"),
+            &estimates(1.0),
+        );
+        put(
+            dir.path(),
+            "mix_data/decode/new",
+            &benchmark("mix_data", "decode", None, r#"{"Elements":32}"#),
+            &estimates(64_000_000.0),
+        );
+        let found = read_criterion(dir.path()).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        let copy = found["mix_core/copy/64x3x224x224"];
+        assert!((copy.median_s - 3.3e-3).abs() < 1e-12, "{copy:?}");
+        assert_eq!(copy.items, None);
+        let decode = found["mix_data/decode"];
+        assert_eq!(decode.items, Some(32));
+        assert!((decode.per_item_s() - 2e-3).abs() < 1e-12);
+        assert!(read_criterion(&dir.path().join("absent"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_criterion_files_are_refused_with_what_was_expected() {
+        let err = parse_estimates_median(r#"{"mean":{"point_estimate":1.0}}"#).unwrap_err();
+        assert!(err.to_string().contains("median.point_estimate"), "{err}");
+        let err = parse_estimates_median(&estimates(-5.0)).unwrap_err();
+        assert!(err.to_string().contains("positive median"), "{err}");
+        let err = parse_benchmark_json(r#"{"group_id":"g"}"#).unwrap_err();
+        assert!(err.to_string().contains("full_id"), "{err}");
+        let (id, items) =
+            parse_benchmark_json(&benchmark("g", "f", None, r#"{"Bytes":9}"#)).unwrap();
+        assert_eq!((id.as_str(), items), ("g/f", None));
+    }
+
+    #[test]
+    fn peer_json_is_read_with_items_and_labels() {
+        let text = r#"{"results": [
+            {"name": "fastai_mixup", "median_s": 0.045, "label": "fastai 2.8.12 MixUp (torch CPU)"},
+            {"name": "pil", "median_s": 0.5, "items": 100}
+        ], "extra": 1}"#;
+        let out = parse_peer(text).unwrap();
+        assert_eq!(out.measures.len(), 2);
+        assert_eq!(out.measures["pil"].items, Some(100));
+        assert!((out.measures["pil"].per_item_s() - 0.005).abs() < 1e-15);
+        assert_eq!(
+            out.labels["fastai_mixup"],
+            "fastai 2.8.12 MixUp (torch CPU)"
+        );
+        assert!(!out.labels.contains_key("pil"));
+    }
+
+    #[test]
+    fn bad_peer_json_is_refused_with_what_was_expected() {
+        let err = parse_peer("[]").unwrap_err();
+        assert!(err.to_string().contains("`results` array"), "{err}");
+        let err = parse_peer(r#"{"results":[{"median_s":1.0}]}"#).unwrap_err();
+        assert!(err.to_string().contains("string `name`"), "{err}");
+        let err = parse_peer(r#"{"results":[{"name":"a","median_s":"fast"}]}"#).unwrap_err();
+        assert!(err.to_string().contains("number `median_s`"), "{err}");
+        let err = parse_peer(r#"{"results":[{"name":"a","median_s":0}]}"#).unwrap_err();
+        assert!(err.to_string().contains("positive `median_s`"), "{err}");
+    }
+
+    #[test]
+    fn targets_are_judged_at_their_bounds_and_missing_figures_named() {
+        let target = |bound| Target {
+            claim: "c",
+            quantity: Quantity::Ratio {
+                a: MIXUP,
+                b: COPY,
+                per_item: false,
+            },
+            bound,
+            show: Show::Times,
+        };
+        let r = with(&[(MIXUP, 6.0, None), (COPY, 3.0, None)]);
+        assert_eq!(judge(&target(Bound::AtMost(2.0)), &r), Verdict::Met(2.0));
+        assert_eq!(judge(&target(Bound::Below(2.0)), &r), Verdict::NotMet(2.0));
+        assert_eq!(judge(&target(Bound::AtLeast(2.0)), &r), Verdict::Met(2.0));
+        assert_eq!(judge(&target(Bound::Above(2.0)), &r), Verdict::NotMet(2.0));
+        assert_eq!(judge(&target(Bound::AtMost(1.9)), &r), Verdict::NotMet(2.0));
+        let r = with(&[(COPY, 3.0, None)]);
+        assert_eq!(
+            judge(&target(Bound::AtMost(2.0)), &r),
+            Verdict::Missing(vec![MIXUP.owned()])
+        );
+        let overhead = Target {
+            claim: "o",
+            quantity: Quantity::Overhead {
+                with: STEP_MIXUP,
+                without: STEP,
+            },
+            bound: Bound::Below(0.02),
+            show: Show::Percent,
+        };
+        let r = with(&[(STEP_MIXUP, 1.01, None), (STEP, 1.0, None)]);
+        let Verdict::Met(v) = judge(&overhead, &r) else {
+            panic!("1% overhead must meet a 2% bound");
+        };
+        assert!((v - 0.01).abs() < 1e-12);
+        assert_eq!(show(v, Show::Percent), "+1.0%");
+        let r = with(&[(STEP_MIXUP, 1.03, None), (STEP, 1.0, None)]);
+        assert!(matches!(judge(&overhead, &r), Verdict::NotMet(_)));
+    }
+
+    #[test]
+    fn per_item_targets_compare_time_per_image() {
+        // Pillow: 100 images in 0.5 s (5 ms each); ours: 32 images in 64 ms (2 ms each): 2.5x.
+        let decode = TARGETS.iter().find(|t| t.claim.contains("Pillow")).unwrap();
+        let r = with(&[(PIL_DECODE, 0.5, Some(100)), (DECODE, 0.064, Some(32))]);
+        let Verdict::Met(v) = judge(decode, &r) else {
+            panic!("2.5x must meet a 2x bound");
+        };
+        assert!((v - 2.5).abs() < 1e-12, "{v}");
+    }
+
+    #[test]
+    fn the_report_shows_ratios_and_marks_missing_figures_as_missing() {
+        let mut r = with(&[
+            (COPY, 3.3e-3, None),
+            (MIXUP, 5.0e-3, None),
+            (FASTAI_MIXUP, 45e-3, None),
+        ]);
+        r.labels
+            .insert(FASTAI_MIXUP.owned(), "fastai 2.8.12 MixUp".to_string());
+        r.problems
+            .push("peer `pil_resize` missing: no benches/peers/pil_resize.py".to_string());
+        let machine = Machine {
+            cpu: "Test CPU".to_string(),
+            cores: 2,
+            memory: Some("24.0 GiB".to_string()),
+            rustc: "rustc 1.95.0".to_string(),
+            versions: parse_versions(r#"{"python":"3.11.2","torch":"2.11.0","numpy":"2.4.6","Pillow":"13.0.0","fastai":null}"#).unwrap(),
+            commit: Some("abc123".to_string()),
+        };
+        let text = render(&machine, Mode::Quick, &r);
+        assert!(text.contains("Test CPU, 2 logical cores"), "{text}");
+        assert!(text.contains("fastai not installed"), "{text}");
+        assert!(
+            text.contains("Reproduce: `cargo xtask bench --quick`"),
+            "{text}"
+        );
+        // 45 ms / 5 ms: ours is 9x faster than fastai's MixUp, and 5 / 3.3 = 1.52x a copy.
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("| MixUp 64x3x224x224 f32 |") && l.contains("fastai"))
+            .unwrap();
+        assert!(row.contains("| 9.00x |"), "{row}");
+        assert!(
+            row.contains("5.000 ms") && row.contains("45.000 ms"),
+            "{row}"
+        );
+        assert!(
+            row.contains("fastai 2.8.12 MixUp (`mix_ops:fastai_mixup`)"),
+            "{row}"
+        );
+        let target = text
+            .lines()
+            .find(|l| l.starts_with("| MixUp `blend_into` at most 2x"))
+            .unwrap();
+        assert_eq!(
+            target,
+            "| MixUp `blend_into` at most 2x a batch copy | 1.52x | met |"
+        );
+        let target = text
+            .lines()
+            .find(|l| l.starts_with("| MixUp at least 5x faster"))
+            .unwrap();
+        assert!(target.ends_with("| 9.00x | met |"), "{target}");
+        // No CutMix figure was produced: its row and target say missing, with the key.
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("| CutMix lambda = 0.5 box") && l.contains("fastai_cutmix"))
+            .unwrap();
+        assert_eq!(row.matches("missing").count(), 3, "{row}");
+        let target = text
+            .lines()
+            .find(|l| l.starts_with("| CutMix (lambda = 0.5 box) at most 1x"))
+            .unwrap();
+        assert!(
+            target.contains(&format!("missing ({})", CUTMIX.owned()))
+                && target.ends_with("| missing |"),
+            "{target}"
+        );
+        assert!(text.contains("- peer `pil_resize` missing"), "{text}");
+        assert!(
+            text.contains("| `ours:mix_core/copy/64x3x224x224` | 3.300 ms |"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn throughput_figures_show_items_per_second() {
+        let m = Measure {
+            median_s: 0.25,
+            items: Some(100),
+        };
+        assert_eq!(format_measure(&m), "250.000 ms (400 items/s)");
+        assert_eq!(format_duration(1.5), "1.500 s");
+        assert_eq!(format_duration(2.5e-6), "2.500 µs");
+        assert_eq!(format_duration(7e-9), "7.0 ns");
+    }
+
+    #[test]
+    fn machine_facts_are_read_from_proc_files() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Processor\n";
+        assert_eq!(
+            cpu_model(cpuinfo).as_deref(),
+            Some("Intel(R) Xeon(R) Processor")
+        );
+        assert_eq!(cpu_model("processor : 0\n"), None);
+        let meminfo = "MemTotal:       25165824 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(meminfo).as_deref(), Some("24.0 GiB"));
+        assert_eq!(mem_total(""), None);
+    }
+
+    #[test]
+    fn the_report_is_replaced_whole_and_no_temporary_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs").join("performance.md");
+        write_atomic(&path, "old").unwrap();
+        write_atomic(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("performance.md")]);
+    }
+
+    #[test]
+    fn the_corpus_tool_is_looked_for_beside_the_repository() {
+        let tool = corpus_tool(Path::new("/src/mix"));
+        assert_eq!(
+            tool,
+            Path::new("/src/mix/../shared/tools/make_pets_like.py")
+        );
+    }
+
+    #[test]
+    fn only_photos_are_staged_for_the_corpus_generator() {
+        assert!(is_image_file(Path::new("/p/a.JPG")) && is_image_file(Path::new("b.png")));
+        assert!(!is_image_file(Path::new("LICENSES.md")) && !is_image_file(Path::new("jpg")));
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir_all(shared.join("tools")).unwrap();
+        std::fs::create_dir_all(shared.join("photos")).unwrap();
+        std::fs::write(shared.join("tools/make_pets_like.py"), "print()").unwrap();
+        std::fs::write(shared.join("photos/LICENSES.md"), "cc0").unwrap();
+        std::fs::write(shared.join("photos/cat.jpg"), "jpeg").unwrap();
+        let staged = stage_corpus_tool(
+            &shared.join("tools/make_pets_like.py"),
+            &dir.path().join("stage"),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&staged).unwrap(), "print()");
+        let photos: Vec<_> = std::fs::read_dir(dir.path().join("stage/photos"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(photos, vec![std::ffi::OsString::from("cat.jpg")]);
+        std::fs::remove_file(shared.join("photos/cat.jpg")).unwrap();
+        let err = stage_corpus_tool(
+            &shared.join("tools/make_pets_like.py"),
+            &dir.path().join("stage"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("found none"), "{err}");
+    }
+
+    #[test]
+    fn quick_mode_shortens_criterion_and_full_mode_keeps_its_defaults() {
+        let quick = Mode::Quick.criterion_args();
+        assert!(quick.windows(2).any(|w| w == ["--measurement-time", "2"]));
+        assert!(quick.windows(2).any(|w| w == ["--sample-size", "10"]));
+        assert_eq!(Mode::Full.criterion_args(), vec!["--noplot"]);
+    }
+}

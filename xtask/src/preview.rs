@@ -1,0 +1,198 @@
+//! `cargo xtask preview`: the seed's `dls.show_batch(b=(mixup.x, mixup.y))` as a PNG: one training
+//! batch after the item transforms and the mix, the first nine items captioned with both labels.
+//! CPU only, through mix-data, mix-core and mix-viz: no libtorch.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mix_core::rand::rngs::StdRng;
+use mix_core::rand::SeedableRng;
+use mix_core::{Alpha, BatchShape, CutMix, Mix, MixParams, MixUp};
+use mix_data::{DataLoaders, LoaderConfig, Vocab};
+use mix_viz::grid::{self, Tile};
+
+use crate::args::{self, Opt};
+use crate::dataset::{self, DatasetArg, DATASET_HELP, SEED_PATTERN};
+
+const ABOUT: &str = "Write one mixed training batch as a 3x3 grid PNG: the items after \
+Resize(SIZE, crop) and MixUp or CutMix (drawn by mix-core), each captioned with both labels and \
+their weights in the mixed target (for CutMix the area-corrected lambda). Batch augmentation \
+(flips, warps, lighting) happens on the training device and is not shown. No libtorch needed.";
+
+const OPTS: &[Opt] = &[
+    Opt {
+        name: "mix",
+        value: Some("mixup|cutmix"),
+        help: "the mix to show (default mixup)",
+    },
+    Opt {
+        name: "alpha",
+        value: Some("A"),
+        help: "Beta(A, A) concentration (default: mixup 0.4, cutmix 1.0, as fastai)",
+    },
+    Opt {
+        name: "seed",
+        value: Some("S"),
+        help: "seed of the split, the crops and the mix (default 0)",
+    },
+    Opt {
+        name: "dataset",
+        value: Some("pets|sample|URL|DIR"),
+        help: DATASET_HELP,
+    },
+    Opt {
+        name: "out",
+        value: Some("PATH"),
+        help: "the PNG to write (default preview.png)",
+    },
+    Opt {
+        name: "bs",
+        value: Some("N"),
+        help: "batch size the mix is drawn over (default 64, fewer when there are fewer items)",
+    },
+    Opt {
+        name: "size",
+        value: Some("PX"),
+        help: "item size of Resize(PX, method='crop') (default 256)",
+    },
+    Opt {
+        name: "pattern",
+        value: Some("RE"),
+        help: "label regex, group 1 is the label (default the seed's ([^/]+)_\\d+.*$)",
+    },
+];
+
+/// Tiles in the grid: the seed's 3x3 subplots.
+const COLS: usize = 3;
+const TILES: usize = COLS * COLS;
+
+/// Which mix to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    MixUp,
+    CutMix,
+}
+
+/// Runs `cargo xtask preview` with `rest` as its arguments.
+pub fn preview(rest: &[String]) -> Result<()> {
+    let Some(opts) = args::parse("preview", ABOUT, OPTS, rest)? else {
+        return Ok(());
+    };
+    let kind = match opts.get("mix").unwrap_or("mixup") {
+        "mixup" => Kind::MixUp,
+        "cutmix" => Kind::CutMix,
+        other => bail!("--mix {other}: expected mixup or cutmix"),
+    };
+    let default_alpha = match kind {
+        Kind::MixUp => Alpha::MIXUP_DEFAULT,
+        Kind::CutMix => Alpha::CUTMIX_DEFAULT,
+    };
+    let alpha = opts.parse_or("alpha", default_alpha.get())?;
+    let alpha =
+        Alpha::new(alpha).map_err(|_| anyhow::anyhow!("--alpha {alpha}: expected a finite number > 0"))?;
+    let seed: u64 = opts.parse_or("seed", 0)?;
+    let bs: usize = opts.parse_or("bs", 64)?;
+    let size: usize = opts.parse_or("size", 256)?;
+    if bs == 0 || size == 0 {
+        bail!("--bs and --size must be at least 1, found {bs} and {size}");
+    }
+    let out = PathBuf::from(opts.get("out").unwrap_or("preview.png"));
+    let pattern = opts.get("pattern").unwrap_or(SEED_PATTERN);
+    let data = DatasetArg::parse(opts.get("dataset").unwrap_or("pets"));
+
+    let (folder, files) = dataset::labelled_files(&data, &crate::project_root(), pattern)?;
+    let cfg = LoaderConfig {
+        batch_size: bs,
+        seed,
+        item_size: size,
+        ..LoaderConfig::default()
+    };
+    let mut dls = DataLoaders::from_name_re(&files, pattern, &cfg)?;
+    let n_train = dls.train.len_items();
+    if n_train == 0 {
+        bail!(
+            "{} has {} images, too few for a training split: expected at least 2",
+            folder.display(),
+            files.len()
+        );
+    }
+    if n_train < bs {
+        // The training loader drops a partial batch, so a small dataset gets one smaller batch.
+        dls = DataLoaders::from_name_re(
+            &files,
+            pattern,
+            &LoaderConfig {
+                batch_size: n_train,
+                ..cfg
+            },
+        )?;
+    }
+    let batch = dls
+        .train
+        .epoch(0)
+        .next()
+        .context("the training loader gave no batch: every image failed to decode")??;
+
+    let mix: Box<dyn Mix> = match kind {
+        Kind::MixUp => Box::new(MixUp::from_alpha(alpha)),
+        Kind::CutMix => Box::new(CutMix::from_alpha(alpha)),
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let params = mix.sample(BatchShape::of(&batch.images), &mut rng)?;
+    let mixed = params.apply_u8(batch.images.view())?;
+
+    let tiles: Vec<Tile> = (0..batch.len().min(TILES))
+        .map(|i| Tile {
+            image: mixed.index_axis(mix_core::ndarray::Axis(0), i).to_owned(),
+            caption: caption(&params, &batch.labels, &dls.vocab, i),
+        })
+        .collect();
+    write_grid(&out, &tiles)?;
+    println!(
+        "{} (alpha {alpha}) on a training batch of {} from {}:",
+        mix.name(),
+        batch.len(),
+        folder.display()
+    );
+    for (i, tile) in tiles.iter().enumerate() {
+        println!("  {}: {}", i + 1, tile.caption);
+    }
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `beagle 71% / pug 29%`: item `i`'s own label with its weight `lam[i]`, then its partner's with
+/// the rest; whole percentages that add up to 100.
+fn caption(params: &MixParams, labels: &[usize], vocab: &Vocab, i: usize) -> String {
+    let own = vocab.label(labels[i]);
+    let other = vocab.label(labels[params.perm[i]]);
+    let pct = (f64::from(params.lam[i]) * 100.0).round().clamp(0.0, 100.0) as u32;
+    format!("{own} {pct}% / {other} {}%", 100 - pct)
+}
+
+fn write_grid(out: &Path, tiles: &[Tile]) -> Result<()> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the folder {}", parent.display()))?;
+    }
+    grid::grid_png(out, tiles, COLS).with_context(|| format!("cannot write {}", out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mix_core::PixelMix;
+
+    #[test]
+    fn captions_name_both_labels_with_weights_adding_to_100() {
+        let vocab = Vocab::new(["beagle", "pug"]);
+        let params = MixParams {
+            lam: vec![0.714, 0.5049],
+            perm: vec![1, 0],
+            pixels: PixelMix::Blend(vec![0.714, 0.5049]),
+        };
+        let labels = [0, 1];
+        assert_eq!(caption(&params, &labels, &vocab, 0), "beagle 71% / pug 29%");
+        assert_eq!(caption(&params, &labels, &vocab, 1), "pug 50% / beagle 50%");
+    }
+}
