@@ -30,4 +30,6 @@ fn main() {
     }
     println!("cargo:rustc-link-arg=-ltorch");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    // Tests compare the linked libraries against this folder.
+    println!("cargo:rustc-env=MIX_TCH_LIBTORCH_LIB={}", lib.display());
 }

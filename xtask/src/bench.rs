@@ -727,9 +727,9 @@ fn run_bench(
         .join("benches")
         .join(format!("{name}.rs"));
     if !file.exists() {
-        results
-            .problems
-            .push(format!("bench `{name}` missing: no {}", file.display()));
+        results.problems.push(format!(
+            "bench `{name}` missing: no benches/benches/{name}.rs"
+        ));
         return;
     }
     let mut cmd = cargo(Some(torch));
@@ -765,7 +765,7 @@ fn run_peer(
     if !script.exists() {
         results
             .problems
-            .push(format!("peer `{stem}` missing: no {}", script.display()));
+            .push(format!("peer `{stem}` missing: no benches/peers/{stem}.py"));
         return;
     }
     let json = out_dir.join(format!("{stem}.json"));

@@ -33,6 +33,18 @@ pub enum SampleMix {
     Paste(BBox),
 }
 
+impl SampleMix {
+    /// Whether the sample comes out exactly as it went in: `Keep`, a blend with weight 1, or an
+    /// empty box.
+    pub fn is_keep(&self) -> bool {
+        match self {
+            SampleMix::Keep => true,
+            SampleMix::Blend(w) => *w == 1.0,
+            SampleMix::Paste(b) => b.is_empty(),
+        }
+    }
+}
+
 impl PixelMix {
     /// The operation for sample `i`, whatever the variant (`Keep` for [`PixelMix::Identity`]).
     /// Returns `None` when `i` is past the end of a per-sample list.

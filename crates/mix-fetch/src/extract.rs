@@ -71,7 +71,7 @@ pub(crate) fn unpack_tgz(archive: &Path, root: &Path) -> Result<()> {
     }
     // tar stops at its end-of-archive marker; read the rest so that gzip's CRC and length are checked.
     let mut rest = tar.into_inner();
-    let _ = &mut rest;
+    io::copy(&mut rest, &mut io::sink()).map_err(corrupt)?;
     Ok(())
 }
 

@@ -28,7 +28,9 @@ proptest! {
                 // Every link that resolves, resolves inside the destination.
                 let dest = fs::canonicalize(sb.dest()).unwrap();
                 for (rel, node) in snapshot(&sb.dest()) {
-                    if let Node::Symlink(_) = node {
+                    if let Node::Symlink(target) = node {
+                        let target = target.to_string_lossy();
+                        prop_assert!(lexical_link_target(&rel, &target).is_some(), "{} -> {} escapes", rel, target);
                         if let Ok(target) = fs::canonicalize(sb.dest().join(&rel)) {
                             prop_assert!(target.starts_with(&dest), "{} -> {}", rel, target.display());
                         }

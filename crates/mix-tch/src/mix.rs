@@ -158,8 +158,8 @@ impl LossFunc for MixedLoss {
 
 /// A mixing method as a learner callback (fastai's `MixHandler` with the variant's `before_batch`): swaps in
 /// [`MixedLoss`] at `before_train` when the loss takes class indices, mixes every training batch with params
-/// drawn from the learner's rng, and restores the original loss at `after_train`, `after_cancel_train` and
-/// `after_cancel_fit`. It does not run during validation.
+/// drawn from the learner's rng, and restores the original loss at `after_train` and whenever training or
+/// the fit ends early (cancelled or failed). It does not run during validation.
 #[derive(Debug)]
 pub struct MixCallback {
     mix: Box<dyn Mix>,
@@ -209,7 +209,13 @@ impl Callback for MixCallback {
                     self.old_loss = Some(old);
                 }
             }
-            Event::AfterTrain | Event::AfterCancelTrain | Event::AfterCancelFit => self.restore(learn),
+            // fastai restores at after_train, after_cancel_train and after_cancel_fit; a cancelled epoch or a
+            // fit ending any other way must not leave the mixed loss behind either.
+            Event::AfterTrain
+            | Event::AfterCancelTrain
+            | Event::AfterCancelEpoch
+            | Event::AfterCancelFit
+            | Event::AfterFit => self.restore(learn),
             Event::BeforeBatch => {
                 let (n, c, h, w) = learn.xb.size4()?;
                 let shape = BatchShape::new(n as usize, c as usize, h as usize, w as usize);

@@ -322,6 +322,11 @@ impl VisionModel {
         self.vs.variables()
     }
 
+    /// Casts every variable to `kind` (for example `Kind::Double` for exact comparisons).
+    pub fn set_kind(&mut self, kind: Kind) {
+        self.vs.set_kind(kind);
+    }
+
     /// Whether the body is frozen (all but its BatchNorm parameters excluded from training).
     pub fn is_frozen(&self) -> bool {
         self.frozen

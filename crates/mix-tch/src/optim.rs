@@ -65,6 +65,15 @@ impl Adam {
         Adam { slots, lr: 1e-3, mom: 0.9, wd: 0.01, cfg }
     }
 
+    /// An optimizer over explicit `(name, parameter, decayed)` triples.
+    pub fn from_params(params: Vec<(String, Tensor, bool)>, cfg: AdamConfig) -> Self {
+        let slots = params
+            .into_iter()
+            .map(|(name, param, do_wd)| Slot { name, param, do_wd, grad_avg: None, sqr_avg: None, step: 0 })
+            .collect();
+        Adam { slots, lr: 1e-3, mom: 0.9, wd: 0.01, cfg }
+    }
+
     /// The defined gradients of all parameters, in order (for loss scaling and checks).
     pub fn grads(&self) -> Vec<Tensor> {
         self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect()

@@ -11,7 +11,9 @@ use mix_viz::plot::{curves_png, Panel, Series};
 use ndarray::Array3;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::args().nth(1).map_or_else(std::env::temp_dir, PathBuf::from);
+    let out = std::env::args()
+        .nth(1)
+        .map_or_else(std::env::temp_dir, PathBuf::from);
     let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/images");
     let pairs = [
         ("cat_1", "coffee_2", 0.71),
@@ -26,13 +28,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let mut tiles = Vec::new();
     for (a, b, lam) in pairs {
-        let (xa, xb) = (load(&images.join(format!("{a}.jpg")))?, load(&images.join(format!("{b}.jpg")))?);
+        let (xa, xb) = (
+            load(&images.join(format!("{a}.jpg")))?,
+            load(&images.join(format!("{b}.jpg")))?,
+        );
         let image = Array3::from_shape_fn(xa.dim(), |i| {
             (lam * f64::from(xa[i]) + (1.0 - lam) * f64::from(xb[i])).round() as u8
         });
         let label = |s: &str| s.split('_').next().unwrap_or(s).to_owned();
         let (pa, pb) = ((lam * 100.0).round(), 100.0 - (lam * 100.0).round());
-        tiles.push(Tile { image, caption: format!("{} {pa}% / {} {pb}%", label(a), label(b)) });
+        tiles.push(Tile {
+            image,
+            caption: format!("{} {pa}% / {} {pb}%", label(a), label(b)),
+        });
     }
     let grid = out.join("mix-viz-grid.png");
     grid_png(&grid, &tiles, 3)?;
@@ -42,7 +50,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let train: Vec<(f64, f64)> = (0..steps)
         .map(|i| {
             let t = f64::from(i) / f64::from(steps);
-            (3.0 * t, 1.8 * (-2.0 * t).exp() + 0.15 + 0.08 * (f64::from(i) * 1.7).sin())
+            (
+                3.0 * t,
+                1.8 * (-2.0 * t).exp() + 0.15 + 0.08 * (f64::from(i) * 1.7).sin(),
+            )
         })
         .collect();
     let valid = vec![(1.0, 0.62), (2.0, 0.41), (3.0, 0.37)];
@@ -52,14 +63,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             title: "loss".into(),
             x_label: "epoch".into(),
             series: vec![
-                Series { name: "train".into(), points: train },
-                Series { name: "valid".into(), points: valid },
+                Series {
+                    name: "train".into(),
+                    points: train,
+                },
+                Series {
+                    name: "valid".into(),
+                    points: valid,
+                },
             ],
         },
         Panel {
             title: "error rate".into(),
             x_label: "epoch".into(),
-            series: vec![Series { name: "valid".into(), points: error }],
+            series: vec![Series {
+                name: "valid".into(),
+                points: error,
+            }],
         },
     ];
     let curves = out.join("mix-viz-curves.png");
@@ -74,5 +94,7 @@ fn load(path: &Path) -> Result<Array3<u8>, Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?
         .resize_to_fill(224, 224, image::imageops::FilterType::Triangle)
         .to_rgb8();
-    Ok(Array3::from_shape_fn((3, 224, 224), |(c, y, x)| img.get_pixel(x as u32, y as u32)[c]))
+    Ok(Array3::from_shape_fn((3, 224, 224), |(c, y, x)| {
+        img.get_pixel(x as u32, y as u32)[c]
+    }))
 }

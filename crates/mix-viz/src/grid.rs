@@ -75,7 +75,10 @@ impl GridLayout {
             let shape = tile.image.dim();
             let side_ok = |n: usize| n >= 1 && u32::try_from(n).is_ok();
             if shape.0 != 3 || !side_ok(shape.1) || !side_ok(shape.2) {
-                return Err(Error::BadTile { index, shape: [shape.0, shape.1, shape.2] });
+                return Err(Error::BadTile {
+                    index,
+                    shape: [shape.0, shape.1, shape.2],
+                });
             }
             largest = largest.max(shape.1).max(shape.2);
         }
@@ -92,18 +95,34 @@ impl GridLayout {
         let width = u64::from(MARGIN) + cols as u64 * u64::from(tile_side + MARGIN);
         let height = u64::from(MARGIN) + rows as u64 * cell_h;
         // Checking the size here keeps every later u32 conversion in range.
-        let canvas_ok = width.checked_mul(height).is_some_and(|n| n <= crate::MAX_PIXELS);
+        let canvas_ok = width
+            .checked_mul(height)
+            .is_some_and(|n| n <= crate::MAX_PIXELS);
         if !canvas_ok {
-            return Err(Error::TooLarge { width, height, max: crate::MAX_PIXELS });
+            return Err(Error::TooLarge {
+                width,
+                height,
+                max: crate::MAX_PIXELS,
+            });
         }
-        Ok(Self { cols, rows, tile_side, caption_lines, width: width as u32, height: height as u32 })
+        Ok(Self {
+            cols,
+            rows,
+            tile_side,
+            caption_lines,
+            width: width as u32,
+            height: height as u32,
+        })
     }
 
     /// Top-left corner `(x, y)` of tile `index`'s square (tiles fill rows left to right).
     pub fn tile_origin(&self, index: usize) -> (u32, u32) {
         let (row, col) = ((index / self.cols) as u32, (index % self.cols) as u32);
         let cell_h = self.tile_side + caption_height(self.caption_lines) as u32 + MARGIN;
-        (MARGIN + col * (self.tile_side + MARGIN), MARGIN + row * cell_h)
+        (
+            MARGIN + col * (self.tile_side + MARGIN),
+            MARGIN + row * cell_h,
+        )
     }
 
     /// The y coordinate of the top of caption line `line` under tile `index`.
@@ -175,8 +194,15 @@ fn fit(img: &RgbImage, side: u32) -> RgbImage {
     if longer == side {
         return img.clone();
     }
-    let scale = |v: u32| ((u64::from(v) * u64::from(side) + u64::from(longer) / 2) / u64::from(longer)).clamp(1, u64::from(side)) as u32;
-    let filter = if longer > side { FilterType::Triangle } else { FilterType::Nearest };
+    let scale = |v: u32| {
+        ((u64::from(v) * u64::from(side) + u64::from(longer) / 2) / u64::from(longer))
+            .clamp(1, u64::from(side)) as u32
+    };
+    let filter = if longer > side {
+        FilterType::Triangle
+    } else {
+        FilterType::Nearest
+    };
     image::imageops::resize(img, scale(w), scale(h), filter)
 }
 
@@ -196,7 +222,11 @@ mod tests {
         let out = fit(&to_rgb(&solid(10, 1, [1, 2, 3])), 96);
         assert_eq!(out.dimensions(), (10, 96));
         let out = fit(&to_rgb(&solid(1000, 1, [1, 2, 3])), 96);
-        assert_eq!(out.dimensions(), (1, 96), "a sliver stays at least one pixel wide");
+        assert_eq!(
+            out.dimensions(),
+            (1, 96),
+            "a sliver stays at least one pixel wide"
+        );
     }
 
     #[test]

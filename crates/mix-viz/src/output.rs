@@ -13,7 +13,11 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 
 /// A white canvas of the given size, or [`Error::TooLarge`] when it would exceed [`MAX_PIXELS`].
 pub(crate) fn white_canvas(width: u64, height: u64) -> Result<RgbImage> {
-    let too_large = Error::TooLarge { width, height, max: MAX_PIXELS };
+    let too_large = Error::TooLarge {
+        width,
+        height,
+        max: MAX_PIXELS,
+    };
     if width.checked_mul(height).map_or(true, |n| n > MAX_PIXELS) {
         return Err(too_large);
     }
@@ -32,7 +36,11 @@ pub(crate) fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     };
     let io = |action, path: &Path| {
         let path = path.to_path_buf();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".mix-viz-")
@@ -43,8 +51,16 @@ pub(crate) fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     {
         let mut out = BufWriter::new(tmp.as_file_mut());
         PngEncoder::new(&mut out)
-            .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
-            .map_err(|source| Error::Encode { path: path.to_path_buf(), source })?;
+            .write_image(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                ExtendedColorType::Rgb8,
+            )
+            .map_err(|source| Error::Encode {
+                path: path.to_path_buf(),
+                source,
+            })?;
         out.flush().map_err(io("write", &tmp_path))?;
     }
     // Temporary files are created owner-only; a picture is meant to be looked at, so give it the
@@ -53,8 +69,14 @@ pub(crate) fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     {
         use std::os::unix::fs::PermissionsExt;
         let perms = std::fs::Permissions::from_mode(0o644);
-        tmp.as_file().set_permissions(perms).map_err(io("set permissions on", tmp.path()))?;
+        tmp.as_file()
+            .set_permissions(perms)
+            .map_err(io("set permissions on", tmp.path()))?;
     }
-    tmp.persist(path).map_err(|e| Error::Io { action: "rename the finished png to", path: path.to_path_buf(), source: e.error })?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        action: "rename the finished png to",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }

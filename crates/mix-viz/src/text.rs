@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn wrap_breaks_at_spaces_and_keeps_words_whole() {
-        assert_eq!(wrap("beagle 71% / pug 29%", 14, 2), vec!["beagle 71% /", "pug 29%"]);
+        assert_eq!(
+            wrap("beagle 71% / pug 29%", 14, 2),
+            vec!["beagle 71% /", "pug 29%"]
+        );
         assert_eq!(wrap("  a\n b  ", 14, 2), vec!["a b"]);
         assert!(wrap("", 14, 2).is_empty());
         assert!(wrap("   ", 14, 2).is_empty());

@@ -11,7 +11,10 @@ use mix_viz::Error;
 use proptest::prelude::*;
 
 fn tile(h: usize, w: usize, rgb: [u8; 3], caption: &str) -> Tile {
-    Tile { image: solid(h, w, rgb), caption: caption.to_owned() }
+    Tile {
+        image: solid(h, w, rgb),
+        caption: caption.to_owned(),
+    }
 }
 
 fn colour(i: usize) -> [u8; 3] {
@@ -22,15 +25,26 @@ fn colour(i: usize) -> [u8; 3] {
 fn png_decodes_back_with_the_documented_size() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("grid.png");
-    let tiles: Vec<Tile> =
-        (0..9).map(|i| tile(224, 224, colour(i), "beagle 71% / pug 29%")).collect();
+    let tiles: Vec<Tile> = (0..9)
+        .map(|i| tile(224, 224, colour(i), "beagle 71% / pug 29%"))
+        .collect();
     grid_png(&path, &tiles, 3).unwrap();
     let img = image::open(&path).unwrap().to_rgb8();
     // Two caption lines: "beagle 71% /" and "pug 29%" at 14 characters a line.
     let cell_h = MAX_TILE_SIDE + CAPTION_GAP + 2 * LINE_HEIGHT + MARGIN;
-    assert_eq!(img.dimensions(), (MARGIN + 3 * (MAX_TILE_SIDE + MARGIN), MARGIN + 3 * cell_h));
-    assert_eq!(img, grid_image(&tiles, 3).unwrap(), "the file holds exactly the rendered picture");
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        img.dimensions(),
+        (MARGIN + 3 * (MAX_TILE_SIDE + MARGIN), MARGIN + 3 * cell_h)
+    );
+    assert_eq!(
+        img,
+        grid_image(&tiles, 3).unwrap(),
+        "the file holds exactly the rendered picture"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left, vec!["grid.png"], "no temporary file is left behind");
 }
 
@@ -41,17 +55,39 @@ fn each_tile_lands_in_its_cell() {
     let layout = GridLayout::new(&tiles, 3).unwrap();
     assert_eq!((layout.cols, layout.rows, layout.caption_lines), (3, 3, 0));
     for i in 0..7 {
-        let (x0, y0) = (MARGIN + (i as u32 % 3) * (224 + MARGIN), MARGIN + (i as u32 / 3) * (224 + MARGIN));
+        let (x0, y0) = (
+            MARGIN + (i as u32 % 3) * (224 + MARGIN),
+            MARGIN + (i as u32 / 3) * (224 + MARGIN),
+        );
         assert_eq!(layout.tile_origin(i), (x0, y0));
         for (dx, dy) in [(0, 0), (223, 0), (0, 223), (223, 223), (100, 57)] {
-            assert_eq!(img.get_pixel(x0 + dx, y0 + dy).0, colour(i), "tile {i} at +({dx}, {dy})");
+            assert_eq!(
+                img.get_pixel(x0 + dx, y0 + dy).0,
+                colour(i),
+                "tile {i} at +({dx}, {dy})"
+            );
         }
-        assert_eq!(img.get_pixel(x0 - 1, y0).0, [255; 3], "margin left of tile {i}");
-        assert_eq!(img.get_pixel(x0 + 224, y0 + 223).0, [255; 3], "margin right of tile {i}");
+        assert_eq!(
+            img.get_pixel(x0 - 1, y0).0,
+            [255; 3],
+            "margin left of tile {i}"
+        );
+        assert_eq!(
+            img.get_pixel(x0 + 224, y0 + 223).0,
+            [255; 3],
+            "margin right of tile {i}"
+        );
     }
     // The two empty cells of the last row stay white.
     assert!(pixels_of(&img, colour(7)).is_empty());
-    assert_eq!(img.get_pixel(MARGIN + 2 * (224 + MARGIN) + 100, MARGIN + 2 * (224 + MARGIN) + 100).0, [255; 3]);
+    assert_eq!(
+        img.get_pixel(
+            MARGIN + 2 * (224 + MARGIN) + 100,
+            MARGIN + 2 * (224 + MARGIN) + 100
+        )
+        .0,
+        [255; 3]
+    );
 }
 
 #[test]
@@ -71,7 +107,13 @@ fn a_quadrant_pattern_keeps_its_place_when_shrunk() {
             }
         }
     }
-    let tiles = vec![Tile { image: a, caption: String::new() }, tile(10, 10, [9, 9, 9], "")];
+    let tiles = vec![
+        Tile {
+            image: a,
+            caption: String::new(),
+        },
+        tile(10, 10, [9, 9, 9], ""),
+    ];
     let img = grid_image(&tiles, 2).unwrap();
     let (x0, y0) = GridLayout::new(&tiles, 2).unwrap().tile_origin(0);
     assert_eq!(GridLayout::new(&tiles, 2).unwrap().tile_side, MAX_TILE_SIDE);
@@ -82,7 +124,11 @@ fn a_quadrant_pattern_keeps_its_place_when_shrunk() {
     // The small tile is enlarged to fill its whole square.
     let (x1, y1) = GridLayout::new(&tiles, 2).unwrap().tile_origin(1);
     assert_eq!(img.get_pixel(x1, y1).0, [9, 9, 9]);
-    assert_eq!(img.get_pixel(x1 + MAX_TILE_SIDE - 1, y1 + MAX_TILE_SIDE - 1).0, [9, 9, 9]);
+    assert_eq!(
+        img.get_pixel(x1 + MAX_TILE_SIDE - 1, y1 + MAX_TILE_SIDE - 1)
+            .0,
+        [9, 9, 9]
+    );
 }
 
 #[test]
@@ -95,7 +141,9 @@ fn a_wide_image_is_letterboxed_in_the_middle_of_its_square() {
     let (x0, y0) = layout.tile_origin(0);
     let red = pixels_of(&img, [200, 10, 10]);
     assert_eq!(red.len(), 96 * 48);
-    assert!(red.iter().all(|&(x, y)| (x0..x0 + 96).contains(&x) && (y0 + 24..y0 + 72).contains(&y)));
+    assert!(red
+        .iter()
+        .all(|&(x, y)| (x0..x0 + 96).contains(&x) && (y0 + 24..y0 + 72).contains(&y)));
 }
 
 #[test]
@@ -105,7 +153,11 @@ fn caption_pixels_are_black_exactly_where_the_font_says() {
         let img = grid_image(&tiles, 1).unwrap();
         let layout = GridLayout::new(&tiles, 1).unwrap();
         let (x0, _) = layout.tile_origin(0);
-        let lines: &[&str] = if caption.len() > 14 { &["beagle 71% /", "pug 29%"] } else { &[caption] };
+        let lines: &[&str] = if caption.len() > 14 {
+            &["beagle 71% /", "pug 29%"]
+        } else {
+            &[caption]
+        };
         assert_eq!(layout.caption_lines, lines.len());
         for (k, line) in lines.iter().enumerate() {
             let top = layout.caption_top(0, k);
@@ -116,7 +168,11 @@ fn caption_pixels_are_black_exactly_where_the_font_says() {
                 for x in x0..x0 + MAX_TILE_SIDE {
                     let set = x >= left && text_pixel_set(line, FONT_SCALE, x - left, y - top);
                     let want = if set { [0; 3] } else { [255; 3] };
-                    assert_eq!(img.get_pixel(x, y).0, want, "{caption:?} line {k} at ({x}, {y})");
+                    assert_eq!(
+                        img.get_pixel(x, y).0,
+                        want,
+                        "{caption:?} line {k} at ({x}, {y})"
+                    );
                     dark += usize::from(set);
                 }
             }
@@ -142,7 +198,10 @@ fn unknown_characters_draw_as_question_marks() {
 #[test]
 fn long_captions_are_cut_to_the_line_limit() {
     let long = "american_pit_bull_terrier 71% / staffordshire_bull_terrier 29%";
-    let tiles = vec![tile(224, 224, [0, 0, 0], long), tile(224, 224, [0, 0, 0], "pug")];
+    let tiles = vec![
+        tile(224, 224, [0, 0, 0], long),
+        tile(224, 224, [0, 0, 0], "pug"),
+    ];
     let layout = GridLayout::new(&tiles, 2).unwrap();
     assert_eq!(layout.caption_lines, MAX_CAPTION_LINES);
     let img = grid_image(&tiles, 2).unwrap();
@@ -156,22 +215,50 @@ fn blank_captions_take_no_room() {
     let tiles = vec![tile(224, 224, [5, 5, 5], " \n\t ")];
     let layout = GridLayout::new(&tiles, 1).unwrap();
     assert_eq!(layout.caption_lines, 0);
-    assert_eq!((layout.width, layout.height), (224 + 2 * MARGIN, 224 + 2 * MARGIN));
+    assert_eq!(
+        (layout.width, layout.height),
+        (224 + 2 * MARGIN, 224 + 2 * MARGIN)
+    );
 }
 
 #[test]
 fn bad_inputs_give_their_errors() {
     assert!(matches!(grid_image(&[], 3), Err(Error::NoTiles)));
-    assert!(matches!(grid_image(&[tile(4, 4, [0; 3], "")], 0), Err(Error::ZeroColumns)));
-    let two_channels = Tile { image: ndarray::Array3::zeros((2, 4, 4)), caption: String::new() };
+    assert!(matches!(
+        grid_image(&[tile(4, 4, [0; 3], "")], 0),
+        Err(Error::ZeroColumns)
+    ));
+    let two_channels = Tile {
+        image: ndarray::Array3::zeros((2, 4, 4)),
+        caption: String::new(),
+    };
     let err = grid_image(&[tile(4, 4, [0; 3], ""), two_channels], 2).unwrap_err();
-    assert!(matches!(err, Error::BadTile { index: 1, shape: [2, 4, 4] }), "{err}");
-    assert!(err.to_string().starts_with("tile 1: expected a CHW RGB image"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::BadTile {
+                index: 1,
+                shape: [2, 4, 4]
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("tile 1: expected a CHW RGB image"),
+        "{err}"
+    );
     let empty = tile(0, 4, [0; 3], "");
-    assert!(matches!(grid_image(&[empty], 1), Err(Error::BadTile { index: 0, .. })));
+    assert!(matches!(
+        grid_image(&[empty], 1),
+        Err(Error::BadTile { index: 0, .. })
+    ));
     // 1x224 slivers get 224-pixel squares while holding little memory.
     let many = vec![tile(1, 224, [0; 3], ""); 6000];
-    assert!(matches!(GridLayout::new(&many, 1), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        GridLayout::new(&many, 1),
+        Err(Error::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -180,7 +267,11 @@ fn a_missing_folder_is_an_io_error_and_writes_nothing() {
     let path = dir.path().join("no/such/folder/grid.png");
     let err = grid_png(&path, &[tile(4, 4, [0; 3], "a")], 1).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
-    assert!(err.to_string().starts_with("cannot create a temporary file in"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot create a temporary file in"),
+        "{err}"
+    );
     assert!(!path.exists());
 }
 
@@ -191,7 +282,10 @@ fn an_existing_file_is_replaced_whole() {
     std::fs::write(&path, b"old contents").unwrap();
     let tiles = [tile(30, 30, [1, 2, 3], "new")];
     grid_png(&path, &tiles, 1).unwrap();
-    assert_eq!(image::open(&path).unwrap().to_rgb8(), grid_image(&tiles, 1).unwrap());
+    assert_eq!(
+        image::open(&path).unwrap().to_rgb8(),
+        grid_image(&tiles, 1).unwrap()
+    );
 }
 
 proptest! {
@@ -215,10 +309,10 @@ proptest! {
 
     #[test]
     fn any_caption_string_never_panics(caption in common::caption()) {
-        let t = Tile { image: solid(224, 224, [7, 7, 7]), caption };
-        let img = grid_image(&[t.clone()], 1).unwrap();
+        let tiles = [Tile { image: solid(224, 224, [7, 7, 7]), caption }];
+        let img = grid_image(&tiles, 1).unwrap();
         // Captions only ever draw black on white below the image.
-        let layout = GridLayout::new(&[t], 1).unwrap();
+        let layout = GridLayout::new(&tiles, 1).unwrap();
         for (x, y, p) in img.enumerate_pixels() {
             if y >= MARGIN + layout.tile_side {
                 prop_assert!(p.0 == [0; 3] || p.0 == [255; 3], "({}, {}) is {:?}", x, y, p);

@@ -3,33 +3,51 @@
 mod common;
 
 use common::pixels_of;
-use mix_viz::plot::{curves_image, curves_png, series_colour, Panel, Series, PALETTE, PANEL_HEIGHT, PANEL_WIDTH};
+use mix_viz::plot::{
+    curves_image, curves_png, series_colour, Panel, Series, PALETTE, PANEL_HEIGHT, PANEL_WIDTH,
+};
 use mix_viz::Error;
 use proptest::prelude::*;
 
 fn series(name: &str, points: Vec<(f64, f64)>) -> Series {
-    Series { name: name.to_owned(), points }
+    Series {
+        name: name.to_owned(),
+        points,
+    }
 }
 
 fn panel(series: Vec<Series>) -> Panel {
-    Panel { title: "loss".into(), x_label: "epoch".into(), series }
+    Panel {
+        title: "loss".into(),
+        x_label: "epoch".into(),
+        series,
+    }
 }
 
 /// `n` points of `f` on x in 0..=10.
 fn curve(n: usize, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
-    (0..n).map(|i| i as f64 * 10.0 / (n - 1) as f64).map(|x| (x, f(x))).collect()
+    (0..n)
+        .map(|i| i as f64 * 10.0 / (n - 1) as f64)
+        .map(|x| (x, f(x)))
+        .collect()
 }
 
 #[test]
 fn png_decodes_back_with_one_panel_width_per_panel() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("curves.png");
-    let panels = [panel(vec![series("train", curve(50, |x| (-x).exp()))]), panel(vec![])];
+    let panels = [
+        panel(vec![series("train", curve(50, |x| (-x).exp()))]),
+        panel(vec![]),
+    ];
     curves_png(&path, &panels).unwrap();
     let img = image::open(&path).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (2 * PANEL_WIDTH, PANEL_HEIGHT));
     assert_eq!(img, curves_image(&panels).unwrap());
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(left, vec!["curves.png"], "no temporary file is left behind");
 }
 
@@ -47,8 +65,15 @@ fn each_series_is_drawn_in_its_own_colour() {
         // A line crossing the plot is at least as many pixels as the plot is wide.
         assert!(n > 400, "series {i} has {n} pixels of its colour");
     }
-    assert!(pixels_of(&img, PALETTE[3]).is_empty(), "no fourth series, no fourth colour");
-    assert_eq!(series_colour(10), PALETTE[0], "colours cycle after ten series");
+    assert!(
+        pixels_of(&img, PALETTE[3]).is_empty(),
+        "no fourth series, no fourth colour"
+    );
+    assert_eq!(
+        series_colour(10),
+        PALETTE[0],
+        "colours cycle after ten series"
+    );
 }
 
 #[test]
@@ -57,24 +82,45 @@ fn y_grows_upwards_and_x_to_the_right() {
     let px = pixels_of(&img, PALETTE[0]);
     let leftmost = px.iter().min_by_key(|p| p.0).unwrap();
     let rightmost = px.iter().max_by_key(|p| p.0).unwrap();
-    assert!(leftmost.1 > rightmost.1, "rising data go up: {leftmost:?} -> {rightmost:?}");
-    assert!(rightmost.0 - leftmost.0 > PANEL_WIDTH / 2, "the curve spans the plot");
-    assert!(leftmost.1 - rightmost.1 > PANEL_HEIGHT / 2, "the curve spans the plot");
+    assert!(
+        leftmost.1 > rightmost.1,
+        "rising data go up: {leftmost:?} -> {rightmost:?}"
+    );
+    assert!(
+        rightmost.0 - leftmost.0 > PANEL_WIDTH / 2,
+        "the curve spans the plot"
+    );
+    assert!(
+        leftmost.1 - rightmost.1 > PANEL_HEIGHT / 2,
+        "the curve spans the plot"
+    );
 }
 
 #[test]
 fn a_constant_series_is_a_flat_line_in_the_middle() {
     let img = curves_image(&[panel(vec![series("", curve(100, |_| 0.37))])]).unwrap();
     let px = pixels_of(&img, PALETTE[0]);
-    let (min_y, max_y) = (px.iter().map(|p| p.1).min().unwrap(), px.iter().map(|p| p.1).max().unwrap());
+    let (min_y, max_y) = (
+        px.iter().map(|p| p.1).min().unwrap(),
+        px.iter().map(|p| p.1).max().unwrap(),
+    );
     assert!(max_y - min_y < 3, "flat: rows {min_y}..={max_y}");
     let mid = f64::from(min_y) / f64::from(PANEL_HEIGHT);
-    assert!((0.35..0.65).contains(&mid), "centred vertically, found at {mid}");
+    assert!(
+        (0.35..0.65).contains(&mid),
+        "centred vertically, found at {mid}"
+    );
 }
 
 #[test]
 fn non_finite_points_are_skipped() {
-    let with = vec![(0.0, 0.0), (1.0, f64::NAN), (2.0, f64::INFINITY), (f64::NEG_INFINITY, 5.0), (3.0, 1.0)];
+    let with = vec![
+        (0.0, 0.0),
+        (1.0, f64::NAN),
+        (2.0, f64::INFINITY),
+        (f64::NEG_INFINITY, 5.0),
+        (3.0, 1.0),
+    ];
     let without = vec![(0.0, 0.0), (3.0, 1.0)];
     let a = curves_image(&[panel(vec![series("a", with)])]).unwrap();
     let b = curves_image(&[panel(vec![series("a", without)])]).unwrap();
@@ -94,11 +140,19 @@ fn a_single_point_is_a_small_marker() {
 
 #[test]
 fn empty_panels_and_series_still_draw_axes_and_text() {
-    let empty = [Panel::default(), panel(vec![series("", vec![])]), panel(vec![])];
+    let empty = [
+        Panel::default(),
+        panel(vec![series("", vec![])]),
+        panel(vec![]),
+    ];
     let img = curves_image(&empty).unwrap();
     assert!(pixels_of(&img, PALETTE[0]).is_empty());
-    assert!(!pixels_of(&img, [0; 3]).is_empty(), "tick labels and titles are black");
-    let framed = |x0: u32| (x0..x0 + PANEL_WIDTH).any(|x| img.get_pixel(x, PANEL_HEIGHT / 2).0 != [255; 3]);
+    assert!(
+        !pixels_of(&img, [0; 3]).is_empty(),
+        "tick labels and titles are black"
+    );
+    let framed =
+        |x0: u32| (x0..x0 + PANEL_WIDTH).any(|x| img.get_pixel(x, PANEL_HEIGHT / 2).0 != [255; 3]);
     assert!(framed(0) && framed(PANEL_WIDTH) && framed(2 * PANEL_WIDTH));
 }
 
@@ -109,16 +163,32 @@ fn the_legend_shows_a_swatch_per_named_series_top_right() {
     for i in 0..2 {
         let px = pixels_of(&img, series_colour(i));
         assert!(!px.is_empty(), "series {i} has a swatch");
-        assert!(px.iter().all(|&(x, y)| x > PANEL_WIDTH / 2 && y < PANEL_HEIGHT / 3), "{:?}", px[0]);
+        assert!(
+            px.iter()
+                .all(|&(x, y)| x > PANEL_WIDTH / 2 && y < PANEL_HEIGHT / 3),
+            "{:?}",
+            px[0]
+        );
     }
 }
 
 #[test]
 fn titles_are_drawn_and_differ_by_text() {
-    let a = curves_image(&[Panel { title: "loss".into(), ..Panel::default() }]).unwrap();
-    let b = curves_image(&[Panel { title: "error rate".into(), ..Panel::default() }]).unwrap();
+    let a = curves_image(&[Panel {
+        title: "loss".into(),
+        ..Panel::default()
+    }])
+    .unwrap();
+    let b = curves_image(&[Panel {
+        title: "error rate".into(),
+        ..Panel::default()
+    }])
+    .unwrap();
     let top = |img: &image::RgbImage| {
-        (0..40).flat_map(|y| (0..PANEL_WIDTH).map(move |x| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0 == [0; 3]).count()
+        (0..40)
+            .flat_map(|y| (0..PANEL_WIDTH).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0 == [0; 3])
+            .count()
     };
     assert!(top(&a) > 0 && top(&b) > top(&a));
 }

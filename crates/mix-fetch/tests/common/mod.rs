@@ -508,13 +508,47 @@ pub fn entry_path() -> impl Strategy<Value = String> {
     )
 }
 
+/// A link target: short dangerous targets often, random paths otherwise.
+pub fn link_target() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => Just("..".to_string()),
+        1 => Just("../..".to_string()),
+        1 => Just("../a".to_string()),
+        1 => Just("../outside/secret".to_string()),
+        1 => Just("a/..".to_string()),
+        1 => Just(".".to_string()),
+        4 => entry_path(),
+    ]
+}
+
+/// Where a symlink at `rel` points, resolved by names only (`..` pops a name); `None` when it climbs above
+/// the root. Valid as an oracle for links that are not reached through other links, which the extractor
+/// guarantees for everything it writes.
+pub fn lexical_link_target(rel: &str, target: &str) -> Option<Vec<String>> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut stack: Vec<String> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
+    stack.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                stack.pop()?;
+            }
+            name => stack.push(name.to_string()),
+        }
+    }
+    Some(stack)
+}
+
 /// One archive entry of any kind with random names.
 pub fn item() -> impl Strategy<Value = Item> {
     prop_oneof![
         (entry_path(), prop::collection::vec(any::<u8>(), 0..32)).prop_map(|(n, d)| Item::File(n, d)),
         entry_path().prop_map(Item::Dir),
-        (entry_path(), entry_path()).prop_map(|(n, t)| Item::Symlink(n, t)),
-        (entry_path(), entry_path()).prop_map(|(n, t)| Item::HardLink(n, t)),
+        (entry_path(), link_target()).prop_map(|(n, t)| Item::Symlink(n, t)),
+        (entry_path(), link_target()).prop_map(|(n, t)| Item::HardLink(n, t)),
     ]
 }
 

@@ -16,20 +16,27 @@ pub fn solid(h: usize, w: usize, rgb: [u8; 3]) -> Array3<u8> {
 
 /// Pixels of `img` equal to `rgb`, as `(x, y)`.
 pub fn pixels_of(img: &RgbImage, rgb: [u8; 3]) -> Vec<(u32, u32)> {
-    img.enumerate_pixels().filter(|(_, _, p)| p.0 == rgb).map(|(x, y, _)| (x, y)).collect()
+    img.enumerate_pixels()
+        .filter(|(_, _, p)| p.0 == rgb)
+        .map(|(x, y, _)| (x, y))
+        .collect()
 }
 
 /// The 8x8 bitmap of `c` straight from the font crate, with the `?` fallback the crate promises.
 pub fn font_glyph(c: char) -> [u8; 8] {
     use font8x8::UnicodeFonts;
-    font8x8::BASIC_FONTS.get(c).unwrap_or(font8x8::legacy::BASIC_LEGACY[usize::from(b'?')])
+    font8x8::BASIC_FONTS
+        .get(c)
+        .unwrap_or(font8x8::legacy::BASIC_LEGACY[usize::from(b'?')])
 }
 
 /// Whether font pixel (`col`, `row`) of `text` drawn at `scale` is set, for screen offset
 /// (`dx`, `dy`) from the text's top-left corner: an independent re-rendering to compare with.
 pub fn text_pixel_set(text: &str, scale: u32, dx: u32, dy: u32) -> bool {
     let cell = 8 * scale;
-    let Some(c) = text.chars().nth((dx / cell) as usize) else { return false };
+    let Some(c) = text.chars().nth((dx / cell) as usize) else {
+        return false;
+    };
     let (col, row) = ((dx % cell) / scale, dy / scale);
     row < 8 && font_glyph(c)[row as usize] & (1 << col) != 0
 }
@@ -66,12 +73,18 @@ pub fn finite() -> impl Strategy<Value = f64> {
 
 /// A series of 0..60 finite points.
 pub fn finite_series() -> impl Strategy<Value = Series> {
-    ("[a-z ]{0,12}", proptest::collection::vec((finite(), finite()), 0..60))
+    (
+        "[a-z ]{0,12}",
+        proptest::collection::vec((finite(), finite()), 0..60),
+    )
         .prop_map(|(name, points)| Series { name, points })
 }
 
 /// A series of 0..60 points with any coordinates, NaN and infinities included.
 pub fn any_series() -> impl Strategy<Value = Series> {
-    (caption(), proptest::collection::vec((any::<f64>(), any::<f64>()), 0..60))
+    (
+        caption(),
+        proptest::collection::vec((any::<f64>(), any::<f64>()), 0..60),
+    )
         .prop_map(|(name, points)| Series { name, points })
 }

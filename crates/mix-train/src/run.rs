@@ -1,0 +1,422 @@
+//! One training run: check everything, build the data and the learner, claim a run folder, fit,
+//! and leave the files a user opens afterwards.
+//!
+//! Order matters for "nothing half-written": every check that can fail on the user's input (options,
+//! device, dataset, labels, pretrained weights) runs before the run folder exists. The learner then
+//! writes metrics.csv, steps.csv, curves.png and a checkpoint atomically after every epoch; this
+//! module adds config.json before the first epoch and model.safetensors after the fit.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use mix_core::{CutMix, Mix, MixUp};
+use mix_data::{DataLoaders, LoaderConfig};
+use mix_tch::checkpoint::{self, Progress};
+use mix_tch::tch::Tensor;
+use mix_tch::{
+    aug_transforms, Callback, Cancel, DeviceChoice, Event, FitSummary, Learn, Learner,
+    LearnerConfig, MixCallback, OneCycle,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{self, DatasetArg};
+use crate::train_opts::{self, MixChoice, TrainArgs, TrainCommand};
+
+/// The run's settings, written before training starts and read back by `--resume`.
+pub const CONFIG_FILE: &str = "config.json";
+/// The trained model's variables (torchvision names for the body, `head.*` for fastai's head).
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Version of [`RunConfig`]'s layout.
+const FORMAT: u32 = 1;
+/// fastai's `RandomSplitter` default, as `from_name_re` uses it.
+const VALID_PCT: f64 = 0.2;
+
+/// Everything a run was started with, resolved: `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// `mixup`, `cutmix` or `none`.
+    pub mix: String,
+    /// Beta concentration of the mix (0 without one).
+    pub alpha: f32,
+    /// Epochs of the one-cycle schedule.
+    pub epochs: usize,
+    /// Batch size.
+    pub bs: usize,
+    /// The `--pretrained` file, if any.
+    pub pretrained: Option<PathBuf>,
+    /// `--dataset` as given.
+    pub dataset: String,
+    /// The folder of images it resolved to.
+    pub images: PathBuf,
+    /// The label regex.
+    pub pattern: String,
+    /// `--device` as given.
+    pub device: String,
+    /// The device libtorch trained on (`cpu`, `cuda:0`).
+    pub device_used: String,
+    /// The seed of split, shuffles, crops, augmentation, mixes and weights.
+    pub seed: u64,
+    /// Item transform `Resize(resize, method='crop')`.
+    pub resize: usize,
+    /// `aug_transforms(size=size)`.
+    pub size: usize,
+    /// Validation fraction of the random split.
+    pub valid_pct: f64,
+    /// Class names; the model's output `i` is `classes[i]`.
+    pub classes: Vec<String>,
+    /// Training images.
+    pub n_train: usize,
+    /// Validation images.
+    pub n_valid: usize,
+    /// `fit_one_cycle`'s schedule (lr_max and fastai's defaults).
+    pub one_cycle: OneCycle,
+    /// The arguments the run was started with.
+    pub args: Vec<String>,
+}
+
+/// Runs the command line `rest` (arguments after the program name).
+pub fn main(rest: &[String]) -> Result<()> {
+    let Some(command) = train_opts::parse("train", rest)? else {
+        return Ok(());
+    };
+    match command {
+        TrainCommand::New(args) => new_run(&args, rest),
+        TrainCommand::Resume {
+            run,
+            device,
+            stop_after,
+        } => resume(&run, device.as_deref(), stop_after),
+    }
+}
+
+/// The workspace root, for the bundled sample dataset.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("mix-train lives in crates/mix-train of the workspace")
+        .to_path_buf()
+}
+
+/// Resolves `--device` now, so that a missing CUDA fails before any work.
+fn resolve_device(value: &str) -> Result<(DeviceChoice, String)> {
+    let choice: DeviceChoice = value.parse()?;
+    let device = choice
+        .resolve()
+        .with_context(|| format!("--device {value}"))?;
+    let name = match device {
+        mix_tch::tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_string(),
+    };
+    Ok((choice, name))
+}
+
+fn loaders(files: &[PathBuf], pattern: &str, bs: usize, seed: u64, resize: usize, folder: &Path) -> Result<DataLoaders> {
+    let cfg = LoaderConfig {
+        batch_size: bs,
+        valid_pct: VALID_PCT,
+        seed,
+        item_size: resize,
+        ..LoaderConfig::default()
+    };
+    let dls = DataLoaders::from_name_re(files, pattern, &cfg)?;
+    let (n_train, n_valid) = (dls.train.len_items(), dls.valid.len_items());
+    if n_train < bs {
+        bail!(
+            "--bs {bs} is larger than the {n_train} training images of {} (training drops a last \
+             partial batch, so there would be no batch): pass --bs {} or less",
+            folder.display(),
+            n_train.max(1)
+        );
+    }
+    if n_valid == 0 {
+        bail!(
+            "{} has {} images, too few for a validation split of {VALID_PCT}: expected at least 5",
+            folder.display(),
+            files.len()
+        );
+    }
+    Ok(dls)
+}
+
+fn learner_config(cfg: &RunConfig, device: DeviceChoice, run: &Path, pretrained: Option<PathBuf>) -> LearnerConfig {
+    LearnerConfig {
+        device,
+        seed: cfg.seed,
+        aug: Some(aug_transforms(cfg.size as i64)),
+        pretrained,
+        run_dir: Some(run.to_path_buf()),
+        progress: true,
+        ..LearnerConfig::new(cfg.classes.len())
+    }
+}
+
+/// The mix callback and the stop-after callback of a run.
+fn callbacks(mix: &str, alpha: f32, stop_after: Option<usize>) -> Result<Vec<Box<dyn Callback>>> {
+    let mut cbs: Vec<Box<dyn Callback>> = Vec::new();
+    let mix: Option<Box<dyn Mix>> = match MixChoice::parse(mix)? {
+        MixChoice::MixUp => Some(Box::new(MixUp::new(alpha)?)),
+        MixChoice::CutMix => Some(Box::new(CutMix::new(alpha)?)),
+        MixChoice::None => None,
+    };
+    if let Some(mix) = mix {
+        cbs.push(Box::new(MixCallback::new(mix)));
+    }
+    if let Some(n) = stop_after {
+        cbs.push(Box::new(StopAfter(n)));
+    }
+    Ok(cbs)
+}
+
+/// Cancels the fit after `.0` epochs of the schedule (after that epoch's checkpoint is written).
+#[derive(Debug)]
+struct StopAfter(usize);
+
+impl Callback for StopAfter {
+    fn name(&self) -> &str {
+        "StopAfter"
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> mix_tch::Result<()> {
+        if event == Event::AfterEpoch && learn.epoch + 1 >= self.0 && learn.epoch + 1 < learn.n_epoch {
+            println!(
+                "stopping after epoch {} of {} (--stop-after {}); continue with --resume",
+                learn.epoch + 1,
+                learn.n_epoch,
+                self.0
+            );
+            return Cancel::Fit.err();
+        }
+        Ok(())
+    }
+}
+
+fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
+    let (device, device_used) = resolve_device(&args.device)?;
+    let data = DatasetArg::parse(&args.dataset);
+    let (images, files) = dataset::labelled_files(&data, &project_root(), &args.pattern)?;
+    let dls = loaders(&files, &args.pattern, args.bs, args.seed, args.resize, &images)?;
+    let config = RunConfig {
+        format: FORMAT,
+        mix: args.mix.name().to_string(),
+        alpha: args.alpha,
+        epochs: args.epochs,
+        bs: args.bs,
+        pretrained: args.pretrained.clone(),
+        dataset: args.dataset.clone(),
+        images: absolute(&images),
+        pattern: args.pattern.clone(),
+        device: args.device.clone(),
+        device_used,
+        seed: args.seed,
+        resize: args.resize,
+        size: args.size,
+        valid_pct: VALID_PCT,
+        classes: dls.vocab.labels().to_vec(),
+        n_train: dls.train.len_items(),
+        n_valid: dls.valid.len_items(),
+        one_cycle: OneCycle {
+            lr_max: args.lr,
+            ..OneCycle::default()
+        },
+        args: raw.to_vec(),
+    };
+    let run = free_run_dir(&args.out)?;
+    let cbs = callbacks(&config.mix, config.alpha, args.stop_after)?;
+    let lcfg = learner_config(&config, device, &run, args.pretrained.clone());
+    let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
+    // Every check has passed: claim the folder and record the settings before the first epoch.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir(&run).with_context(|| format!("cannot create the run folder {}", run.display()))?;
+    write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
+    announce(&config, &run);
+    let summary = learner.fit_one_cycle(config.epochs, config.one_cycle, cbs)?;
+    finish(&learner, &run, &summary, config.epochs)
+}
+
+fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result<()> {
+    let path = run.join(CONFIG_FILE);
+    let text = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "--resume {}: cannot read {} ({e}); expected a run folder made by `cargo xtask train` \
+             (for example runs/<timestamp>)",
+            run.display(),
+            path.display()
+        )
+    })?;
+    let config: RunConfig = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a mix-train config.json of format {FORMAT}", path.display()))?;
+    if config.format != FORMAT {
+        bail!("{}: expected format {FORMAT}, found {}", path.display(), config.format);
+    }
+    let done = epochs_done(run)?;
+    if done >= config.epochs {
+        bail!(
+            "--resume {}: all {} epochs are done already; start a new run instead",
+            run.display(),
+            config.epochs
+        );
+    }
+    if let Some(n) = stop_after.filter(|&n| n <= done) {
+        bail!("--stop-after {n}: {done} epochs are done already; expected a number above {done}");
+    }
+    let (choice, _) = resolve_device(device.unwrap_or(&config.device))?;
+    let files = dataset::image_files(&config.images)?;
+    dataset::check_pattern(&files, &config.pattern, &config.images)?;
+    let dls = loaders(&files, &config.pattern, config.bs, config.seed, config.resize, &config.images)?;
+    if dls.vocab.labels() != config.classes.as_slice() {
+        bail!(
+            "the images in {} changed since the run started: expected the classes {:?}, found {:?}; \
+             start a new run",
+            config.images.display(),
+            config.classes,
+            dls.vocab.labels()
+        );
+    }
+    let cbs = callbacks(&config.mix, config.alpha, stop_after)?;
+    // The checkpoint holds every weight and whether the body was frozen: the pretrained file is not
+    // needed again.
+    let lcfg = learner_config(&config, choice, run, None);
+    let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
+    println!(
+        "resuming {} after epoch {done} of {} ({})",
+        run.display(),
+        config.epochs,
+        describe(&config)
+    );
+    let summary = learner.resume(cbs)?;
+    finish(&learner, run, &summary, config.epochs)
+}
+
+/// Epochs completed in `run`, from its newest checkpoint.
+fn epochs_done(run: &Path) -> Result<usize> {
+    let root = run.join("checkpoints");
+    let Some(dir) = checkpoint::latest(&root)? else {
+        bail!(
+            "--resume {}: no checkpoint in {} (the run stopped before its first epoch ended); \
+             start a new run instead",
+            run.display(),
+            root.display()
+        );
+    };
+    let path = dir.join(checkpoint::PROGRESS_FILE);
+    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let progress: Progress = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a checkpoint progress file", path.display()))?;
+    Ok(progress.epochs_done)
+}
+
+fn describe(c: &RunConfig) -> String {
+    let mix = match c.mix.as_str() {
+        "none" => "no mix".to_string(),
+        m => format!("{m} alpha {}", c.alpha),
+    };
+    format!(
+        "{mix}, bs {}, lr {}, Resize({}) -> {} px, {} classes, {} train / {} valid images, {}",
+        c.bs, c.one_cycle.lr_max, c.resize, c.size, c.classes.len(), c.n_train, c.n_valid, c.device_used
+    )
+}
+
+fn announce(c: &RunConfig, run: &Path) {
+    println!("run folder {}", run.display());
+    println!(
+        "training ResNet18 ({}) for {} epoch(s) on {}: {}",
+        if c.pretrained.is_some() { "pretrained, body frozen" } else { "from scratch" },
+        c.epochs,
+        c.images.display(),
+        describe(c)
+    );
+}
+
+/// Writes the model and says where everything is.
+fn finish(learner: &Learner, run: &Path, summary: &FitSummary, epochs: usize) -> Result<()> {
+    save_model(learner, &run.join(MODEL_FILE))?;
+    let done = summary.epochs.len();
+    println!(
+        "{} {done} of {epochs} epoch(s); wrote {}/{{{CONFIG_FILE}, metrics.csv, steps.csv, curves.png, {MODEL_FILE}, checkpoints/}}",
+        if done < epochs { "stopped after" } else { "finished" },
+        run.display()
+    );
+    Ok(())
+}
+
+fn save_model(learner: &Learner, path: &Path) -> Result<()> {
+    let mut vars: Vec<(String, Tensor)> = learner
+        .learn()
+        .model
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.to_device(mix_tch::tch::Device::Cpu).contiguous()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let tmp = path.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(&vars, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `<out>/<UTC timestamp>`, with `-2`, `-3`, ... when runs start in the same second.
+fn free_run_dir(out: &Path) -> Result<PathBuf> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    let stamp = utc_stamp(secs);
+    let mut run = out.join(&stamp);
+    let mut n = 2;
+    while run.exists() {
+        run = out.join(format!("{stamp}-{n}"));
+        n += 1;
+    }
+    Ok(run)
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC for seconds since the Unix epoch (Howard Hinnant's `civil_from_days`).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        // 2000-02-29 12:34:56 UTC, a leap day.
+        assert_eq!(utc_stamp(951_827_696), "20000229-123456");
+        // 2024-12-31 23:59:59 UTC.
+        assert_eq!(utc_stamp(1_735_689_599), "20241231-235959");
+    }
+}
