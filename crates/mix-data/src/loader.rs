@@ -224,13 +224,13 @@ impl Inner {
         }
     }
 
-    /// Producer loop: decodes the plan window by window and sends full batches.
+    /// Producer loop: decodes the plan a batch at a time and sends full batches.
     fn produce(&self, plan: Vec<(usize, CropPos)>, tx: SyncSender<Result<Batch>>) {
         let (bs, len) = (self.batch_size, self.item_len());
         let s = self.item_size;
         let mut plan = plan.into_iter().peekable();
         // Good items decoded but not yet sent: CHW pixels back to back, and their labels.
-        let mut pending: Vec<u8> = Vec::new();
+        let mut pixels: Vec<u8> = Vec::new();
         let mut labels: Vec<usize> = Vec::new();
         while plan.peek().is_some() {
             // Known-bad items are dropped before decoding; skipping them later gives the same
@@ -238,13 +238,12 @@ impl Inner {
             let window: Vec<(usize, CropPos)> = plan
                 .by_ref()
                 .filter(|&(i, _)| !self.bad[i].load(Ordering::Relaxed))
-                .take(bs)
+                .take(bs - labels.len())
                 .collect();
-            let start = pending.len();
-            pending.resize(start + window.len() * len, 0);
+            // Decoded straight into a fresh batch buffer: no copy when every item is good.
+            let mut buf = vec![0u8; window.len() * len];
             let results: Vec<Result<()>> = self.pool.install(|| {
-                pending[start..]
-                    .par_chunks_mut(len)
+                buf.par_chunks_mut(len)
                     .zip(window.par_iter())
                     .map(|(chunk, &(i, pos))| {
                         let view = ArrayViewMut3::from_shape((3, s, s), chunk)
@@ -253,41 +252,35 @@ impl Inner {
                     })
                     .collect()
             });
-            // Compact: keep good items in plan order, drop the bad ones.
-            let mut kept = start;
-            for (k, (res, &(i, _))) in results.into_iter().zip(&window).enumerate() {
-                match res {
-                    Ok(()) => {
-                        let from = start + k * len;
-                        pending.copy_within(from..from + len, kept);
-                        kept += len;
-                        labels.push(self.labels[i]);
-                    }
-                    Err(e) => match self.policy {
-                        BadImagePolicy::Skip => self.mark_bad(i, &e),
-                        BadImagePolicy::Error => {
-                            let _ = tx.send(Err(e));
-                            return;
+            if labels.is_empty() && results.iter().all(Result::is_ok) {
+                pixels = buf;
+                labels = window.iter().map(|&(i, _)| self.labels[i]).collect();
+            } else {
+                for ((res, &(i, _)), chunk) in results.into_iter().zip(&window).zip(buf.chunks(len)) {
+                    match res {
+                        Ok(()) => {
+                            pixels.extend_from_slice(chunk);
+                            labels.push(self.labels[i]);
                         }
-                    },
+                        Err(e) => match self.policy {
+                            BadImagePolicy::Skip => self.mark_bad(i, &e),
+                            BadImagePolicy::Error => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
+                        },
+                    }
                 }
             }
-            pending.truncate(kept);
-            while labels.len() >= bs {
-                let rest_px = pending.split_off(bs * len);
-                let rest_labels = labels.split_off(bs);
-                let batch = make_batch(
-                    std::mem::replace(&mut pending, rest_px),
-                    std::mem::replace(&mut labels, rest_labels),
-                    s,
-                );
+            if labels.len() == bs {
+                let batch = make_batch(std::mem::take(&mut pixels), std::mem::take(&mut labels), s);
                 if tx.send(Ok(batch)).is_err() {
                     return; // The iterator was dropped.
                 }
             }
         }
         if self.kind == LoaderKind::Valid && !labels.is_empty() {
-            let _ = tx.send(Ok(make_batch(pending, labels, s)));
+            let _ = tx.send(Ok(make_batch(pixels, labels, s)));
         }
     }
 }

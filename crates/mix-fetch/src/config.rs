@@ -23,7 +23,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(15), read: Duration::from_secs(30) }
+        Timeouts {
+            connect: Duration::from_secs(15),
+            read: Duration::from_secs(30),
+        }
     }
 }
 
@@ -41,7 +44,11 @@ pub struct Retries {
 
 impl Default for Retries {
     fn default() -> Self {
-        Retries { max_attempts: 5, first_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(30) }
+        Retries {
+            max_attempts: 5,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
     }
 }
 
@@ -49,7 +56,9 @@ impl Retries {
     /// The pause after `failures` failed attempts in a row (1-based).
     pub fn backoff(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(16);
-        self.first_backoff.saturating_mul(1 << doublings).min(self.max_backoff)
+        self.first_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
     }
 }
 
@@ -94,7 +103,11 @@ impl FetchConfig {
             Some(dir) => Some(PathBuf::from(dir)),
             None => dirs::home_dir().map(|home| home.join(".fastai")),
         };
-        Ok(FetchConfig { fastai_dir, progress: true, ..FetchConfig::in_dir(cache_dir) })
+        Ok(FetchConfig {
+            fastai_dir,
+            progress: true,
+            ..FetchConfig::in_dir(cache_dir)
+        })
     }
 }
 

@@ -109,10 +109,16 @@ fn client(remote: &RemoteArchive, dest: &Path, cfg: &FetchConfig) -> Result<Clie
 }
 
 fn is_loopback(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url) else { return false };
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
     match url.host_str() {
         Some("localhost") => true,
-        Some(host) => host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     }
 }
@@ -130,7 +136,12 @@ fn progress_bar(cfg: &FetchConfig, remote: &RemoteArchive, dest: &Path) -> Progr
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_prefix(dest.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    bar.set_prefix(
+        dest.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+    );
     bar
 }
 
@@ -169,13 +180,21 @@ fn attempt(
     let status = response.status();
     let (mut file, start) = match status {
         StatusCode::PARTIAL_CONTENT => match content_range(&response) {
-            Some((start, _)) if start == have => {
-                (OpenOptions::new().append(true).open(part).map_err(fatal_io("open"))?, have)
-            }
+            Some((start, _)) if start == have => (
+                OpenOptions::new()
+                    .append(true)
+                    .open(part)
+                    .map_err(fatal_io("open"))?,
+                have,
+            ),
             other => {
                 File::create(part).map_err(fatal_io("truncate"))?;
-                let at = other.map_or("an unreadable offset".to_string(), |(s, _)| format!("byte {s}"));
-                return Err(Failure::Transient(format!("asked to resume at byte {have}, the server resumed at {at}")));
+                let at = other.map_or("an unreadable offset".to_string(), |(s, _)| {
+                    format!("byte {s}")
+                });
+                return Err(Failure::Transient(format!(
+                    "asked to resume at byte {have}, the server resumed at {at}"
+                )));
             }
         },
         // A server that ignores `Range` answers 200 with the whole file: start again from byte 0.
@@ -185,9 +204,14 @@ fn attempt(
                 return Ok(());
             }
             File::create(part).map_err(fatal_io("truncate"))?;
-            return Err(Failure::Transient(format!("the server could not resume at byte {have} (416)")));
+            return Err(Failure::Transient(format!(
+                "the server could not resume at byte {have} (416)"
+            )));
         }
-        s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS => {
+        s if s.is_server_error()
+            || s == StatusCode::REQUEST_TIMEOUT
+            || s == StatusCode::TOO_MANY_REQUESTS =>
+        {
             return Err(Failure::Transient(format!("the server answered {s}")));
         }
         s => {
@@ -203,7 +227,15 @@ fn attempt(
         progress.set_length(start + len);
     }
     progress.set_position(start);
-    let received = stream(&mut response, &mut file, start, remote, dest, part, progress)?;
+    let received = stream(
+        &mut response,
+        &mut file,
+        start,
+        remote,
+        dest,
+        part,
+        progress,
+    )?;
     if let Some(len) = body_len {
         if received < len {
             return Err(Failure::Transient(format!(
@@ -242,7 +274,8 @@ fn stream(
                 )));
             }
         };
-        file.write_all(&buf[..n]).map_err(|e| Failure::Fatal(io_err("write", part)(e)))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| Failure::Fatal(io_err("write", part)(e)))?;
         received += n as u64;
         progress.inc(n as u64);
         if let Some(size) = remote.size {
@@ -268,13 +301,20 @@ fn content_range(response: &Response) -> Option<(u64, Option<u64>)> {
     let spec = value.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = spec.split_once('/')?;
     let total = total.trim().parse().ok();
-    let start = if range.trim() == "*" { u64::MAX } else { range.split_once('-')?.0.trim().parse().ok()? };
+    let start = if range.trim() == "*" {
+        u64::MAX
+    } else {
+        range.split_once('-')?.0.trim().parse().ok()?
+    };
     Some((start, total))
 }
 
 fn classify(e: reqwest::Error, remote: &RemoteArchive, dest: &Path) -> Failure {
     if e.is_builder() {
-        return Failure::Fatal(Error::BadUrl { url: remote.url.clone(), reason: chain(&e) });
+        return Failure::Fatal(Error::BadUrl {
+            url: remote.url.clone(),
+            reason: chain(&e),
+        });
     }
     if e.is_redirect() {
         return Failure::Fatal(Error::Unreachable {

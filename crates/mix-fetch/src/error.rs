@@ -85,7 +85,9 @@ pub enum Error {
     },
 
     /// The destination of [`crate::extract_tgz`] already exists.
-    #[error("{0} already exists, expected a path that does not exist yet: remove it or choose another")]
+    #[error(
+        "{0} already exists, expected a path that does not exist yet: remove it or choose another"
+    )]
     DestinationExists(PathBuf),
 
     /// No cache directory could be found for this user.
@@ -108,7 +110,14 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Builds an [`Error::Io`]; used as `.map_err(io_err("create", &path))`.
-pub(crate) fn io_err(action: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+pub(crate) fn io_err(
+    action: impl Into<String>,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> Error {
     let (action, path) = (action.into(), path.into());
-    move |source| Error::Io { action, path, source }
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
 }

@@ -35,7 +35,10 @@ pub fn extract_tgz(archive: &Path, dest: &Path) -> Result<()> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(Error::DestinationExists(dest.to_path_buf()));
     }
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -62,9 +65,17 @@ pub(crate) fn temp_dir_in(parent: &Path, name: &str) -> Result<tempfile::TempDir
 /// On error `root` may hold part of the archive (all of it inside `root`); callers pass a temporary folder.
 pub(crate) fn unpack_tgz(archive: &Path, root: &Path) -> Result<()> {
     let file = File::open(archive).map_err(io_err("open", archive))?;
-    let corrupt = |e: io::Error| Error::Corrupt { path: archive.to_path_buf(), reason: e.to_string() };
+    let corrupt = |e: io::Error| Error::Corrupt {
+        path: archive.to_path_buf(),
+        reason: e.to_string(),
+    };
     let mut tar = tar::Archive::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)));
-    let mut unpacker = Unpacker { archive, root, real_dirs: HashSet::new(), buf: vec![0; 1 << 16] };
+    let mut unpacker = Unpacker {
+        archive,
+        root,
+        real_dirs: HashSet::new(),
+        buf: vec![0; 1 << 16],
+    };
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         unpacker.unpack(&mut entry)?;
@@ -110,7 +121,12 @@ impl Unpacker<'_> {
             t if t.is_symlink() => Kind::Symlink,
             t if t.is_hard_link() => Kind::HardLink,
             t if t.is_pax_global_extensions() => Kind::Skip,
-            t => return Err(refuse(format!("entry type {} is not extracted", describe_type(t)))),
+            t => {
+                return Err(refuse(format!(
+                    "entry type {} is not extracted",
+                    describe_type(t)
+                )))
+            }
         };
         if matches!(kind, Kind::Skip) {
             return Ok(());
@@ -121,16 +137,23 @@ impl Unpacker<'_> {
             // `./` names the root itself, which exists already.
             return match kind {
                 Kind::Dir => Ok(()),
-                _ => Err(refuse("a file or link cannot take the place of the destination folder".into())),
+                _ => Err(refuse(
+                    "a file or link cannot take the place of the destination folder".into(),
+                )),
             };
         }
-        self.make_parent_dirs(&rel).map_err(|e| e.into_error(refuse))?;
+        self.make_parent_dirs(&rel)
+            .map_err(|e| e.into_error(refuse))?;
         let dst = self.root.join(&rel);
         match kind {
             Kind::Dir => {
                 match fs::symlink_metadata(&dst) {
                     Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(refuse("a directory cannot replace an earlier file or link".into())),
+                    Ok(_) => {
+                        return Err(refuse(
+                            "a directory cannot replace an earlier file or link".into(),
+                        ))
+                    }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         fs::create_dir(&dst).map_err(io_err("create the folder", &dst))?
                     }
@@ -139,7 +162,8 @@ impl Unpacker<'_> {
                 self.real_dirs.insert(rel);
             }
             Kind::File => {
-                self.clear_for_non_dir(&dst).map_err(|e| e.into_error(refuse))?;
+                self.clear_for_non_dir(&dst)
+                    .map_err(|e| e.into_error(refuse))?;
                 let header = entry.header();
                 let mode = header.mode().map_err(|e| self.corrupt(e))?;
                 let mtime = header.mtime().ok();
@@ -151,7 +175,8 @@ impl Unpacker<'_> {
                     .map_err(|e| self.corrupt(e))?
                     .ok_or_else(|| refuse("a symlink without a target".into()))?;
                 check_symlink_target(&rel, &target).map_err(refuse)?;
-                self.clear_for_non_dir(&dst).map_err(|e| e.into_error(refuse))?;
+                self.clear_for_non_dir(&dst)
+                    .map_err(|e| e.into_error(refuse))?;
                 make_symlink(&target, &dst)?;
             }
             Kind::HardLink => {
@@ -162,12 +187,18 @@ impl Unpacker<'_> {
                 let src_rel = safe_relative(&target)
                     .map_err(|r| refuse(format!("hard link to {}: {r}", target.display())))?;
                 if src_rel.as_os_str().is_empty() || src_rel == rel {
-                    return Err(refuse(format!("hard link to {} links to itself or the root", target.display())));
+                    return Err(refuse(format!(
+                        "hard link to {} links to itself or the root",
+                        target.display()
+                    )));
                 }
-                self.check_link_source(&src_rel).map_err(|e| e.into_error(refuse))?;
-                self.clear_for_non_dir(&dst).map_err(|e| e.into_error(refuse))?;
+                self.check_link_source(&src_rel)
+                    .map_err(|e| e.into_error(refuse))?;
+                self.clear_for_non_dir(&dst)
+                    .map_err(|e| e.into_error(refuse))?;
                 let src = self.root.join(&src_rel);
-                fs::hard_link(&src, &dst).map_err(io_err(format!("hard-link {} to", src.display()), &dst))?;
+                fs::hard_link(&src, &dst)
+                    .map_err(io_err(format!("hard-link {} to", src.display()), &dst))?;
             }
             Kind::Skip => {}
         }
@@ -175,14 +206,20 @@ impl Unpacker<'_> {
     }
 
     fn corrupt(&self, e: io::Error) -> Error {
-        Error::Corrupt { path: self.archive.to_path_buf(), reason: e.to_string() }
+        Error::Corrupt {
+            path: self.archive.to_path_buf(),
+            reason: e.to_string(),
+        }
     }
 
     /// Creates the missing ancestors of `rel` below the root, refusing to pass through anything that is not a
     /// real directory.
     fn make_parent_dirs(&mut self, rel: &Path) -> std::result::Result<(), Refusal> {
         let mut prefix = PathBuf::new();
-        let parents: Vec<_> = rel.parent().map(|p| p.components().collect()).unwrap_or_default();
+        let parents: Vec<_> = rel
+            .parent()
+            .map(|p| p.components().collect())
+            .unwrap_or_default();
         for c in parents {
             prefix.push(c);
             if self.real_dirs.contains(&prefix) {
@@ -192,9 +229,8 @@ impl Unpacker<'_> {
             match fs::symlink_metadata(&dir) {
                 Ok(m) if m.is_dir() => {}
                 Ok(m) => return Err(Refusal::Unsafe(through(&prefix, &m))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&dir).map_err(|e| Refusal::Io(io_err("create the folder", &dir)(e)))?
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&dir)
+                    .map_err(|e| Refusal::Io(io_err("create the folder", &dir)(e)))?,
                 Err(e) => return Err(Refusal::Io(io_err("inspect", &dir)(e))),
             }
             self.real_dirs.insert(prefix.clone());
@@ -205,8 +241,12 @@ impl Unpacker<'_> {
     /// Removes an earlier file or link at `dst` (a later entry wins, as in tar), refusing to replace a folder.
     fn clear_for_non_dir(&self, dst: &Path) -> std::result::Result<(), Refusal> {
         match fs::symlink_metadata(dst) {
-            Ok(m) if m.is_dir() => Err(Refusal::Unsafe("a file or link cannot replace an earlier directory".into())),
-            Ok(_) => fs::remove_file(dst).map_err(|e| Refusal::Io(io_err("remove the earlier", dst)(e))),
+            Ok(m) if m.is_dir() => Err(Refusal::Unsafe(
+                "a file or link cannot replace an earlier directory".into(),
+            )),
+            Ok(_) => {
+                fs::remove_file(dst).map_err(|e| Refusal::Io(io_err("remove the earlier", dst)(e)))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Refusal::Io(io_err("inspect", dst)(e))),
         }
@@ -230,17 +270,33 @@ impl Unpacker<'_> {
             };
             let last = prefix.as_path() == src_rel;
             if last && meta.is_dir() {
-                return Err(Refusal::Unsafe(format!("hard link to the directory {}", src_rel.display())));
+                return Err(Refusal::Unsafe(format!(
+                    "hard link to the directory {}",
+                    src_rel.display()
+                )));
             }
             if !last && !meta.is_dir() {
-                return Err(Refusal::Unsafe(format!("hard link target {}", through(&prefix, &meta))));
+                return Err(Refusal::Unsafe(format!(
+                    "hard link target {}",
+                    through(&prefix, &meta)
+                )));
             }
         }
         Ok(())
     }
 
-    fn write_file<R: Read>(&mut self, entry: &mut R, dst: &Path, mode: u32, mtime: Option<u64>) -> Result<()> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(dst).map_err(io_err("create", dst))?;
+    fn write_file<R: Read>(
+        &mut self,
+        entry: &mut R,
+        dst: &Path,
+        mode: u32,
+        mtime: Option<u64>,
+    ) -> Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dst)
+            .map_err(io_err("create", dst))?;
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
@@ -248,7 +304,8 @@ impl Unpacker<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.corrupt(e)),
             };
-            file.write_all(&self.buf[..n]).map_err(io_err("write", dst))?;
+            file.write_all(&self.buf[..n])
+                .map_err(io_err("write", dst))?;
         }
         set_file_mode(&file, dst, mode)?;
         if let Some(secs) = mtime {
@@ -277,8 +334,15 @@ impl Refusal {
 }
 
 fn through(prefix: &Path, meta: &fs::Metadata) -> String {
-    let what = if meta.file_type().is_symlink() { "symlink" } else { "file" };
-    format!("goes through the {what} {}, which is not a real directory", prefix.display())
+    let what = if meta.file_type().is_symlink() {
+        "symlink"
+    } else {
+        "file"
+    };
+    format!(
+        "goes through the {what} {}, which is not a real directory",
+        prefix.display()
+    )
 }
 
 /// The entry name as a relative path without `.` components, or why it is refused.
@@ -286,7 +350,9 @@ fn safe_relative(path: &Path) -> std::result::Result<PathBuf, &'static str> {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
-            Component::Prefix(_) | Component::RootDir => return Err("absolute paths are not extracted"),
+            Component::Prefix(_) | Component::RootDir => {
+                return Err("absolute paths are not extracted")
+            }
             Component::ParentDir => return Err("paths containing `..` are not extracted"),
             Component::CurDir => {}
             Component::Normal(s) => out.push(s),
@@ -298,7 +364,12 @@ fn safe_relative(path: &Path) -> std::result::Result<PathBuf, &'static str> {
 /// A symlink at `rel` may point to `target` only if the target is relative, puts every `..` first, and climbs
 /// no higher than the root.
 fn check_symlink_target(rel: &Path, target: &Path) -> std::result::Result<(), String> {
-    let outside = || format!("symlink to {} points outside the destination", target.display());
+    let outside = || {
+        format!(
+            "symlink to {} points outside the destination",
+            target.display()
+        )
+    };
     if target.as_os_str().is_empty() {
         return Err("a symlink with an empty target".into());
     }
@@ -338,12 +409,18 @@ fn describe_type(t: EntryType) -> String {
 
 #[cfg(unix)]
 fn make_symlink(target: &Path, dst: &Path) -> Result<()> {
-    std::os::unix::fs::symlink(target, dst).map_err(io_err(format!("create a symlink to {} at", target.display()), dst))
+    std::os::unix::fs::symlink(target, dst).map_err(io_err(
+        format!("create a symlink to {} at", target.display()),
+        dst,
+    ))
 }
 
 #[cfg(not(unix))]
 fn make_symlink(target: &Path, dst: &Path) -> Result<()> {
-    Err(io_err(format!("create a symlink to {} at", target.display()), dst)(io::Error::new(
+    Err(io_err(
+        format!("create a symlink to {} at", target.display()),
+        dst,
+    )(io::Error::new(
         io::ErrorKind::Unsupported,
         "symlinks in archives are only extracted on unix",
     )))
@@ -354,7 +431,8 @@ fn make_symlink(target: &Path, dst: &Path) -> Result<()> {
 fn set_file_mode(file: &File, dst: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-    file.set_permissions(fs::Permissions::from_mode(perm)).map_err(io_err("set permissions of", dst))
+    file.set_permissions(fs::Permissions::from_mode(perm))
+        .map_err(io_err("set permissions of", dst))
 }
 
 #[cfg(not(unix))]
@@ -368,7 +446,10 @@ mod tests {
 
     #[test]
     fn relative_names() {
-        assert_eq!(safe_relative(Path::new("./a//b/./c")).unwrap(), Path::new("a/b/c"));
+        assert_eq!(
+            safe_relative(Path::new("./a//b/./c")).unwrap(),
+            Path::new("a/b/c")
+        );
         assert_eq!(safe_relative(Path::new("./")).unwrap(), Path::new(""));
         assert!(safe_relative(Path::new("/etc/passwd")).is_err());
         assert!(safe_relative(Path::new("a/../../b")).is_err());

@@ -122,7 +122,10 @@ impl Dataset {
     fn row(self) -> &'static Known {
         // The table lists every variant once (checked by a unit test), so the search always succeeds;
         // falling back to the first row keeps this function total without a panic.
-        KNOWN.iter().find(|k| k.dataset == self).unwrap_or(&KNOWN[0])
+        KNOWN
+            .iter()
+            .find(|k| k.dataset == self)
+            .unwrap_or(&KNOWN[0])
     }
 
     /// The short name used on command lines (`pets`, `mnist_tiny`, ...).
@@ -171,7 +174,11 @@ impl Source {
             Source::Known(d) => d.remote(),
             Source::Url(url) => match KNOWN.iter().find(|k| k.url == url) {
                 Some(k) => k.dataset.remote(),
-                None => RemoteArchive { url: url.clone(), size: None, checksum: None },
+                None => RemoteArchive {
+                    url: url.clone(),
+                    size: None,
+                    checksum: None,
+                },
             },
             Source::Checked(remote) => remote.clone(),
         }
@@ -189,7 +196,10 @@ pub(crate) struct ArchiveName {
 
 impl ArchiveName {
     pub(crate) fn from_url(url: &str) -> Result<ArchiveName> {
-        let bad = |reason: &str| Error::BadUrl { url: url.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| Error::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
         let rest = url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"))
@@ -203,12 +213,17 @@ impl ArchiveName {
         let stem = file
             .strip_suffix(".tgz")
             .or_else(|| file.strip_suffix(".tar.gz"))
-            .ok_or_else(|| bad("expected the url to end in a file name ending in .tgz or .tar.gz"))?;
+            .ok_or_else(|| {
+                bad("expected the url to end in a file name ending in .tgz or .tar.gz")
+            })?;
         // The names become file names in our cache: keep them to one plain, visible path component.
         if stem.is_empty() || stem.starts_with('.') || file.contains(['\\', '%', '\0']) {
             return Err(bad("expected a plain archive file name such as data.tgz"));
         }
-        Ok(ArchiveName { file: file.to_string(), stem: stem.to_string() })
+        Ok(ArchiveName {
+            file: file.to_string(),
+            stem: stem.to_string(),
+        })
     }
 }
 
@@ -225,19 +240,37 @@ mod tests {
             assert_eq!(KNOWN.iter().filter(|k| k.dataset == d).count(), 1, "{d:?}");
             assert_eq!(Dataset::from_name(d.name()), Some(d));
             let url = d.remote().url;
-            assert!(url.starts_with(S3_IMAGE) || url.starts_with(S3_SAMPLE), "{url}");
+            assert!(
+                url.starts_with(S3_IMAGE) || url.starts_with(S3_SAMPLE),
+                "{url}"
+            );
         }
         assert_eq!(KNOWN.len(), Dataset::ALL.len());
     }
 
     #[test]
     fn names_follow_fastdownload() {
-        let n = ArchiveName::from_url("https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz").unwrap();
-        assert_eq!((n.file.as_str(), n.stem.as_str()), ("oxford-iiit-pet.tgz", "oxford-iiit-pet"));
+        let n =
+            ArchiveName::from_url("https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz")
+                .unwrap();
+        assert_eq!(
+            (n.file.as_str(), n.stem.as_str()),
+            ("oxford-iiit-pet.tgz", "oxford-iiit-pet")
+        );
         let n = ArchiveName::from_url("http://127.0.0.1:8/a/b/x.y.tar.gz?sig=1#f").unwrap();
         assert_eq!((n.file.as_str(), n.stem.as_str()), ("x.y.tar.gz", "x.y"));
-        for bad in ["ftp://h/x.tgz", "https://h/x.zip", "https://h/", "https://h/.tgz", "https://h/..tgz", "x.tgz"] {
-            assert!(matches!(ArchiveName::from_url(bad), Err(Error::BadUrl { .. })), "{bad}");
+        for bad in [
+            "ftp://h/x.tgz",
+            "https://h/x.zip",
+            "https://h/",
+            "https://h/.tgz",
+            "https://h/..tgz",
+            "x.tgz",
+        ] {
+            assert!(
+                matches!(ArchiveName::from_url(bad), Err(Error::BadUrl { .. })),
+                "{bad}"
+            );
         }
     }
 }

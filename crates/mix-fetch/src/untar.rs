@@ -94,14 +94,23 @@ fn extract_fresh(archive: &Path, data: &Path, data_dir: &Path, stem: &str) -> Re
     match extract_into_place(archive, data, data_dir, stem) {
         Err(Error::Corrupt { path, reason }) => {
             remove_file(&path)?;
-            Err(Error::Corrupt { path, reason: format!("{reason}; the downloaded file was removed") })
+            Err(Error::Corrupt {
+                path,
+                reason: format!("{reason}; the downloaded file was removed"),
+            })
         }
         other => other,
     }
 }
 
 fn corrupt_download(path: PathBuf, reason: String, remote: &RemoteArchive) -> Error {
-    Error::Corrupt { path, reason: format!("{reason}; the file just downloaded from {} was removed", remote.url) }
+    Error::Corrupt {
+        path,
+        reason: format!(
+            "{reason}; the file just downloaded from {} was removed",
+            remote.url
+        ),
+    }
 }
 
 /// The archive to extract and whether it was downloaded just now.
@@ -134,7 +143,9 @@ fn extract_into_place(archive: &Path, data: &Path, data_dir: &Path, stem: &str) 
     unpack_tgz(archive, tmp.path())?;
     let top = single_top_folder(tmp.path())?;
     match top {
-        Some(inner) => fs::rename(&inner, data).map_err(io_err(format!("rename {} to", inner.display()), data)),
+        Some(inner) => {
+            fs::rename(&inner, data).map_err(io_err(format!("rename {} to", inner.display()), data))
+        }
         None => {
             let kept = tmp.keep();
             fs::rename(&kept, data).map_err(|e| {
@@ -155,7 +166,10 @@ fn single_top_folder(dir: &Path) -> Result<Option<PathBuf>> {
     if entries.next().is_some() {
         return Ok(None);
     }
-    let is_dir = first.file_type().map_err(io_err("inspect", first.path()))?.is_dir();
+    let is_dir = first
+        .file_type()
+        .map_err(io_err("inspect", first.path()))?
+        .is_dir();
     Ok(is_dir.then(|| first.path()))
 }
 
@@ -192,7 +206,11 @@ fn lock(path: &Path, name: &ArchiveName, cfg: &FetchConfig) -> Result<File> {
     let locked = FileExt::try_lock_exclusive(&file).map_err(io_err("lock", path))?;
     if !locked {
         if cfg.progress {
-            eprintln!("waiting for another process fetching {} (lock file {})", name.file, path.display());
+            eprintln!(
+                "waiting for another process fetching {} (lock file {})",
+                name.file,
+                path.display()
+            );
         }
         FileExt::lock_exclusive(&file).map_err(io_err("lock", path))?;
     }

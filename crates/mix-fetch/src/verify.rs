@@ -20,13 +20,22 @@ pub(crate) struct Mismatch {
 /// Checks `path` against the size and checksum in `remote` (each only when known). The size is checked first
 /// because it is free, as in fastdownload's `path_stats` comparison.
 pub(crate) fn check(path: &Path, remote: &RemoteArchive) -> Result<Option<Mismatch>> {
-    let len = path.metadata().map_err(io_err("read the size of", path))?.len();
+    let len = path
+        .metadata()
+        .map_err(io_err("read the size of", path))?
+        .len();
     if let Some(size) = remote.size {
         if len != size {
-            return Ok(Some(Mismatch { what: "size", expected: format!("{size} bytes"), found: format!("{len} bytes") }));
+            return Ok(Some(Mismatch {
+                what: "size",
+                expected: format!("{size} bytes"),
+                found: format!("{len} bytes"),
+            }));
         }
     }
-    let Some(checksum) = &remote.checksum else { return Ok(None) };
+    let Some(checksum) = &remote.checksum else {
+        return Ok(None);
+    };
     let limit = match checksum {
         Checksum::Md5Prefix(_) => FASTAI_PREFIX_BYTES,
         Checksum::Md5(_) => u64::MAX,
@@ -35,7 +44,11 @@ pub(crate) fn check(path: &Path, remote: &RemoteArchive) -> Result<Option<Mismat
     if found.eq_ignore_ascii_case(checksum.hex()) {
         Ok(None)
     } else {
-        Ok(Some(Mismatch { what: checksum.kind(), expected: checksum.hex().to_string(), found }))
+        Ok(Some(Mismatch {
+            what: checksum.kind(),
+            expected: checksum.hex().to_string(),
+            found,
+        }))
     }
 }
 

@@ -21,9 +21,20 @@ fn assert_refused(items: &[Item], entry: &str) {
         Error::UnsafeEntry { entry: e, .. } => assert_eq!(e, entry, "{err}"),
         other => panic!("expected UnsafeEntry for {entry}, got {other}"),
     }
-    assert!(err.to_string().contains(entry), "the message names the entry: {err}");
-    assert_eq!(sb.outside_box(), before, "something changed outside the destination");
-    assert!(sb.box_names().is_empty(), "left behind: {:?}", sb.box_names());
+    assert!(
+        err.to_string().contains(entry),
+        "the message names the entry: {err}"
+    );
+    assert_eq!(
+        sb.outside_box(),
+        before,
+        "something changed outside the destination"
+    );
+    assert!(
+        sb.box_names().is_empty(),
+        "left behind: {:?}",
+        sb.box_names()
+    );
 }
 
 #[test]
@@ -53,8 +64,10 @@ fn extracts_files_dirs_and_inside_links_exactly() {
         ("top/sub/b.bin", Node::File(noise(5000, 7))),
         ("top/sub/up", Node::Symlink("../a.txt".into())),
     ];
-    let expect: std::collections::BTreeMap<String, Node> =
-        expect.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let expect: std::collections::BTreeMap<String, Node> = expect
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     assert_eq!(snap, expect);
     assert_eq!(fs::read(sb.dest().join("top/sub/up")).unwrap(), b"alpha");
     #[cfg(unix)]
@@ -69,7 +82,10 @@ fn extracts_files_dirs_and_inside_links_exactly() {
 
 #[test]
 fn refuses_parent_dir_entries() {
-    assert_refused(&[file("ok.txt", b"x"), file("../evil.txt", b"x")], "../evil.txt");
+    assert_refused(
+        &[file("ok.txt", b"x"), file("../evil.txt", b"x")],
+        "../evil.txt",
+    );
     assert_refused(&[file("a/../../evil.txt", b"x")], "a/../../evil.txt");
     assert_refused(&[dir("../outside/newdir/")], "../outside/newdir/");
 }
@@ -92,13 +108,19 @@ fn refuses_escaping_symlinks() {
     assert_refused(&[symlink("link", "/etc")], "link");
     // `..` after a name cannot be judged without following links: `d/s` points at the root, so
     // `d/s/..` would be the sandbox.
-    assert_refused(&[dir("d/"), symlink("d/s", ".."), symlink("y", "d/s/..")], "y");
+    assert_refused(
+        &[dir("d/"), symlink("d/s", ".."), symlink("y", "d/s/..")],
+        "y",
+    );
 }
 
 #[test]
 fn refuses_writing_through_symlinks() {
     // The link itself points inside, but nothing is written through a link.
-    assert_refused(&[dir("sub/"), symlink("s", "sub"), file("s/f.txt", b"x")], "s/f.txt");
+    assert_refused(
+        &[dir("sub/"), symlink("s", "sub"), file("s/f.txt", b"x")],
+        "s/f.txt",
+    );
     assert_refused(&[symlink("here", "."), symlink("here/up", "..")], "here/up");
 }
 
@@ -109,7 +131,15 @@ fn refuses_escaping_hard_links() {
     let secret = sb.root().join("outside/secret");
     assert_refused(&[hardlink("h", secret.to_str().unwrap())], "h");
     // A hard link through an inside symlink, or to something not extracted before it.
-    assert_refused(&[dir("sub/"), file("sub/f", b"x"), symlink("s", "sub"), hardlink("h", "s/f")], "h");
+    assert_refused(
+        &[
+            dir("sub/"),
+            file("sub/f", b"x"),
+            symlink("s", "sub"),
+            hardlink("h", "s/f"),
+        ],
+        "h",
+    );
     assert_refused(&[hardlink("h", "missing")], "h");
 }
 
@@ -121,7 +151,10 @@ fn refuses_devices_and_fifos() {
 
 #[test]
 fn refuses_replacing_a_directory() {
-    assert_refused(&[dir("d/"), file("d/x", b"1"), symlink("d", "elsewhere")], "d");
+    assert_refused(
+        &[dir("d/"), file("d/x", b"1"), symlink("d", "elsewhere")],
+        "d",
+    );
 }
 
 #[test]
@@ -148,7 +181,11 @@ fn accepts_pax_global_headers_and_long_names() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(sb.dest().join(&long)).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(sb.dest().join(&long))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o755, "the executable bit is kept");
     }
 }
@@ -160,7 +197,11 @@ fn assert_corrupt(bytes: &[u8]) {
         Err(Error::Corrupt { path, .. }) => assert_eq!(path, archive),
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    assert!(sb.box_names().is_empty(), "left behind: {:?}", sb.box_names());
+    assert!(
+        sb.box_names().is_empty(),
+        "left behind: {:?}",
+        sb.box_names()
+    );
 }
 
 #[test]
@@ -185,7 +226,10 @@ fn refuses_an_existing_destination() {
     let sb = Sandbox::new();
     let archive = sb.write_archive(&tgz(&[file("a", b"1")]));
     fs::create_dir(sb.dest()).unwrap();
-    assert!(matches!(extract_tgz(&archive, &sb.dest()), Err(Error::DestinationExists(_))));
+    assert!(matches!(
+        extract_tgz(&archive, &sb.dest()),
+        Err(Error::DestinationExists(_))
+    ));
 }
 
 #[test]

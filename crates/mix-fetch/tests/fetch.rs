@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use md5::{Digest, Md5};
 use mix_fetch::{
-    dataset_paths, untar_data, Checksum, Dataset, Error, FetchConfig, RemoteArchive, Retries, Source, Timeouts,
+    dataset_paths, untar_data, Checksum, Dataset, Error, FetchConfig, RemoteArchive, Retries,
+    Source, Timeouts,
 };
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -22,7 +23,9 @@ fn md5_hex(bytes: &[u8]) -> String {
 /// Names directly inside `dir`, sorted.
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => vec![],
     };
     v.sort();
@@ -30,7 +33,11 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 fn checked(url: String, body: &[u8], checksum: Checksum) -> Source {
-    Source::Checked(RemoteArchive { url, size: Some(body.len() as u64), checksum: Some(checksum) })
+    Source::Checked(RemoteArchive {
+        url,
+        size: Some(body.len() as u64),
+        checksum: Some(checksum),
+    })
 }
 
 #[test]
@@ -40,14 +47,24 @@ fn happy_path_extracts_the_single_top_folder_and_second_call_needs_no_server() {
     let server = Server::start(move |_, req| Reply::file(req, &body, true));
     let cache = tempfile::tempdir().unwrap();
     let cfg = test_config(cache.path());
-    let source = checked(server.url("/x/oxford-iiit-pet.tgz"), &archive, Checksum::Md5(md5_hex(&archive)));
+    let source = checked(
+        server.url("/x/oxford-iiit-pet.tgz"),
+        &archive,
+        Checksum::Md5(md5_hex(&archive)),
+    );
 
     let root = untar_data(&source, &cfg).unwrap();
     assert_eq!(root, cache.path().join("data/oxford-iiit-pet"));
     assert_tree(&root, &files);
     assert!(root.join("images").is_dir());
-    assert_eq!(fs::read(cache.path().join("archive/oxford-iiit-pet.tgz")).unwrap(), archive);
-    assert_eq!(names(&cache.path().join("archive")), ["oxford-iiit-pet.tgz", "oxford-iiit-pet.tgz.lock"]);
+    assert_eq!(
+        fs::read(cache.path().join("archive/oxford-iiit-pet.tgz")).unwrap(),
+        archive
+    );
+    assert_eq!(
+        names(&cache.path().join("archive")),
+        ["oxford-iiit-pet.tgz", "oxford-iiit-pet.tgz.lock"]
+    );
     assert_eq!(names(&cache.path().join("data")), ["oxford-iiit-pet"]);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);
@@ -71,7 +88,11 @@ fn fastai_prefix_checksum_covers_the_first_mib_only() {
     let body = archive.clone();
     let server = Server::start(move |_, req| Reply::file(req, &body, true));
     let cache = tempfile::tempdir().unwrap();
-    let source = checked(server.url("/big.tgz"), &archive, Checksum::Md5Prefix(prefix));
+    let source = checked(
+        server.url("/big.tgz"),
+        &archive,
+        Checksum::Md5Prefix(prefix),
+    );
     let root = untar_data(&source, &test_config(cache.path())).unwrap();
     assert_eq!(fs::read(root.join("big.bin")).unwrap(), big);
 }
@@ -84,13 +105,22 @@ fn checksum_mismatch_is_an_error_and_leaves_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let wrong = md5_hex(b"something else");
     let url = server.url("/pets.tgz");
-    for checksum in [Checksum::Md5(wrong.clone()), Checksum::Md5Prefix(wrong.clone())] {
+    for checksum in [
+        Checksum::Md5(wrong.clone()),
+        Checksum::Md5Prefix(wrong.clone()),
+    ] {
         let source = checked(url.clone(), &archive, checksum);
         let err = untar_data(&source, &test_config(cache.path())).unwrap_err();
         match &err {
-            Error::Mismatch { expected, found, .. } => {
+            Error::Mismatch {
+                expected, found, ..
+            } => {
                 assert_eq!(expected, &wrong);
-                assert_eq!(found, &md5_hex(&archive), "the whole file is shorter than 1 MiB");
+                assert_eq!(
+                    found,
+                    &md5_hex(&archive),
+                    "the whole file is shorter than 1 MiB"
+                );
             }
             other => panic!("expected Mismatch, got {other}"),
         }
@@ -99,7 +129,11 @@ fn checksum_mismatch_is_an_error_and_leaves_nothing() {
         assert_eq!(names(&cache.path().join("archive")), ["pets.tgz.lock"]);
     }
     // A wrong size is caught as soon as the body grows past it.
-    let source = Source::Checked(RemoteArchive { url, size: Some(1000), checksum: None });
+    let source = Source::Checked(RemoteArchive {
+        url,
+        size: Some(1000),
+        checksum: None,
+    });
     let err = untar_data(&source, &test_config(cache.path())).unwrap_err();
     assert!(matches!(err, Error::Mismatch { what: "size", .. }), "{err}");
     assert_eq!(names(&cache.path().join("archive")), ["pets.tgz.lock"]);
@@ -119,14 +153,24 @@ fn a_dropped_connection_is_resumed_with_range() {
         }
     });
     let cache = tempfile::tempdir().unwrap();
-    let source = checked(server.url("/pets.tgz"), &archive, Checksum::Md5(md5_hex(&archive)));
+    let source = checked(
+        server.url("/pets.tgz"),
+        &archive,
+        Checksum::Md5(md5_hex(&archive)),
+    );
     let root = untar_data(&source, &test_config(cache.path())).unwrap();
     assert_tree(&root, &files);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].header("range"), None);
-    assert_eq!(reqs[1].header("range"), Some(format!("bytes={half}-").as_str()));
-    assert_eq!(fs::read(cache.path().join("archive/pets.tgz")).unwrap(), archive);
+    assert_eq!(
+        reqs[1].header("range"),
+        Some(format!("bytes={half}-").as_str())
+    );
+    assert_eq!(
+        fs::read(cache.path().join("archive/pets.tgz")).unwrap(),
+        archive
+    );
 }
 
 #[test]
@@ -142,13 +186,20 @@ fn a_server_that_ignores_range_restarts_cleanly() {
         }
     });
     let cache = tempfile::tempdir().unwrap();
-    let source = checked(server.url("/pets.tgz"), &archive, Checksum::Md5(md5_hex(&archive)));
+    let source = checked(
+        server.url("/pets.tgz"),
+        &archive,
+        Checksum::Md5(md5_hex(&archive)),
+    );
     let root = untar_data(&source, &test_config(cache.path())).unwrap();
     assert_tree(&root, &files);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
     assert!(reqs[1].header("range").is_some(), "a resume was asked for");
-    assert_eq!(fs::read(cache.path().join("archive/pets.tgz")).unwrap(), archive);
+    assert_eq!(
+        fs::read(cache.path().join("archive/pets.tgz")).unwrap(),
+        archive
+    );
 }
 
 #[test]
@@ -159,19 +210,43 @@ fn a_partial_file_from_an_earlier_run_is_resumed() {
     let cache = tempfile::tempdir().unwrap();
     fs::create_dir_all(cache.path().join("archive")).unwrap();
     let third = archive.len() / 3;
-    fs::write(cache.path().join("archive/pets.tgz.part"), &archive[..third]).unwrap();
-    let source = checked(server.url("/pets.tgz"), &archive, Checksum::Md5(md5_hex(&archive)));
-    assert_tree(&untar_data(&source, &test_config(cache.path())).unwrap(), &files);
-    assert_eq!(server.requests()[0].header("range"), Some(format!("bytes={third}-").as_str()));
+    fs::write(
+        cache.path().join("archive/pets.tgz.part"),
+        &archive[..third],
+    )
+    .unwrap();
+    let source = checked(
+        server.url("/pets.tgz"),
+        &archive,
+        Checksum::Md5(md5_hex(&archive)),
+    );
+    assert_tree(
+        &untar_data(&source, &test_config(cache.path())).unwrap(),
+        &files,
+    );
+    assert_eq!(
+        server.requests()[0].header("range"),
+        Some(format!("bytes={third}-").as_str())
+    );
 }
 
 #[test]
 fn server_errors_are_retried() {
     let (archive, files) = pets_like();
     let body = archive.clone();
-    let server = Server::start(move |i, req| if i < 2 { Reply::status(503) } else { Reply::file(req, &body, true) });
+    let server = Server::start(move |i, req| {
+        if i < 2 {
+            Reply::status(503)
+        } else {
+            Reply::file(req, &body, true)
+        }
+    });
     let cache = tempfile::tempdir().unwrap();
-    let root = untar_data(&Source::Url(server.url("/pets.tgz")), &test_config(cache.path())).unwrap();
+    let root = untar_data(
+        &Source::Url(server.url("/pets.tgz")),
+        &test_config(cache.path()),
+    )
+    .unwrap();
     assert_tree(&root, &files);
     assert_eq!(server.count(), 3);
 }
@@ -182,7 +257,10 @@ fn not_found_is_a_clear_error_without_retries() {
     let cache = tempfile::tempdir().unwrap();
     let url = server.url("/missing.tgz");
     let err = untar_data(&Source::Url(url.clone()), &test_config(cache.path())).unwrap_err();
-    assert!(matches!(err, Error::HttpStatus { status: 404, .. }), "{err}");
+    assert!(
+        matches!(err, Error::HttpStatus { status: 404, .. }),
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(msg.contains("404") && msg.contains(&url), "{msg}");
     assert_eq!(server.count(), 1);
@@ -191,7 +269,10 @@ fn not_found_is_a_clear_error_without_retries() {
 
 fn stall_config(cache: &Path) -> FetchConfig {
     FetchConfig {
-        timeouts: Timeouts { connect: Duration::from_secs(1), read: Duration::from_millis(300) },
+        timeouts: Timeouts {
+            connect: Duration::from_secs(1),
+            read: Duration::from_millis(300),
+        },
         retries: Retries {
             max_attempts: 2,
             first_backoff: Duration::from_millis(10),
@@ -209,7 +290,10 @@ fn a_stalled_server_times_out() {
     let started = Instant::now();
     let err = untar_data(&Source::Url(url.clone()), &stall_config(cache.path())).unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, Error::Unreachable { attempts: 2, .. }), "{err}");
+    assert!(
+        matches!(err, Error::Unreachable { attempts: 2, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains(&url), "{err}");
     // Two attempts of 300 ms each plus a pause: far below this bound unless the timeout does not work.
     assert!(took < Duration::from_secs(20), "took {took:?}");
@@ -230,10 +314,17 @@ fn a_stall_in_the_middle_of_the_body_times_out_and_resumes() {
         }
     });
     let cache = tempfile::tempdir().unwrap();
-    let source = checked(server.url("/pets.tgz"), &archive, Checksum::Md5(md5_hex(&archive)));
+    let source = checked(
+        server.url("/pets.tgz"),
+        &archive,
+        Checksum::Md5(md5_hex(&archive)),
+    );
     let root = untar_data(&source, &stall_config(cache.path())).unwrap();
     assert_tree(&root, &files);
-    assert_eq!(server.requests()[1].header("range"), Some(format!("bytes={cut}-").as_str()));
+    assert_eq!(
+        server.requests()[1].header("range"),
+        Some(format!("bytes={cut}-").as_str())
+    );
 }
 
 #[test]
@@ -241,12 +332,19 @@ fn offline_error_names_url_archive_path_and_dataset_option_and_a_hand_placed_arc
     let (archive, files) = pets_like();
     let cache = tempfile::tempdir().unwrap();
     let url = closed_port_url("/oxford-iiit-pet.tgz");
-    let source = checked(url.clone(), &archive, Checksum::Md5Prefix(md5_hex(&archive)));
+    let source = checked(
+        url.clone(),
+        &archive,
+        Checksum::Md5Prefix(md5_hex(&archive)),
+    );
     let cfg = test_config(cache.path());
     let err = untar_data(&source, &cfg).unwrap_err();
     let msg = err.to_string();
     let paths = dataset_paths(&source, &cfg).unwrap();
-    assert!(matches!(err, Error::Unreachable { attempts: 3, .. }), "{msg}");
+    assert!(
+        matches!(err, Error::Unreachable { attempts: 3, .. }),
+        "{msg}"
+    );
     assert!(msg.contains(&url), "{msg}");
     assert!(msg.contains(paths.archive.to_str().unwrap()), "{msg}");
     assert!(msg.contains("--dataset <DIR>"), "{msg}");
@@ -266,9 +364,15 @@ fn a_corrupt_cached_archive_is_removed_and_fetched_again() {
     let url = server.url("/pets.tgz");
     // Unchecked URL: only decompression can tell. Checked URL: the size tells first.
     let cases: Vec<(Source, Vec<u8>)> = vec![
-        (Source::Url(url.clone()), archive[..archive.len() / 2].to_vec()),
+        (
+            Source::Url(url.clone()),
+            archive[..archive.len() / 2].to_vec(),
+        ),
         (Source::Url(url.clone()), b"garbage".to_vec()),
-        (checked(url.clone(), &archive, Checksum::Md5(md5_hex(&archive))), archive[..100].to_vec()),
+        (
+            checked(url.clone(), &archive, Checksum::Md5(md5_hex(&archive))),
+            archive[..100].to_vec(),
+        ),
     ];
     let mut expected_requests = 0;
     for (source, bad) in cases {
@@ -277,7 +381,10 @@ fn a_corrupt_cached_archive_is_removed_and_fetched_again() {
         fs::write(cache.path().join("archive/pets.tgz"), &bad).unwrap();
         let root = untar_data(&source, &test_config(cache.path())).unwrap();
         assert_tree(&root, &files);
-        assert_eq!(fs::read(cache.path().join("archive/pets.tgz")).unwrap(), archive);
+        assert_eq!(
+            fs::read(cache.path().join("archive/pets.tgz")).unwrap(),
+            archive
+        );
         expected_requests += 1;
         assert_eq!(server.count(), expected_requests);
     }
@@ -287,24 +394,43 @@ fn a_corrupt_cached_archive_is_removed_and_fetched_again() {
 fn a_corrupt_download_is_an_error_and_is_removed() {
     let server = Server::start(|_, req| Reply::file(req, b"this is not gzip at all", true));
     let cache = tempfile::tempdir().unwrap();
-    let err = untar_data(&Source::Url(server.url("/bad.tgz")), &test_config(cache.path())).unwrap_err();
+    let err = untar_data(
+        &Source::Url(server.url("/bad.tgz")),
+        &test_config(cache.path()),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert_eq!(server.count(), 1, "a fresh download that is corrupt is not fetched again in a loop");
+    assert_eq!(
+        server.count(),
+        1,
+        "a fresh download that is corrupt is not fetched again in a loop"
+    );
     assert_eq!(names(&cache.path().join("archive")), ["bad.tgz.lock"]);
     assert!(names(&cache.path().join("data")).is_empty());
 }
 
 #[test]
 fn unsafe_archives_are_refused_through_untar_data() {
-    let evil = tgz(&[file("data/ok.txt", b"fine"), file("../evil.txt", b"x"), symlink("data/l", "/etc")]);
+    let evil = tgz(&[
+        file("data/ok.txt", b"fine"),
+        file("../evil.txt", b"x"),
+        symlink("data/l", "/etc"),
+    ]);
     let body = evil.clone();
     let server = Server::start(move |_, req| Reply::file(req, &body, true));
     let top = tempfile::tempdir().unwrap();
     let cache = top.path().join("cache");
     let err = untar_data(&Source::Url(server.url("/evil.tgz")), &test_config(&cache)).unwrap_err();
-    assert!(matches!(&err, Error::UnsafeEntry { entry, .. } if entry == "../evil.txt"), "{err}");
+    assert!(
+        matches!(&err, Error::UnsafeEntry { entry, .. } if entry == "../evil.txt"),
+        "{err}"
+    );
     assert_eq!(names(top.path()), ["cache"]);
-    assert!(names(&cache.join("data")).is_empty(), "{:?}", names(&cache.join("data")));
+    assert!(
+        names(&cache.join("data")).is_empty(),
+        "{:?}",
+        names(&cache.join("data"))
+    );
 }
 
 #[test]
@@ -313,9 +439,19 @@ fn several_top_level_entries_stay_together_under_the_stem() {
     let body = archive.clone();
     let server = Server::start(move |_, req| Reply::file(req, &body, true));
     let cache = tempfile::tempdir().unwrap();
-    let root = untar_data(&Source::Url(server.url("/two.tar.gz")), &test_config(cache.path())).unwrap();
+    let root = untar_data(
+        &Source::Url(server.url("/two.tar.gz")),
+        &test_config(cache.path()),
+    )
+    .unwrap();
     assert_eq!(root, cache.path().join("data/two"));
-    assert_tree(&root, &[("a.txt".into(), b"a".to_vec()), ("b/c.txt".into(), b"c".to_vec())]);
+    assert_tree(
+        &root,
+        &[
+            ("a.txt".into(), b"a".to_vec()),
+            ("b/c.txt".into(), b"c".to_vec()),
+        ],
+    );
 }
 
 #[test]
@@ -328,7 +464,11 @@ fn two_threads_at_once_download_once() {
     }));
     let cache = tempfile::tempdir().unwrap();
     let cfg = test_config(cache.path());
-    let source = checked(server.url("/pets.tgz"), &archive, Checksum::Md5(md5_hex(&archive)));
+    let source = checked(
+        server.url("/pets.tgz"),
+        &archive,
+        Checksum::Md5(md5_hex(&archive)),
+    );
     let barrier = Arc::new(Barrier::new(2));
     let handles: Vec<_> = (0..2)
         .map(|_| {
@@ -339,7 +479,10 @@ fn two_threads_at_once_download_once() {
             })
         })
         .collect();
-    let roots: Vec<_> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+    let roots: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
     assert_eq!(roots[0], roots[1]);
     assert_tree(&roots[0], &files);
     assert_eq!(server.count(), 1, "the dataset was downloaded once");
@@ -352,10 +495,16 @@ fn an_extracted_fastai_dataset_is_reused_without_network() {
     let theirs = fastai.path().join("data/oxford-iiit-pet");
     fs::create_dir_all(theirs.join("images")).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let cfg = FetchConfig { fastai_dir: Some(fastai.path().to_path_buf()), ..test_config(cache.path()) };
+    let cfg = FetchConfig {
+        fastai_dir: Some(fastai.path().to_path_buf()),
+        ..test_config(cache.path())
+    };
     let url = closed_port_url("/oxford-iiit-pet.tgz");
     assert_eq!(untar_data(&Source::Url(url), &cfg).unwrap(), theirs);
-    assert!(!cache.path().join("archive").exists(), "nothing was written to our cache");
+    assert!(
+        !cache.path().join("archive").exists(),
+        "nothing was written to our cache"
+    );
 }
 
 #[test]
@@ -366,8 +515,15 @@ fn a_downloaded_fastai_archive_is_extracted_without_network_and_left_alone() {
     let theirs = fastai.path().join("archive/oxford-iiit-pet.tgz");
     fs::write(&theirs, &archive).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let cfg = FetchConfig { fastai_dir: Some(fastai.path().to_path_buf()), ..test_config(cache.path()) };
-    let source = checked(closed_port_url("/oxford-iiit-pet.tgz"), &archive, Checksum::Md5Prefix(md5_hex(&archive)));
+    let cfg = FetchConfig {
+        fastai_dir: Some(fastai.path().to_path_buf()),
+        ..test_config(cache.path())
+    };
+    let source = checked(
+        closed_port_url("/oxford-iiit-pet.tgz"),
+        &archive,
+        Checksum::Md5Prefix(md5_hex(&archive)),
+    );
     let root = untar_data(&source, &cfg).unwrap();
     assert_eq!(root, cache.path().join("data/oxford-iiit-pet"));
     assert_tree(&root, &files);
@@ -378,13 +534,24 @@ fn a_downloaded_fastai_archive_is_extracted_without_network_and_left_alone() {
 #[test]
 fn the_pets_url_gets_the_pets_checks() {
     let pets = Dataset::Pets.remote();
-    assert_eq!(pets.url, "https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz");
+    assert_eq!(
+        pets.url,
+        "https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz"
+    );
     assert_eq!(pets.size, Some(811_706_944));
-    assert_eq!(pets.checksum, Some(Checksum::Md5Prefix("e4db5c768afd933bb91f5f594d7417a4".into())));
+    assert_eq!(
+        pets.checksum,
+        Some(Checksum::Md5Prefix(
+            "e4db5c768afd933bb91f5f594d7417a4".into()
+        ))
+    );
     assert_eq!(Source::Url(pets.url.clone()).remote(), pets);
     let cfg = FetchConfig::in_dir("/cache");
     let paths = dataset_paths(&Source::Known(Dataset::Pets), &cfg).unwrap();
-    assert_eq!(paths.archive, Path::new("/cache/archive/oxford-iiit-pet.tgz"));
+    assert_eq!(
+        paths.archive,
+        Path::new("/cache/archive/oxford-iiit-pet.tgz")
+    );
     assert_eq!(paths.data, Path::new("/cache/data/oxford-iiit-pet"));
 }
 
@@ -394,8 +561,14 @@ fn a_cached_pets_archive_of_the_wrong_size_is_fetched_again_from_the_table_url()
     // that the bad file was judged by the table's size and removed first.
     let cache = tempfile::tempdir().unwrap();
     let cfg = FetchConfig {
-        retries: Retries { max_attempts: 1, ..Retries::default() },
-        timeouts: Timeouts { connect: Duration::from_millis(1), read: Duration::from_millis(1) },
+        retries: Retries {
+            max_attempts: 1,
+            ..Retries::default()
+        },
+        timeouts: Timeouts {
+            connect: Duration::from_millis(1),
+            read: Duration::from_millis(1),
+        },
         ..FetchConfig::in_dir(cache.path())
     };
     let paths = dataset_paths(&Source::Known(Dataset::Pets), &cfg).unwrap();
@@ -408,5 +581,8 @@ fn a_cached_pets_archive_of_the_wrong_size_is_fetched_again_from_the_table_url()
     });
     let err = untar_data(&dead, &cfg).unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
-    assert!(!paths.archive.exists(), "the wrong-size archive was removed");
+    assert!(
+        !paths.archive.exists(),
+        "the wrong-size archive was removed"
+    );
 }

@@ -26,11 +26,13 @@ impl CombinedCos {
     /// The value at `pos`, the fraction of training done (fastai evaluates it before each training batch
     /// at `pos = train_iter / total_iters`).
     pub fn at(&self, pos: f64) -> f64 {
-        // combine_scheds: cumulative percentages [0, pct, 1]; the piece is the last boundary <= pos, but never
-        // the one starting at 1.
-        let bounds = [0.0, self.pct, 1.0];
-        let idx = if pos >= self.pct { 1 } else { 0 };
-        let actual = (pos - bounds[idx]) / (bounds[idx + 1] - bounds[idx]);
+        // combine_scheds keeps the cumulative boundaries [0, pct, 1] in a float32 tensor, so the piece and
+        // the position within it are computed in float32; only the cosine is in double precision.
+        let bounds = [0.0f32, self.pct as f32, self.pct as f32 + (1.0 - self.pct) as f32];
+        let pos = pos as f32;
+        // The last boundary at or below pos, but never the one at the end.
+        let idx = usize::from(pos >= bounds[1]);
+        let actual = f64::from((pos - bounds[idx]) / (bounds[idx + 1] - bounds[idx]));
         if idx == 0 {
             sched_cos(self.start, self.middle, actual)
         } else {

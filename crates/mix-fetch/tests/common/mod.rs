@@ -40,7 +40,11 @@ pub enum Item {
 impl Item {
     pub fn name(&self) -> &str {
         match self {
-            Item::File(n, _) | Item::Dir(n) | Item::Symlink(n, _) | Item::HardLink(n, _) | Item::Other(n, _) => n,
+            Item::File(n, _)
+            | Item::Dir(n)
+            | Item::Symlink(n, _)
+            | Item::HardLink(n, _)
+            | Item::Other(n, _) => n,
         }
     }
 }
@@ -90,7 +94,11 @@ pub fn tar_bytes(items: &[Item]) -> Vec<u8> {
                 b.append(&h, std::io::empty()).unwrap();
             }
             Item::Symlink(name, target) | Item::HardLink(name, target) => {
-                let kind = if matches!(item, Item::Symlink(..)) { EntryType::Symlink } else { EntryType::Link };
+                let kind = if matches!(item, Item::Symlink(..)) {
+                    EntryType::Symlink
+                } else {
+                    EntryType::Link
+                };
                 let mut h = raw_header(name, kind, 0, 0o777);
                 h.set_link_name_literal(target.as_bytes()).unwrap();
                 h.set_cksum();
@@ -134,12 +142,33 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// contents are noise: mix-fetch never looks inside files.
 pub fn pets_like() -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     let mut files = Vec::new();
-    for (i, name) in ["Abyssinian_1.jpg", "great_pyrenees_173.jpg", "yorkshire_terrier_9.jpg"].iter().enumerate() {
-        files.push((format!("images/{name}"), noise(60_000 + 1000 * i, i as u64 + 1)));
+    for (i, name) in [
+        "Abyssinian_1.jpg",
+        "great_pyrenees_173.jpg",
+        "yorkshire_terrier_9.jpg",
+    ]
+    .iter()
+    .enumerate()
+    {
+        files.push((
+            format!("images/{name}"),
+            noise(60_000 + 1000 * i, i as u64 + 1),
+        ));
     }
-    files.push(("annotations/list.txt".to_string(), b"Abyssinian_1 1 1 1\n".to_vec()));
-    let mut items = vec![dir("oxford-iiit-pet/"), dir("oxford-iiit-pet/images/"), dir("oxford-iiit-pet/annotations/")];
-    items.extend(files.iter().map(|(n, d)| file(&format!("oxford-iiit-pet/{n}"), d)));
+    files.push((
+        "annotations/list.txt".to_string(),
+        b"Abyssinian_1 1 1 1\n".to_vec(),
+    ));
+    let mut items = vec![
+        dir("oxford-iiit-pet/"),
+        dir("oxford-iiit-pet/images/"),
+        dir("oxford-iiit-pet/annotations/"),
+    ];
+    items.extend(
+        files
+            .iter()
+            .map(|(n, d)| file(&format!("oxford-iiit-pet/{n}"), d)),
+    );
     (tgz(&items), files)
 }
 
@@ -154,8 +183,15 @@ pub fn assert_tree(root: &Path, files: &[(String, Vec<u8>)]) {
         })
         .collect();
     let expected: BTreeMap<String, Vec<u8>> = files.iter().cloned().collect();
-    assert_eq!(found.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
-    assert!(found == expected, "file contents differ under {}", root.display());
+    assert_eq!(
+        found.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        found == expected,
+        "file contents differ under {}",
+        root.display()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -177,10 +213,16 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries {
         let path = entry.unwrap().path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
         let meta = fs::symlink_metadata(&path).unwrap();
         if meta.file_type().is_symlink() {
             out.insert(rel, Node::Symlink(fs::read_link(&path).unwrap()));
@@ -224,7 +266,10 @@ impl Sandbox {
 
     /// Everything outside `box/`.
     pub fn outside_box(&self) -> BTreeMap<String, Node> {
-        snapshot(self.root()).into_iter().filter(|(k, _)| !k.starts_with("box")).collect()
+        snapshot(self.root())
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("box"))
+            .collect()
     }
 
     /// The names directly inside `box/`.
@@ -250,7 +295,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -296,7 +344,10 @@ impl Reply {
         match start {
             Some(s) if s < body.len() => Reply::Send {
                 status: 206,
-                headers: vec![("Content-Range".into(), format!("bytes {s}-{}/{}", body.len() - 1, body.len()))],
+                headers: vec![(
+                    "Content-Range".into(),
+                    format!("bytes {s}-{}/{}", body.len() - 1, body.len()),
+                )],
                 body: body[s..].to_vec(),
                 cut_after: None,
                 stall_after_cut: false,
@@ -321,7 +372,12 @@ impl Reply {
     }
 
     pub fn stall_at(mut self, after: usize) -> Reply {
-        if let Reply::Send { cut_after, stall_after_cut, .. } = &mut self {
+        if let Reply::Send {
+            cut_after,
+            stall_after_cut,
+            ..
+        } = &mut self
+        {
             *cut_after = Some(after);
             *stall_after_cut = true;
         }
@@ -364,13 +420,20 @@ impl Server {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
-                    let (requests, stop, handler) = (requests.clone(), stop.clone(), handler.clone());
+                    let (requests, stop, handler) =
+                        (requests.clone(), stop.clone(), handler.clone());
                     let worker = thread::spawn(move || serve(stream, &requests, &stop, &*handler));
                     workers.lock().unwrap().push(worker);
                 }
             })
         };
-        Server { addr, requests, stop, accept: Some(accept), workers }
+        Server {
+            addr,
+            requests,
+            stop,
+            accept: Some(accept),
+            workers,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -400,7 +463,9 @@ impl Drop for Server {
 }
 
 fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, handler: &Handler) {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -431,8 +496,18 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, h
     let mut out = stream;
     match handler(index, &req) {
         Reply::Stall => hold(),
-        Reply::Send { status, headers, body, cut_after, stall_after_cut, pause } => {
-            let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        Reply::Send {
+            status,
+            headers,
+            body,
+            cut_after,
+            stall_after_cut,
+            pause,
+        } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
             for (k, v) in headers {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }
@@ -467,7 +542,10 @@ pub fn closed_port_url(path: &str) -> String {
 /// A configuration for tests: short timeouts, quick retries, no progress bar, no fastai folder.
 pub fn test_config(cache: &Path) -> FetchConfig {
     FetchConfig {
-        timeouts: Timeouts { connect: Duration::from_secs(2), read: Duration::from_secs(2) },
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(2),
+        },
         retries: Retries {
             max_attempts: 3,
             first_backoff: Duration::from_millis(10),
@@ -494,8 +572,12 @@ pub fn component() -> impl Strategy<Value = String> {
 
 /// An entry name or link target: 1 to 4 components, sometimes absolute, sometimes with a trailing slash.
 pub fn entry_path() -> impl Strategy<Value = String> {
-    (prop::collection::vec(component(), 1..5), any::<bool>(), prop::bool::weighted(0.08)).prop_map(
-        |(parts, trailing, absolute)| {
+    (
+        prop::collection::vec(component(), 1..5),
+        any::<bool>(),
+        prop::bool::weighted(0.08),
+    )
+        .prop_map(|(parts, trailing, absolute)| {
             let mut s = parts.join("/");
             if trailing {
                 s.push('/');
@@ -504,8 +586,7 @@ pub fn entry_path() -> impl Strategy<Value = String> {
                 s.insert(0, '/');
             }
             s
-        },
-    )
+        })
 }
 
 /// A link target: short dangerous targets often, random paths otherwise.
@@ -528,7 +609,11 @@ pub fn lexical_link_target(rel: &str, target: &str) -> Option<Vec<String>> {
     if target.starts_with('/') {
         return None;
     }
-    let mut stack: Vec<String> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
+    let mut stack: Vec<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(String::from)
+        .collect();
     stack.pop();
     for c in target.split('/') {
         match c {
@@ -545,7 +630,8 @@ pub fn lexical_link_target(rel: &str, target: &str) -> Option<Vec<String>> {
 /// One archive entry of any kind with random names.
 pub fn item() -> impl Strategy<Value = Item> {
     prop_oneof![
-        (entry_path(), prop::collection::vec(any::<u8>(), 0..32)).prop_map(|(n, d)| Item::File(n, d)),
+        (entry_path(), prop::collection::vec(any::<u8>(), 0..32))
+            .prop_map(|(n, d)| Item::File(n, d)),
         entry_path().prop_map(Item::Dir),
         (entry_path(), link_target()).prop_map(|(n, t)| Item::Symlink(n, t)),
         (entry_path(), link_target()).prop_map(|(n, t)| Item::HardLink(n, t)),
