@@ -35,8 +35,13 @@ const OPTS: &[Opt] = &[
     },
 ];
 
-/// The criterion bench targets of the mix-benches package, run in this order.
-const BENCHES: &[&str] = &["mix_core", "mix_data", "train_step"];
+/// Each criterion bench target of the mix-benches package with its peer script (benches/peers),
+/// run in this order, each peer right after its bench so that both see the same machine load.
+const PAIRS: &[(&str, &str)] = &[
+    ("mix_core", "mix_ops"),
+    ("mix_data", "pil_resize"),
+    ("train_step", "torch_train_step"),
+];
 
 /// Images per breed in the pets-like corpus (37 breeds): enough for several loader batches.
 const CORPUS_PER_BREED: usize = 8;
@@ -395,9 +400,6 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
-/// The peer scripts in benches/peers, by stem, run in this order.
-const PEERS: &[&str] = &["mix_ops", "pil_resize", "torch_train_step"];
-
 /// `cargo xtask bench [--quick] [--out FILE]`.
 pub fn bench(argv: &[String]) -> Result<()> {
     let Some(opts) = args::parse("bench", ABOUT, OPTS, argv)? else {
@@ -429,17 +431,20 @@ pub fn bench(argv: &[String]) -> Result<()> {
         std::fs::remove_dir_all(&criterion_home)
             .with_context(|| format!("cannot empty {}", criterion_home.display()))?;
     }
-    for name in BENCHES {
-        run_bench(
-            &root,
-            &torch,
-            name,
+    let peer_out = data.join("peers");
+    std::fs::create_dir_all(&peer_out)
+        .with_context(|| format!("cannot create {}", peer_out.display()))?;
+    let load_before = load_average();
+    for (bench, peer) in PAIRS {
+        let env = BenchEnv {
+            root: &root,
             mode,
-            &criterion_home,
-            &corpus,
-            &mut results,
-        );
+            corpus: &corpus,
+        };
+        run_bench(&env, &torch, bench, &criterion_home, &mut results);
+        run_peer(&env, &python, peer, &peer_out, &mut results);
     }
+    let load_after = load_average();
     match read_criterion(&criterion_home) {
         Ok(found) => {
             for (id, measure) in found {
@@ -450,14 +455,9 @@ pub fn bench(argv: &[String]) -> Result<()> {
             .problems
             .push(format!("criterion results unreadable: {e:#}")),
     }
-    let peer_out = data.join("peers");
-    std::fs::create_dir_all(&peer_out)
-        .with_context(|| format!("cannot create {}", peer_out.display()))?;
-    for stem in PEERS {
-        run_peer(&root, &python, stem, mode, &peer_out, &corpus, &mut results);
-    }
 
-    let machine = Machine::detect(&root, &versions);
+    let mut machine = Machine::detect(&root, &versions);
+    machine.load = [load_before, load_after];
     let text = render(&machine, mode, &results);
     write_atomic(&out, &text)?;
     eprintln!("wrote {}", out.display());
@@ -712,17 +712,24 @@ pub fn corpus_tool(root: &Path) -> PathBuf {
         .join("make_pets_like.py")
 }
 
+/// What every bench and peer run is given.
+struct BenchEnv<'a> {
+    root: &'a Path,
+    mode: Mode,
+    /// The corpus's images folder, passed as `MIX_BENCH_CORPUS`.
+    corpus: &'a Path,
+}
+
 /// Runs one criterion bench as a child cargo process; a missing file or a failure is recorded.
 fn run_bench(
-    root: &Path,
+    env: &BenchEnv<'_>,
     torch: &Libtorch,
     name: &str,
-    mode: Mode,
     criterion_home: &Path,
-    corpus: &Path,
     results: &mut Results,
 ) {
-    let file = root
+    let file = env
+        .root
         .join("benches")
         .join("benches")
         .join(format!("{name}.rs"));
@@ -734,12 +741,12 @@ fn run_bench(
     }
     let mut cmd = cargo(Some(torch));
     cmd.args(["bench", "-p", "mix-benches", "--bench", name, "--"])
-        .args(mode.criterion_args())
+        .args(env.mode.criterion_args())
         .env("CRITERION_HOME", criterion_home)
-        .env("MIX_BENCH_CORPUS", corpus)
+        .env("MIX_BENCH_CORPUS", env.corpus)
         .env(
             "MIX_BENCH_QUICK",
-            if mode == Mode::Quick { "1" } else { "0" },
+            if env.mode == Mode::Quick { "1" } else { "0" },
         );
     if let Err(e) = process::run(&mut cmd) {
         results
@@ -749,16 +756,9 @@ fn run_bench(
 }
 
 /// Runs one peer script with the venv python; it writes its figures as JSON to `--json FILE`.
-fn run_peer(
-    root: &Path,
-    python: &Path,
-    stem: &'static str,
-    mode: Mode,
-    out_dir: &Path,
-    corpus: &Path,
-    results: &mut Results,
-) {
-    let script = root
+fn run_peer(env: &BenchEnv<'_>, python: &Path, stem: &str, out_dir: &Path, results: &mut Results) {
+    let script = env
+        .root
         .join("benches")
         .join("peers")
         .join(format!("{stem}.py"));
@@ -772,10 +772,10 @@ fn run_peer(
     let _ = std::fs::remove_file(&json);
     let mut cmd = Command::new(python);
     cmd.arg(&script).arg("--json").arg(&json);
-    if mode == Mode::Quick {
+    if env.mode == Mode::Quick {
         cmd.arg("--quick");
     }
-    cmd.env("MIX_BENCH_CORPUS", corpus);
+    cmd.env("MIX_BENCH_CORPUS", env.corpus);
     let outcome = process::run(&mut cmd).and_then(|()| {
         let text = std::fs::read_to_string(&json)
             .with_context(|| format!("peer `{stem}` wrote no {}", json.display()))?;
@@ -794,6 +794,13 @@ fn run_peer(
             .problems
             .push(format!("peer `{stem}` failed: {e:#}")),
     }
+}
+
+/// The 1-minute load average from /proc/loadavg, when readable: a busy machine makes every
+/// figure slower, so the report says how busy it was.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// What one peer script reported.
@@ -1016,6 +1023,8 @@ pub struct Machine {
     pub versions: BTreeMap<String, Option<String>>,
     /// The commit measured (`git describe`-like), when git answers.
     pub commit: Option<String>,
+    /// 1-minute load average before the first bench and after the last peer.
+    pub load: [Option<f64>; 2],
 }
 
 impl Machine {
@@ -1040,6 +1049,7 @@ impl Machine {
             rustc,
             versions: versions.clone(),
             commit,
+            load: [None, None],
         }
     }
 }
@@ -1115,6 +1125,12 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
     );
     if let Some(commit) = &machine.commit {
         let _ = writeln!(w, "- Commit: `{commit}`");
+    }
+    if let [Some(before), Some(after)] = machine.load {
+        let _ = writeln!(
+            w,
+            "- Load average (1 min): {before:.2} before the first bench, {after:.2} after the last peer"
+        );
     }
     let _ = writeln!(w, "- Mode: {}\n", mode.describe());
 
@@ -1403,9 +1419,14 @@ mod tests {
             rustc: "rustc 1.95.0".to_string(),
             versions: parse_versions(r#"{"python":"3.11.2","torch":"2.11.0","numpy":"2.4.6","Pillow":"13.0.0","fastai":null}"#).unwrap(),
             commit: Some("abc123".to_string()),
+            load: [Some(0.5), Some(1.25)],
         };
         let text = render(&machine, Mode::Quick, &r);
         assert!(text.contains("Test CPU, 2 logical cores"), "{text}");
+        assert!(
+            text.contains("0.50 before the first bench, 1.25 after"),
+            "{text}"
+        );
         assert!(text.contains("fastai not installed"), "{text}");
         assert!(
             text.contains("Reproduce: `cargo xtask bench --quick`"),

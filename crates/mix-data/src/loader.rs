@@ -256,7 +256,8 @@ impl Inner {
                 pixels = buf;
                 labels = window.iter().map(|&(i, _)| self.labels[i]).collect();
             } else {
-                for ((res, &(i, _)), chunk) in results.into_iter().zip(&window).zip(buf.chunks(len)) {
+                for ((res, &(i, _)), chunk) in results.into_iter().zip(&window).zip(buf.chunks(len))
+                {
                     match res {
                         Ok(()) => {
                             pixels.extend_from_slice(chunk);

@@ -271,7 +271,7 @@ fn draw_panel(img: &mut RgbImage, x_off: i64, panel: &Panel) {
     let to_px = |x: f64, y: f64| {
         let px = (left + INSET) as f64 + xaxis.frac(x) * (right - 1 - left - 2 * INSET) as f64;
         let py =
-            (bottom - 1 - INSET) as f64 - yaxis.frac(y) * (bottom - 1 - top - 2 * INSET) as f64;
+            (top + INSET) as f64 + yaxis.frac(y) * (bottom - 1 - top - 2 * INSET) as f64;
         (px, py)
     };
 
