@@ -15,7 +15,7 @@ use crate::args::{self, Opt};
 use crate::dataset::{self, DatasetArg, DATASET_HELP, SEED_PATTERN};
 
 const ABOUT: &str = "Write one mixed training batch as a 3x3 grid PNG: the items after \
-Resize(SIZE, crop) and MixUp or CutMix (drawn by mix-core), each captioned with both labels and \
+Resize(PX, crop) and MixUp or CutMix (drawn by mix-core), each captioned with both labels and \
 their weights in the mixed target (for CutMix the area-corrected lambda). Batch augmentation \
 (flips, warps, lighting) happens on the training device and is not shown. No libtorch needed.";
 
@@ -51,9 +51,9 @@ const OPTS: &[Opt] = &[
         help: "batch size the mix is drawn over (default 64, fewer when there are fewer items)",
     },
     Opt {
-        name: "size",
+        name: "resize",
         value: Some("PX"),
-        help: "item size of Resize(PX, method='crop') (default 256)",
+        help: "item transform Resize(PX, method='crop') (default 256)",
     },
     Opt {
         name: "pattern",
@@ -92,9 +92,9 @@ pub fn preview(rest: &[String]) -> Result<()> {
         Alpha::new(alpha).map_err(|_| anyhow::anyhow!("--alpha {alpha}: expected a finite number > 0"))?;
     let seed: u64 = opts.parse_or("seed", 0)?;
     let bs: usize = opts.parse_or("bs", 64)?;
-    let size: usize = opts.parse_or("size", 256)?;
+    let size: usize = opts.parse_or("resize", 256)?;
     if bs == 0 || size == 0 {
-        bail!("--bs and --size must be at least 1, found {bs} and {size}");
+        bail!("--bs and --resize must be at least 1, found {bs} and {size}");
     }
     let out = PathBuf::from(opts.get("out").unwrap_or("preview.png"));
     let pattern = opts.get("pattern").unwrap_or(SEED_PATTERN);

@@ -124,7 +124,14 @@ fn check_centre(width: usize, height: usize, lam: f32, cx: usize, cy: usize) -> 
 }
 
 /// `clamp(c -/+ cut / 2, 0, size)` on both axes.
-fn centred_box(width: usize, height: usize, cut_w: usize, cut_h: usize, cx: usize, cy: usize) -> BBox {
+fn centred_box(
+    width: usize,
+    height: usize,
+    cut_w: usize,
+    cut_h: usize,
+    cx: usize,
+    cy: usize,
+) -> BBox {
     BBox {
         x1: cx.saturating_sub(cut_w / 2),
         y1: cy.saturating_sub(cut_h / 2),

@@ -9,7 +9,9 @@ use crate::cutmix::BBox;
 #[non_exhaustive]
 pub enum Error {
     /// A Beta concentration that is NaN, infinite, zero or negative.
-    #[error("alpha must be finite and > 0, found {0}; fastai uses 0.4 for MixUp and 1.0 for CutMix")]
+    #[error(
+        "alpha must be finite and > 0, found {0}; fastai uses 0.4 for MixUp and 1.0 for CutMix"
+    )]
     InvalidAlpha(f32),
     /// A mixing weight outside [0, 1] (or NaN).
     #[error("lambda of sample {index} must be in [0, 1], found {value}")]
@@ -94,7 +96,9 @@ pub enum Error {
         height: usize,
     },
     /// An image with no pixels, where a box area must be divided by the image area.
-    #[error("image of {width}x{height} (width x height) has no pixels; expected width and height >= 1")]
+    #[error(
+        "image of {width}x{height} (width x height) has no pixels; expected width and height >= 1"
+    )]
     EmptyImage {
         /// Image width.
         width: usize,

@@ -77,17 +77,19 @@ pub(crate) fn blend_sample<D: Dimension>(
     }
 }
 
-/// Adding then subtracting 2^23 rounds a float in [0, 2^23) to the nearest integer, ties to even
-/// (the default IEEE rounding mode), like numpy's `rint`, and unlike `f32::round_ties_even` it
-/// vectorises on every x86-64.
+/// Adding 2^23 to a float in [0, 2^23) rounds it to the nearest integer, ties to even (the default
+/// IEEE rounding mode, numpy's `rint`), and leaves that integer in the low mantissa bits; reading
+/// them back is integer work that vectorises on every x86-64, unlike `round_ties_even` and a
+/// saturating float-to-int cast.
 const ROUND_MAGIC: f32 = 8_388_608.0;
 
 /// timm's `blend` for uint8: `rint(own * w + partner * (1 - w))` computed in f32.
 #[inline(always)]
 pub(crate) fn blend_u8_value(own: u8, partner: u8, w: f32, v: f32) -> u8 {
     let y = f32::from(own) * w + f32::from(partner) * v;
-    // y lies in [0, 255] up to rounding, so the cast only saturates a last-bit overshoot.
-    ((y + ROUND_MAGIC) - ROUND_MAGIC) as u8
+    // y lies in [0, 255] up to a last-bit overshoot, which the rounding removes, so the low
+    // eight bits are the whole result.
+    ((y + ROUND_MAGIC).to_bits() & 0xff) as u8
 }
 
 /// `out = rint(own * w + partner * (1 - w))` elementwise on uint8, for one sample of any rank.
@@ -119,22 +121,23 @@ pub(crate) fn paste_sample<T: Copy>(
 ) {
     let (channels, height, width) = own.dim();
     if let (Some(a), Some(p), Some(o)) = (own.as_slice(), partner.as_slice(), out.as_slice_mut()) {
+        // In memory order the sample alternates between runs of `own` and the partner's box rows
+        // (one per channel and box row). Everything from the end of one box row to the start of
+        // the next, across row and channel ends, is a single run of `own`: two copies per box row.
         let BBox { x1, y1, x2, y2 } = bbox;
-        let plane = height * width;
-        for c in 0..channels {
-            let base = c * plane;
-            // Rows above the box, then each box row in three pieces, then rows below the box.
-            let top = base..base + y1 * width;
-            o[top.clone()].copy_from_slice(&a[top]);
-            for y in y1..y2 {
-                let row = base + y * width;
-                o[row..row + x1].copy_from_slice(&a[row..row + x1]);
-                o[row + x1..row + x2].copy_from_slice(&p[row + x1..row + x2]);
-                o[row + x2..row + width].copy_from_slice(&a[row + x2..row + width]);
+        let mut done = 0;
+        if !bbox.is_empty() {
+            for c in 0..channels {
+                for y in y1..y2 {
+                    let start = (c * height + y) * width + x1;
+                    let end = start + (x2 - x1);
+                    o[done..start].copy_from_slice(&a[done..start]);
+                    o[start..end].copy_from_slice(&p[start..end]);
+                    done = end;
+                }
             }
-            let bottom = base + y2 * width..base + plane;
-            o[bottom.clone()].copy_from_slice(&a[bottom]);
         }
+        o[done..].copy_from_slice(&a[done..]);
     } else {
         out.assign(&own);
         let region = s![.., bbox.y1..bbox.y2, bbox.x1..bbox.x2];

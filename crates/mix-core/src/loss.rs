@@ -65,7 +65,10 @@ pub fn cross_entropy_each(logits: ArrayView2<'_, f32>, target: &[usize]) -> Resu
 
 /// Cross-entropy against soft (for example mixed one-hot) targets, mean over the batch:
 /// `mean_i sum_c -targets[i, c] * log_softmax(logits[i])[c]` (timm's `SoftTargetCrossEntropy`).
-pub fn soft_cross_entropy(logits: ArrayView2<'_, f32>, targets: ArrayView2<'_, f32>) -> Result<f32> {
+pub fn soft_cross_entropy(
+    logits: ArrayView2<'_, f32>,
+    targets: ArrayView2<'_, f32>,
+) -> Result<f32> {
     let batch = logits.nrows();
     check::batch(batch)?;
     check::shape("targets", logits.shape(), targets.shape())?;
@@ -89,7 +92,12 @@ pub fn soft_cross_entropy(logits: ArrayView2<'_, f32>, targets: ArrayView2<'_, f
 /// `smoothing / num_classes`, and the label's entry is `1 - smoothing + smoothing / num_classes`.
 /// `smoothing` must lie in [0, 1).
 pub fn one_hot(labels: &[usize], num_classes: usize, smoothing: f32) -> Result<Array2<f32>> {
-    check::setting("label smoothing", "[0, 1)", smoothing, (0.0..1.0).contains(&smoothing))?;
+    check::setting(
+        "label smoothing",
+        "[0, 1)",
+        smoothing,
+        (0.0..1.0).contains(&smoothing),
+    )?;
     let off = smoothing / num_classes as f32;
     let on = 1.0 - smoothing + off;
     let mut out = Array2::from_elem((labels.len(), num_classes), off);
@@ -131,7 +139,9 @@ fn check_finite(what: &'static str, a: ArrayView2<'_, f32>) -> Result<()> {
 
 /// `log(sum(exp(row)))`, shifted by the maximum so that it cannot overflow.
 fn log_sum_exp(row: ArrayView1<'_, f32>) -> f64 {
-    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+    let max = row
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
     max + row
         .iter()
         .map(|&v| (f64::from(v) - max).exp())

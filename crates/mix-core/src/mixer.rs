@@ -133,7 +133,11 @@ impl Mixer {
     /// Draws one mix for `shape`. Draw order, per batch, pair or element in index order: apply?
     /// (uniform < `prob`), CutMix? (uniform < `switch_prob`, only when both are on), lambda, then
     /// for CutMix the box (`cy`, `cx`; or with min/max: `cut_h`, `cut_w`, `y1`, `x1`).
-    pub fn sample_params<R: Rng + ?Sized>(&self, shape: BatchShape, rng: &mut R) -> Result<MixParams> {
+    pub fn sample_params<R: Rng + ?Sized>(
+        &self,
+        shape: BatchShape,
+        rng: &mut R,
+    ) -> Result<MixParams> {
         let batch = shape.batch;
         check::batch(batch)?;
         let mut lam = vec![1.0; batch];
@@ -236,7 +240,11 @@ impl Mixer {
                     }
                 };
                 let correct = self.config.correct_lam || self.config.cutmix_minmax.is_some();
-                let lam = if correct { bbox.try_lam(width, height)? } else { l };
+                let lam = if correct {
+                    bbox.try_lam(width, height)?
+                } else {
+                    l
+                };
                 Ok((SampleMix::Paste(bbox), lam))
             }
         }

@@ -38,7 +38,12 @@ pub fn try_blend(x: ArrayViewD<'_, f32>, lam: &[f32], perm: &[usize]) -> Result<
 /// # Panics
 ///
 /// On any input [`try_blend_into`] rejects, with its error message.
-pub fn blend_into(x: ArrayViewD<'_, f32>, lam: &[f32], perm: &[usize], out: ArrayViewMutD<'_, f32>) {
+pub fn blend_into(
+    x: ArrayViewD<'_, f32>,
+    lam: &[f32],
+    perm: &[usize],
+    out: ArrayViewMutD<'_, f32>,
+) {
     try_blend_into(x, lam, perm, out).unwrap_or_else(|e| panic!("mix_core::mixup::blend_into: {e}"))
 }
 

@@ -71,7 +71,13 @@ impl PixelMix {
             ),
             (false, true) => PixelMix::Boxes(
                 ops.iter()
-                    .map(|o| if let SampleMix::Paste(b) = o { *b } else { BBox::EMPTY })
+                    .map(|o| {
+                        if let SampleMix::Paste(b) = o {
+                            *b
+                        } else {
+                            BBox::EMPTY
+                        }
+                    })
                     .collect(),
             ),
             (true, true) => PixelMix::PerSample(ops),
@@ -206,7 +212,11 @@ impl MixParams {
     }
 
     /// fastai's mixed loss for integer targets: see [`loss::mixed_cross_entropy`].
-    pub fn mixed_cross_entropy(&self, logits: ArrayView2<'_, f32>, target: &[usize]) -> Result<f32> {
+    pub fn mixed_cross_entropy(
+        &self,
+        logits: ArrayView2<'_, f32>,
+        target: &[usize],
+    ) -> Result<f32> {
         loss::try_mixed_cross_entropy(logits, target, &self.perm, &self.lam)
     }
 }

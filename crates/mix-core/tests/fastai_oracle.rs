@@ -72,23 +72,38 @@ fn mixup_matches_fastai() {
         assert_close(&format!("case {k} lam"), &folded, &lam);
 
         let out = floats(&case["out"]);
-        assert_close(&format!("case {k} blend"), &blend(x.view().into_dyn(), &lam, &perm), &out);
+        assert_close(
+            &format!("case {k} blend"),
+            &blend(x.view().into_dyn(), &lam, &perm),
+            &out,
+        );
         let params: MixParams = MixUpParams {
             lam: lam.clone(),
             perm: perm.clone(),
         }
         .into();
-        assert_close(&format!("case {k} apply"), &params.apply(x.view()).unwrap(), &out);
+        assert_close(
+            &format!("case {k} apply"),
+            &params.apply(x.view()).unwrap(),
+            &out,
+        );
 
         let onehot = rows(case, "onehot");
         let mixed = params.mix_targets(onehot.view()).unwrap();
-        assert_close(&format!("case {k} targets"), &mixed, &floats(&case["onehot_mixed"]));
+        assert_close(
+            &format!("case {k} targets"),
+            &mixed,
+            &floats(&case["onehot_mixed"]),
+        );
 
         let logits = rows(case, "logits");
         let labels = ints(&case["labels"]);
         let loss = mixed_cross_entropy(logits.view(), &labels, &perm, &lam);
         let want = case["loss"].as_f64().unwrap() as f32;
-        assert!((loss - want).abs() <= TOL, "case {k} loss: got {loss}, fastai {want}");
+        assert!(
+            (loss - want).abs() <= TOL,
+            "case {k} loss: got {loss}, fastai {want}"
+        );
     }
 }
 
@@ -114,11 +129,18 @@ fn cutmix_matches_fastai() {
         assert_eq!(bbox, want_box, "case {k} box");
         let lam = bbox.lam(w, h);
         let want_lam = case["lam"].as_f64().unwrap() as f32;
-        assert!((lam - want_lam).abs() <= TOL, "case {k} lam: got {lam}, fastai {want_lam}");
+        assert!(
+            (lam - want_lam).abs() <= TOL,
+            "case {k} lam: got {lam}, fastai {want_lam}"
+        );
 
         // The paste is a pure copy: exact.
         let out = ArrayD::from_shape_vec(x.shape(), floats(&case["out"])).unwrap();
-        assert_eq!(paste(x.view(), &perm, bbox).into_dyn(), out, "case {k} paste");
+        assert_eq!(
+            paste(x.view(), &perm, bbox).into_dyn(),
+            out,
+            "case {k} paste"
+        );
         let params: MixParams = CutMixParams {
             lam,
             perm: perm.clone(),
@@ -127,16 +149,27 @@ fn cutmix_matches_fastai() {
             cy,
         }
         .into();
-        assert_eq!(params.apply(x.view()).unwrap().into_dyn(), out, "case {k} apply");
+        assert_eq!(
+            params.apply(x.view()).unwrap().into_dyn(),
+            out,
+            "case {k} apply"
+        );
 
         let onehot = rows(case, "onehot");
         let mixed = params.mix_targets(onehot.view()).unwrap();
-        assert_close(&format!("case {k} targets"), &mixed, &floats(&case["onehot_mixed"]));
+        assert_close(
+            &format!("case {k} targets"),
+            &mixed,
+            &floats(&case["onehot_mixed"]),
+        );
 
         let logits = rows(case, "logits");
         let labels = ints(&case["labels"]);
         let loss = params.mixed_cross_entropy(logits.view(), &labels).unwrap();
         let want = case["loss"].as_f64().unwrap() as f32;
-        assert!((loss - want).abs() <= TOL, "case {k} loss: got {loss}, fastai {want}");
+        assert!(
+            (loss - want).abs() <= TOL,
+            "case {k} loss: got {loss}, fastai {want}"
+        );
     }
 }

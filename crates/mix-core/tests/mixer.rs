@@ -31,16 +31,43 @@ fn draws(m: &Mixer, shape: BatchShape, n: usize) -> Vec<MixParams> {
 #[test]
 fn prob_zero_never_mixes_and_prob_one_always_does() {
     let shape = BatchShape::new(4, 3, 8, 8);
-    for p in draws(&mixer(MixConfig { prob: 0.0, ..both(MixMode::Elem) }), shape, 50) {
+    for p in draws(
+        &mixer(MixConfig {
+            prob: 0.0,
+            ..both(MixMode::Elem)
+        }),
+        shape,
+        50,
+    ) {
         assert_eq!(p.pixels, PixelMix::Identity);
         assert_eq!(p.lam, vec![1.0; 4]);
     }
-    for p in draws(&mixer(MixConfig { prob: 1.0, ..both(MixMode::Batch) }), shape, 50) {
+    for p in draws(
+        &mixer(MixConfig {
+            prob: 1.0,
+            ..both(MixMode::Batch)
+        }),
+        shape,
+        50,
+    ) {
         assert_ne!(p.pixels, PixelMix::Identity);
     }
-    let half = draws(&mixer(MixConfig { prob: 0.5, ..both(MixMode::Batch) }), shape, 400);
-    let mixed = half.iter().filter(|p| p.pixels != PixelMix::Identity).count();
-    assert!((140..=260).contains(&mixed), "{mixed} of 400 mixed at prob 0.5");
+    let half = draws(
+        &mixer(MixConfig {
+            prob: 0.5,
+            ..both(MixMode::Batch)
+        }),
+        shape,
+        400,
+    );
+    let mixed = half
+        .iter()
+        .filter(|p| p.pixels != PixelMix::Identity)
+        .count();
+    assert!(
+        (140..=260).contains(&mixed),
+        "{mixed} of 400 mixed at prob 0.5"
+    );
 }
 
 #[test]
@@ -49,7 +76,9 @@ fn batch_mode_draws_once_with_timms_flipped_partners_and_no_folding() {
     let all = draws(&mixer(MixConfig::default()), shape, 100);
     for p in &all {
         assert_eq!(p.perm, flip_perm(5));
-        let PixelMix::Blend(w) = &p.pixels else { panic!("MixUp only: {p:?}") };
+        let PixelMix::Blend(w) = &p.pixels else {
+            panic!("MixUp only: {p:?}")
+        };
         assert!(w.iter().all(|&v| v == w[0]) && p.lam == *w);
     }
     // timm keeps lambda as drawn, so about half of them are below 0.5.
@@ -59,34 +88,78 @@ fn batch_mode_draws_once_with_timms_flipped_partners_and_no_folding() {
 #[test]
 fn switch_prob_chooses_between_cutmix_and_mixup() {
     let shape = BatchShape::new(4, 1, 8, 8);
-    let cut = mixer(MixConfig { switch_prob: 1.0, ..both(MixMode::Batch) });
-    assert!(draws(&cut, shape, 50).iter().all(|p| matches!(p.pixels, PixelMix::Boxes(_))));
-    let up = mixer(MixConfig { switch_prob: 0.0, ..both(MixMode::Batch) });
-    assert!(draws(&up, shape, 50).iter().all(|p| matches!(p.pixels, PixelMix::Blend(_))));
+    let cut = mixer(MixConfig {
+        switch_prob: 1.0,
+        ..both(MixMode::Batch)
+    });
+    assert!(draws(&cut, shape, 50)
+        .iter()
+        .all(|p| matches!(p.pixels, PixelMix::Boxes(_))));
+    let up = mixer(MixConfig {
+        switch_prob: 0.0,
+        ..both(MixMode::Batch)
+    });
+    assert!(draws(&up, shape, 50)
+        .iter()
+        .all(|p| matches!(p.pixels, PixelMix::Blend(_))));
 }
 
 #[test]
 fn timm_truncates_the_cut_where_fastai_rounds() {
     // W = H = 9, lam = 0.3: 9 * sqrt(0.7) = 7.53; timm int() gives 7 (half 3), fastai round() 8
     // (half 4); centred at (4, 4) neither box is clipped.
-    assert_eq!(rand_bbox_timm(9, 9, 0.3, 4, 4), Ok(BBox { x1: 1, y1: 1, x2: 7, y2: 7 }));
-    assert_eq!(rand_bbox(9, 9, 0.3, 4, 4), BBox { x1: 0, y1: 0, x2: 8, y2: 8 });
+    assert_eq!(
+        rand_bbox_timm(9, 9, 0.3, 4, 4),
+        Ok(BBox {
+            x1: 1,
+            y1: 1,
+            x2: 7,
+            y2: 7
+        })
+    );
+    assert_eq!(
+        rand_bbox(9, 9, 0.3, 4, 4),
+        BBox {
+            x1: 0,
+            y1: 0,
+            x2: 8,
+            y2: 8
+        }
+    );
 }
 
 #[test]
 fn correct_lam_decides_whether_lambda_follows_the_box() {
     let shape = BatchShape::new(2, 1, 7, 10);
-    let cutmix_only = MixConfig { mixup_alpha: None, cutmix_alpha: Some(1.0), ..MixConfig::default() };
+    let cutmix_only = MixConfig {
+        mixup_alpha: None,
+        cutmix_alpha: Some(1.0),
+        ..MixConfig::default()
+    };
     for p in draws(&mixer(cutmix_only.clone()), shape, 100) {
-        let PixelMix::Boxes(b) = &p.pixels else { panic!("{p:?}") };
+        let PixelMix::Boxes(b) = &p.pixels else {
+            panic!("{p:?}")
+        };
         assert_eq!(p.lam[0], b[0].lam(10, 7));
     }
-    let raw = draws(&mixer(MixConfig { correct_lam: false, ..cutmix_only }), shape, 100);
+    let raw = draws(
+        &mixer(MixConfig {
+            correct_lam: false,
+            ..cutmix_only
+        }),
+        shape,
+        100,
+    );
     let differs = raw.iter().filter(|p| {
-        let PixelMix::Boxes(b) = &p.pixels else { panic!("{p:?}") };
+        let PixelMix::Boxes(b) = &p.pixels else {
+            panic!("{p:?}")
+        };
         (p.lam[0] - b[0].lam(10, 7)).abs() > 1e-3
     });
-    assert!(differs.count() > 50, "uncorrected lambdas should mostly differ from the box share");
+    assert!(
+        differs.count() > 50,
+        "uncorrected lambdas should mostly differ from the box share"
+    );
 }
 
 #[test]
@@ -101,9 +174,14 @@ fn minmax_boxes_have_bounded_sides_and_corrected_lambdas() {
         ..MixConfig::default()
     });
     for p in draws(&m, BatchShape::new(3, 1, h, w), 100) {
-        let PixelMix::Boxes(boxes) = &p.pixels else { panic!("{p:?}") };
+        let PixelMix::Boxes(boxes) = &p.pixels else {
+            panic!("{p:?}")
+        };
         for (b, &l) in boxes.iter().zip(&p.lam) {
-            assert!((4..16).contains(&b.height()) && (6..24).contains(&b.width()), "{b:?}");
+            assert!(
+                (4..16).contains(&b.height()) && (6..24).contains(&b.width()),
+                "{b:?}"
+            );
             assert!(b.x2 <= w && b.y2 <= h);
             assert_eq!(l, b.lam(w, h), "min/max always corrects lambda");
         }
@@ -114,8 +192,12 @@ fn minmax_boxes_have_bounded_sides_and_corrected_lambdas() {
 fn elem_mode_mixes_blends_and_boxes_in_one_batch() {
     let shape = BatchShape::new(6, 2, 5, 7);
     let all = draws(&mixer(both(MixMode::Elem)), shape, 50);
-    assert!(all.iter().any(|p| matches!(p.pixels, PixelMix::PerSample(_))));
-    let x = Array4::from_shape_fn(shape.dim(), |(n, c, y, x)| (n * 1000 + c * 100 + y * 10 + x) as f32);
+    assert!(all
+        .iter()
+        .any(|p| matches!(p.pixels, PixelMix::PerSample(_))));
+    let x = Array4::from_shape_fn(shape.dim(), |(n, c, y, x)| {
+        (n * 1000 + c * 100 + y * 10 + x) as f32
+    });
     for p in &all {
         let out = p.apply(x.view()).unwrap();
         for i in 0..6 {
@@ -131,7 +213,13 @@ fn elem_mode_mixes_blends_and_boxes_in_one_batch() {
                 perm: p.perm.clone(),
                 pixels: PixelMix::from_samples(vec![op; 6]),
             };
-            assert_eq!(single.apply(x.view()).unwrap().index_axis(ndarray::Axis(0), i), out.index_axis(ndarray::Axis(0), i));
+            assert_eq!(
+                single
+                    .apply(x.view())
+                    .unwrap()
+                    .index_axis(ndarray::Axis(0), i),
+                out.index_axis(ndarray::Axis(0), i)
+            );
         }
     }
 }
@@ -139,7 +227,11 @@ fn elem_mode_mixes_blends_and_boxes_in_one_batch() {
 #[test]
 fn pair_mode_shares_each_draw_between_mirrored_samples() {
     for batch in [1, 2, 5, 8] {
-        let all = draws(&mixer(both(MixMode::Pair)), BatchShape::new(batch, 1, 6, 6), 30);
+        let all = draws(
+            &mixer(both(MixMode::Pair)),
+            BatchShape::new(batch, 1, 6, 6),
+            30,
+        );
         for p in &all {
             for i in 0..batch {
                 let j = batch - 1 - i;
@@ -157,12 +249,19 @@ fn pair_mode_shares_each_draw_between_mirrored_samples() {
 
 #[test]
 fn label_smoothing_builds_timms_targets() {
-    let m = mixer(MixConfig { label_smoothing: 0.1, ..MixConfig::default() });
+    let m = mixer(MixConfig {
+        label_smoothing: 0.1,
+        ..MixConfig::default()
+    });
     let t = m.targets(&MixParams::identity(2), &[2, 0], 4).unwrap();
     let (off, on) = (0.1 / 4.0, 1.0 - 0.1 + 0.1 / 4.0);
     assert_eq!(t.row(0).to_vec(), vec![off, off, on, off]);
     assert_eq!(t.row(1).to_vec(), vec![on, off, off, off]);
-    let mixed = MixParams { lam: vec![0.7, 0.7], perm: vec![1, 0], pixels: PixelMix::Blend(vec![0.7; 2]) };
+    let mixed = MixParams {
+        lam: vec![0.7, 0.7],
+        perm: vec![1, 0],
+        pixels: PixelMix::Blend(vec![0.7; 2]),
+    };
     let t = m.targets(&mixed, &[2, 0], 4).unwrap();
     assert!((t[(0, 2)] - (0.7 * on + 0.3 * off)).abs() < 1e-6);
     assert!((t[(0, 0)] - (0.7 * off + 0.3 * on)).abs() < 1e-6);
@@ -193,7 +292,9 @@ fn batch_size_one_works_everywhere() {
 
 #[test]
 fn odd_batches_and_non_square_images_work() {
-    let x = Array4::from_shape_fn((7, 2, 5, 13), |(n, c, y, x)| (n * 1000 + c * 100 + y * 10 + x) as f32);
+    let x = Array4::from_shape_fn((7, 2, 5, 13), |(n, c, y, x)| {
+        (n * 1000 + c * 100 + y * 10 + x) as f32
+    });
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for _ in 0..20 {
         let p = CutMix::default().sample(7, 5, 13, &mut rng).unwrap();

@@ -29,7 +29,9 @@ fn params() -> Vec<MixParams> {
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let shape = BatchShape::new(SHAPE.0, SHAPE.1, SHAPE.2, SHAPE.3);
-    let mut all: Vec<MixParams> = (0..4).map(|_| m.sample_params(shape, &mut rng).unwrap()).collect();
+    let mut all: Vec<MixParams> = (0..4)
+        .map(|_| m.sample_params(shape, &mut rng).unwrap())
+        .collect();
     let perm: Vec<usize> = vec![3, 8, 0, 1, 2, 7, 6, 5, 4];
     all.push(MixParams {
         lam: vec![0.5; 9],
@@ -42,16 +44,33 @@ fn params() -> Vec<MixParams> {
         pixels: PixelMix::PerSample(vec![
             SampleMix::Keep,
             SampleMix::Blend(0.3),
-            SampleMix::Paste(BBox { x1: 0, y1: 0, x2: 40, y2: 48 }),
-            SampleMix::Paste(BBox { x1: 5, y1: 7, x2: 6, y2: 40 }),
+            SampleMix::Paste(BBox {
+                x1: 0,
+                y1: 0,
+                x2: 40,
+                y2: 48,
+            }),
+            SampleMix::Paste(BBox {
+                x1: 5,
+                y1: 7,
+                x2: 6,
+                y2: 40,
+            }),
             SampleMix::Paste(BBox::EMPTY),
             SampleMix::Blend(0.8),
             SampleMix::Keep,
-            SampleMix::Paste(BBox { x1: 39, y1: 0, x2: 40, y2: 1 }),
+            SampleMix::Paste(BBox {
+                x1: 39,
+                y1: 0,
+                x2: 40,
+                y2: 1,
+            }),
             SampleMix::Blend(0.5),
         ]),
     });
-    assert!(all.iter().any(|p| matches!(p.pixels, PixelMix::PerSample(_))));
+    assert!(all
+        .iter()
+        .any(|p| matches!(p.pixels, PixelMix::PerSample(_))));
     all
 }
 
@@ -106,8 +125,18 @@ fn kernels_equal_the_serial_reference_bit_for_bit() {
     let x = batch_f32(2);
     let x8 = batch_u8(3);
     for p in params() {
-        assert_eq!(bits(&p.apply(x.view()).unwrap()), bits(&naive_f32(&p, &x)), "{:?}", p.pixels);
-        assert_eq!(p.apply_u8(x8.view()).unwrap(), naive_u8(&p, &x8), "{:?}", p.pixels);
+        assert_eq!(
+            bits(&p.apply(x.view()).unwrap()),
+            bits(&naive_f32(&p, &x)),
+            "{:?}",
+            p.pixels
+        );
+        assert_eq!(
+            p.apply_u8(x8.view()).unwrap(),
+            naive_u8(&p, &x8),
+            "{:?}",
+            p.pixels
+        );
     }
 }
 
@@ -116,13 +145,24 @@ fn blend_of_any_rank_equals_the_reference() {
     let x = batch_f32(4);
     let lam = [0.0, 0.1, 0.49, 0.5, 0.51, 0.9, 1.0, 0.25, 0.75];
     let perm = [8, 7, 6, 5, 4, 3, 2, 1, 0];
-    let p = MixParams { lam: lam.to_vec(), perm: perm.to_vec(), pixels: PixelMix::Blend(lam.to_vec()) };
+    let p = MixParams {
+        lam: lam.to_vec(),
+        perm: perm.to_vec(),
+        pixels: PixelMix::Blend(lam.to_vec()),
+    };
     let want = naive_f32(&p, &x);
     // The same data as a rank-2 batch (features) and a rank-5 batch (video-like).
-    let flat = x.clone().into_shape_with_order((9, 3 * 48 * 40)).unwrap().into_dyn();
+    let flat = x
+        .clone()
+        .into_shape_with_order((9, 3 * 48 * 40))
+        .unwrap()
+        .into_dyn();
     let got = mix_core::mixup::blend(flat.view(), &lam, &perm);
     assert_eq!(got.into_shape_with_order(x.raw_dim()).unwrap(), want);
-    let five: ArrayD<f32> = x.clone().into_shape_with_order(vec![9, 3, 6, 8, 40]).unwrap();
+    let five: ArrayD<f32> = x
+        .clone()
+        .into_shape_with_order(vec![9, 3, 6, 8, 40])
+        .unwrap();
     let got = mix_core::mixup::blend(five.view(), &lam, &perm);
     assert_eq!(got.into_shape_with_order(x.raw_dim()).unwrap(), want);
 }
@@ -133,11 +173,19 @@ fn thread_count_does_not_change_a_bit() {
     let x = batch_f32(5);
     let x8 = batch_u8(6);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             params()
                 .iter()
-                .map(|p| (bits(&p.apply(x.view()).unwrap()), p.apply_u8(x8.view()).unwrap()))
+                .map(|p| {
+                    (
+                        bits(&p.apply(x.view()).unwrap()),
+                        p.apply_u8(x8.view()).unwrap(),
+                    )
+                })
                 .collect::<Vec<_>>()
         })
     };

@@ -108,7 +108,9 @@ fn ks_statistic(samples: &[f32], cdf: impl Fn(f64) -> f64) -> f64 {
         let j = i + xs[i..].iter().take_while(|&&u| u == v).count();
         let below = cdf(cell_edge(next_down(v), v));
         let upto = cdf(cell_edge(v, next_up(v)));
-        d = d.max((i as f64 / n - below).abs()).max((j as f64 / n - upto).abs());
+        d = d
+            .max((i as f64 / n - below).abs())
+            .max((j as f64 / n - upto).abs());
         i = j;
     }
     d
@@ -164,7 +166,11 @@ fn the_reference_cdf_is_right() {
 fn lambdas_follow_beta_alpha_alpha() {
     for (k, &a) in ALPHAS.iter().enumerate() {
         let d = ks_statistic(&raw_lambdas(a, 100 + k as u64), |x| beta_cdf(x, a, a));
-        assert!(d < ks_critical(N, P), "alpha {a}: KS {d} >= {}", ks_critical(N, P));
+        assert!(
+            d < ks_critical(N, P),
+            "alpha {a}: KS {d} >= {}",
+            ks_critical(N, P)
+        );
     }
 }
 
@@ -181,7 +187,10 @@ fn cutmix_lambdas_follow_beta_alpha_alpha_before_correction() {
         })
         .unwrap();
         let lam = mixer
-            .sample_params(BatchShape::new(N, 1, 3, 3), &mut ChaCha8Rng::seed_from_u64(200 + k as u64))
+            .sample_params(
+                BatchShape::new(N, 1, 3, 3),
+                &mut ChaCha8Rng::seed_from_u64(200 + k as u64),
+            )
             .unwrap()
             .lam;
         let d = ks_statistic(&lam, |x| beta_cdf(x, a, a));
@@ -208,7 +217,10 @@ fn the_ks_test_rejects_a_wrong_alpha() {
     let lam = raw_lambdas(0.4, 7);
     let d = ks_statistic(&lam, |x| beta_cdf(x, 0.6, 0.6));
     assert!(d > 2.0 * ks_critical(N, P), "alpha 0.4 vs 0.6: KS {d}");
-    let folded = MixUp::new(0.4).unwrap().sample(N, &mut ChaCha8Rng::seed_from_u64(8)).unwrap();
+    let folded = MixUp::new(0.4)
+        .unwrap()
+        .sample(N, &mut ChaCha8Rng::seed_from_u64(8))
+        .unwrap();
     let d = ks_statistic(&folded.lam, |x| beta_cdf(x, 0.4, 0.4));
     assert!(d > 2.0 * ks_critical(N, P), "folded vs unfolded: KS {d}");
 }

@@ -16,8 +16,8 @@ pub const FASTAI_HOME_ENV: &str = "FASTAI_HOME";
 pub struct Timeouts {
     /// Longest wait for a TCP (and TLS) connection.
     pub connect: Duration,
-    /// Longest wait for the response headers, and for each further piece of the body: a stalled server is
-    /// given up on after this long, however large the file.
+    /// Longest wait for the response headers, and for each further piece of the body: a stalled
+    /// server is given up on after this long, however large the file.
     pub read: Duration,
 }
 
@@ -33,8 +33,8 @@ impl Default for Timeouts {
 /// How often and how patiently a failing download is tried again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retries {
-    /// Attempts in a row that may fail without adding a byte to the file before we give up (at least 1).
-    /// An attempt that brings the file past its previous length starts the count again.
+    /// Attempts in a row that may fail without adding a byte to the file before we give up (at
+    /// least 1). An attempt that brings the file past its previous length starts the count again.
     pub max_attempts: u32,
     /// The pause after the first failure; it doubles after each further failure.
     pub first_backoff: Duration,
@@ -67,8 +67,8 @@ impl Retries {
 pub struct FetchConfig {
     /// The cache folder: archives go to `archive/`, extracted datasets to `data/`.
     pub cache_dir: PathBuf,
-    /// fastai's home folder (`~/.fastai`); a dataset already extracted under its `data/`, or an archive
-    /// already downloaded to its `archive/`, is used from there. `None` looks nowhere else.
+    /// fastai's home folder (`~/.fastai`); a dataset already extracted under its `data/`, or an
+    /// archive already downloaded to its `archive/`, is used from there. `None` looks nowhere else.
     pub fastai_dir: Option<PathBuf>,
     /// Draw a progress bar (bytes, rate, time left) on stderr while downloading.
     pub progress: bool,
@@ -79,8 +79,9 @@ pub struct FetchConfig {
 }
 
 impl FetchConfig {
-    /// A configuration caching under `cache_dir`, looking at no fastai folder, with no progress bar and
-    /// default timeouts and retries: a starting point for tests and tools, to adjust with struct update syntax.
+    /// A configuration caching under `cache_dir`, looking at no fastai folder, with no progress bar
+    /// and default timeouts and retries: a starting point for tests and tools, to adjust with
+    /// struct update syntax.
     pub fn in_dir(cache_dir: impl Into<PathBuf>) -> FetchConfig {
         FetchConfig {
             cache_dir: cache_dir.into(),
@@ -91,9 +92,9 @@ impl FetchConfig {
         }
     }
 
-    /// The configuration for normal use: cache in `$MIX_DATA_HOME` or else the user cache folder plus `mix`
-    /// (`~/.cache/mix` on Linux); reuse fastai's downloads from `$FASTAI_HOME` or else `~/.fastai`; draw a
-    /// progress bar.
+    /// The configuration for normal use: cache in `$MIX_DATA_HOME` or else the user cache folder
+    /// plus `mix` (`~/.cache/mix` on Linux); reuse fastai's downloads from `$FASTAI_HOME` or else
+    /// `~/.fastai`; draw a progress bar.
     pub fn from_env() -> Result<FetchConfig> {
         let cache_dir = match std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
             Some(dir) => PathBuf::from(dir),

@@ -17,8 +17,8 @@ use crate::error::{io_err, Error, Result};
 use crate::source::RemoteArchive;
 use crate::verify;
 
-/// The partial-download file for `dest`: `dest` with `.part` appended, in the same folder so that the final
-/// rename is atomic.
+/// The partial-download file for `dest`: `dest` with `.part` appended, in the same folder so that
+/// the final rename is atomic.
 pub(crate) fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");
@@ -27,9 +27,9 @@ pub(crate) fn part_path(dest: &Path) -> PathBuf {
 
 /// Downloads `remote` to `dest`, resuming from an existing `.part` file.
 ///
-/// On success `dest` holds the complete, verified archive. A file that fails verification is removed
-/// ([`Error::Mismatch`]); a download that keeps failing ends with [`Error::Unreachable`] and keeps its `.part`
-/// file for the next run to resume.
+/// On success `dest` holds the complete, verified archive. A file that fails verification is
+/// removed ([`Error::Mismatch`]); a download that keeps failing ends with [`Error::Unreachable`]
+/// and keeps its `.part` file for the next run to resume.
 pub(crate) fn download(remote: &RemoteArchive, dest: &Path, cfg: &FetchConfig) -> Result<()> {
     let part = part_path(dest);
     let client = client(remote, dest, cfg)?;
@@ -46,8 +46,8 @@ pub(crate) fn download(remote: &RemoteArchive, dest: &Path, cfg: &FetchConfig) -
                 return Err(e);
             }
             Err(Failure::Transient(reason)) => {
-                // Only attempts that end without adding to the file count towards giving up; a flaky but
-                // working connection may take as many attempts as it needs.
+                // Only attempts that end without adding to the file count towards giving up; a
+                // flaky but working connection may take as many attempts as it needs.
                 let len = file_len(&part);
                 if len > longest {
                     longest = len;
@@ -93,11 +93,12 @@ fn client(remote: &RemoteArchive, dest: &Path, cfg: &FetchConfig) -> Result<Clie
     let mut builder = Client::builder()
         .user_agent(concat!("mix-fetch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(cfg.timeouts.connect)
-        // In reqwest's blocking client this bounds the wait for the headers and for each body read, not the
-        // whole transfer: exactly a stall timeout.
+        // In reqwest's blocking client this bounds the wait for the headers and for each body read,
+        // not the whole transfer: exactly a stall timeout.
         .timeout(cfg.timeouts.read);
     if is_loopback(&remote.url) {
-        // A proxy from the environment must never see requests meant for this machine (tests, local mirrors).
+        // A proxy from the environment must never see requests meant for this machine (tests, local
+        // mirrors).
         builder = builder.no_proxy();
     }
     builder.build().map_err(|e| Error::Unreachable {
@@ -294,8 +295,8 @@ fn stream(
     }
 }
 
-/// `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`) as `(START, TOTAL)`; `START` is `u64::MAX`
-/// for the `*` form.
+/// `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`) as `(START, TOTAL)`; `START` is
+/// `u64::MAX` for the `*` form.
 fn content_range(response: &Response) -> Option<(u64, Option<u64>)> {
     let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
     let spec = value.trim().strip_prefix("bytes")?.trim_start();

@@ -66,7 +66,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// The archive could not be read as gzip-compressed tar (truncated, bit-flipped, not an archive).
+    /// The archive could not be read as gzip-compressed tar (truncated, bit-flipped, not an
+    /// archive).
     #[error("{path} is not a readable .tgz archive: {reason}")]
     Corrupt {
         /// The archive.

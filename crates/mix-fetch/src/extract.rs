@@ -1,17 +1,21 @@
-//! Safe extraction of `.tgz` archives: nothing is written outside the destination, and a half-extracted
-//! folder never takes the destination's name.
+//! Safe extraction of `.tgz` archives: nothing is written outside the destination, and a
+//! half-extracted folder never takes the destination's name.
 //!
 //! The rules, checked before anything of an entry is written:
-//! - entry names must be relative and free of `..` (absolute names and `..` are refused, not rewritten);
-//! - no entry may be written through a symlink or over a directory, so every path we write is a real
-//!   directory chain below the root;
-//! - a symlink's target must be relative, of the form `../../a/b` (every `..` first), and climb no higher
-//!   than the root; with the previous rule this keeps every link inside the root however links chain;
-//! - a hard link must name an earlier, non-directory entry by a safe name, reached without symlinks;
-//! - only regular files, directories, symlinks and hard links are extracted; devices, fifos and GNU sparse
-//!   files are refused (no dataset needs them, and a sparse entry can claim terabytes of zeros);
-//! - the whole gzip stream is read to its end so that its CRC-32 and length check run even when the tar
-//!   end-of-archive marker comes earlier; a failure there is reported as [`Error::Corrupt`].
+//! - entry names must be relative and free of `..` (absolute names and `..` are refused, not
+//!   rewritten);
+//! - no entry may be written through a symlink or over a directory, so every path we write is a
+//!   real directory chain below the root;
+//! - a symlink's target must be relative, of the form `../../a/b` (every `..` first), and climb no
+//!   higher than the root; with the previous rule this keeps every link inside the root however
+//!   links chain;
+//! - a hard link must name an earlier, non-directory entry by a safe name, reached without
+//!   symlinks;
+//! - only regular files, directories, symlinks and hard links are extracted; devices, fifos and GNU
+//!   sparse files are refused (no dataset needs them, and a sparse entry can claim terabytes of
+//!   zeros);
+//! - the whole gzip stream is read to its end so that its CRC-32 and length check run even when the
+//!   tar end-of-archive marker comes earlier; a failure there is reported as [`Error::Corrupt`].
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -26,11 +30,11 @@ use crate::error::{io_err, Error, Result};
 
 /// Extracts the gzip-compressed tar `archive` into the new folder `dest`.
 ///
-/// `dest` must not exist; its parent must. The archive is unpacked into a hidden temporary folder next to
-/// `dest` that is renamed to `dest` only once every entry is written, so a killed or failed extraction never
-/// leaves a folder that looks complete. Unsafe entries (see the module documentation) fail the whole
-/// extraction with [`Error::UnsafeEntry`] naming the entry; an unreadable archive fails with
-/// [`Error::Corrupt`]. On any error nothing is left behind.
+/// `dest` must not exist; its parent must. The archive is unpacked into a hidden temporary folder
+/// next to `dest` that is renamed to `dest` only once every entry is written, so a killed or failed
+/// extraction never leaves a folder that looks complete. Unsafe entries (see the module
+/// documentation) fail the whole extraction with [`Error::UnsafeEntry`] naming the entry; an
+/// unreadable archive fails with [`Error::Corrupt`]. On any error nothing is left behind.
 pub fn extract_tgz(archive: &Path, dest: &Path) -> Result<()> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(Error::DestinationExists(dest.to_path_buf()));
@@ -61,8 +65,9 @@ pub(crate) fn temp_dir_in(parent: &Path, name: &str) -> Result<tempfile::TempDir
         .map_err(io_err("create a temporary folder in", parent))
 }
 
-/// Unpacks the gzip-compressed tar `archive` into the existing folder `root`, following the module's rules.
-/// On error `root` may hold part of the archive (all of it inside `root`); callers pass a temporary folder.
+/// Unpacks the gzip-compressed tar `archive` into the existing folder `root`, following the
+/// module's rules. On error `root` may hold part of the archive (all of it inside `root`); callers
+/// pass a temporary folder.
 pub(crate) fn unpack_tgz(archive: &Path, root: &Path) -> Result<()> {
     let file = File::open(archive).map_err(io_err("open", archive))?;
     let corrupt = |e: io::Error| Error::Corrupt {
@@ -80,7 +85,8 @@ pub(crate) fn unpack_tgz(archive: &Path, root: &Path) -> Result<()> {
         let mut entry = entry.map_err(corrupt)?;
         unpacker.unpack(&mut entry)?;
     }
-    // tar stops at its end-of-archive marker; read the rest so that gzip's CRC and length are checked.
+    // tar stops at its end-of-archive marker; read the rest so that gzip's CRC and length are
+    // checked.
     let mut rest = tar.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(corrupt)?;
     Ok(())
@@ -98,8 +104,8 @@ enum Kind {
 struct Unpacker<'a> {
     archive: &'a Path,
     root: &'a Path,
-    /// Relative paths already known to be real directories (not symlinks) below the root. Directories are
-    /// never removed or replaced during extraction, so the knowledge stays true.
+    /// Relative paths already known to be real directories (not symlinks) below the root.
+    /// Directories are never removed or replaced during extraction, so the knowledge stays true.
     real_dirs: HashSet<PathBuf>,
     buf: Vec<u8>,
 }
@@ -212,8 +218,8 @@ impl Unpacker<'_> {
         }
     }
 
-    /// Creates the missing ancestors of `rel` below the root, refusing to pass through anything that is not a
-    /// real directory.
+    /// Creates the missing ancestors of `rel` below the root, refusing to pass through anything
+    /// that is not a real directory.
     fn make_parent_dirs(&mut self, rel: &Path) -> std::result::Result<(), Refusal> {
         let mut prefix = PathBuf::new();
         let parents: Vec<_> = rel
@@ -238,7 +244,8 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// Removes an earlier file or link at `dst` (a later entry wins, as in tar), refusing to replace a folder.
+    /// Removes an earlier file or link at `dst` (a later entry wins, as in tar), refusing to
+    /// replace a folder.
     fn clear_for_non_dir(&self, dst: &Path) -> std::result::Result<(), Refusal> {
         match fs::symlink_metadata(dst) {
             Ok(m) if m.is_dir() => Err(Refusal::Unsafe(
@@ -252,7 +259,8 @@ impl Unpacker<'_> {
         }
     }
 
-    /// A hard link's source must be an earlier non-directory entry reached through real directories only.
+    /// A hard link's source must be an earlier non-directory entry reached through real directories
+    /// only.
     fn check_link_source(&self, src_rel: &Path) -> std::result::Result<(), Refusal> {
         let mut prefix = PathBuf::new();
         for c in src_rel.components() {
@@ -309,7 +317,8 @@ impl Unpacker<'_> {
         }
         set_file_mode(&file, dst, mode)?;
         if let Some(secs) = mtime {
-            // Timestamps are a courtesy: a value the platform cannot store is not worth failing for.
+            // Timestamps are a courtesy: a value the platform cannot store is not worth failing
+            // for.
             if let Some(t) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
                 let _ = file.set_modified(t);
             }
@@ -318,7 +327,8 @@ impl Unpacker<'_> {
     }
 }
 
-/// Why a step refused: an unsafe entry (turned into [`Error::UnsafeEntry`] by the caller) or an I/O failure.
+/// Why a step refused: an unsafe entry (turned into [`Error::UnsafeEntry`] by the caller) or an I/O
+/// failure.
 enum Refusal {
     Unsafe(String),
     Io(Error),
@@ -361,8 +371,8 @@ fn safe_relative(path: &Path) -> std::result::Result<PathBuf, &'static str> {
     Ok(out)
 }
 
-/// A symlink at `rel` may point to `target` only if the target is relative, puts every `..` first, and climbs
-/// no higher than the root.
+/// A symlink at `rel` may point to `target` only if the target is relative, puts every `..` first,
+/// and climbs no higher than the root.
 fn check_symlink_target(rel: &Path, target: &Path) -> std::result::Result<(), String> {
     let outside = || {
         format!(

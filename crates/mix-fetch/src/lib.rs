@@ -1,9 +1,10 @@
 //! Download, verify, extract and cache datasets: fastai's `untar_data` in Rust.
 //!
-//! [`untar_data`] is the entry point: give it a [`Source`] (a known [`Dataset`] such as Oxford-IIIT Pet, or
-//! any `.tgz` URL) and a [`FetchConfig`], get back the folder holding the extracted dataset. Downloads resume
-//! with HTTP `Range` requests, retry transient failures, and are checked against fastai's sizes and
-//! checksums; extraction refuses entries that would land outside the destination ([`extract_tgz`]).
+//! [`untar_data`] is the entry point: give it a [`Source`] (a known [`Dataset`] such as Oxford-IIIT
+//! Pet, or any `.tgz` URL) and a [`FetchConfig`], get back the folder holding the extracted
+//! dataset. Downloads resume with HTTP `Range` requests, retry transient failures, and are checked
+//! against fastai's sizes and checksums; extraction refuses entries that would land outside the
+//! destination ([`extract_tgz`]).
 //!
 //! mix-fetch knows nothing about images: it moves bytes and folders.
 

@@ -1,17 +1,20 @@
-//! What to fetch: the table of known datasets, arbitrary URLs, and their expected size and checksum.
+//! What to fetch: the table of known datasets, arbitrary URLs, and their expected size and
+//! checksum.
 
 use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// How many leading bytes fastai's checksum covers (`fastdownload.core.path_stats` hashes `f.read(2**20)`).
+/// How many leading bytes fastai's checksum covers (`fastdownload.core.path_stats` hashes
+/// `f.read(2**20)`).
 pub const FASTAI_PREFIX_BYTES: u64 = 1 << 20;
 
 /// An expected digest of an archive file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Checksum {
-    /// fastai's check: lower-case hex md5 of the first [`FASTAI_PREFIX_BYTES`] bytes of the file (or of the
-    /// whole file when it is shorter). This is what `fastai/data/download_checks.py` stores.
+    /// fastai's check: lower-case hex md5 of the first [`FASTAI_PREFIX_BYTES`] bytes of the file
+    /// (or of the whole file when it is shorter). This is what `fastai/data/download_checks.py`
+    /// stores.
     Md5Prefix(String),
     /// Lower-case hex md5 of the whole file.
     Md5(String),
@@ -120,8 +123,8 @@ impl Dataset {
     ];
 
     fn row(self) -> &'static Known {
-        // The table lists every variant once (checked by a unit test), so the search always succeeds;
-        // falling back to the first row keeps this function total without a panic.
+        // The table lists every variant once (checked by a unit test), so the search always
+        // succeeds; falling back to the first row keeps this function total without a panic.
         KNOWN
             .iter()
             .find(|k| k.dataset == self)
@@ -160,8 +163,9 @@ impl fmt::Display for Dataset {
 pub enum Source {
     /// A dataset from the known table, with its size and checksum.
     Known(Dataset),
-    /// Any URL. When it is the URL of a known dataset, that dataset's size and checksum apply (as in
-    /// fastai, whose checks are keyed by URL); otherwise nothing is checked beyond the archive itself.
+    /// Any URL. When it is the URL of a known dataset, that dataset's size and checksum apply (as
+    /// in fastai, whose checks are keyed by URL); otherwise nothing is checked beyond the archive
+    /// itself.
     Url(String),
     /// Any URL with the size and checksum you expect.
     Checked(RemoteArchive),
@@ -190,7 +194,8 @@ impl Source {
 pub(crate) struct ArchiveName {
     /// The last path segment: `oxford-iiit-pet.tgz`.
     pub file: String,
-    /// The folder name under `data/`: `oxford-iiit-pet` (fastdownload: `remove_suffix(arch.stem, '.tar')`).
+    /// The folder name under `data/`: `oxford-iiit-pet` (fastdownload: `remove_suffix(arch.stem,
+    /// '.tar')`).
     pub stem: String,
 }
 

@@ -1,5 +1,5 @@
-//! fastai's `untar_data`: find a dataset in the cache (ours or fastai's), or download, verify and extract it,
-//! one process at a time.
+//! fastai's `untar_data`: find a dataset in the cache (ours or fastai's), or download, verify and
+//! extract it, one process at a time.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -17,7 +17,8 @@ use crate::verify;
 /// Where a dataset lives in the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetPaths {
-    /// The downloaded archive: `<cache>/archive/<file name>`. An archive put here by hand is checked and used.
+    /// The downloaded archive: `<cache>/archive/<file name>`. An archive put here by hand is
+    /// checked and used.
     pub archive: PathBuf,
     /// The extracted dataset: `<cache>/data/<file name without .tgz>`.
     pub data: PathBuf,
@@ -35,15 +36,17 @@ pub fn dataset_paths(source: &Source, cfg: &FetchConfig) -> Result<DatasetPaths>
 /// Returns the folder holding the extracted dataset, downloading and extracting it first if needed
 /// (fastai's `untar_data`).
 ///
-/// In order, the first that exists wins: `<cache>/data/<stem>`; fastai's `<fastai_dir>/data/<stem>`; then,
-/// holding a lock on `<cache>/archive/<file>.lock`, an archive at `<cache>/archive/<file>` that passes the
-/// size and checksum checks, fastai's `<fastai_dir>/archive/<file>` that passes them, or a fresh download.
-/// The archive is extracted into a temporary folder in `<cache>/data/`; when the archive holds a single
-/// top-level folder, that folder becomes `<cache>/data/<stem>` (for Oxford-IIIT Pet: the folder holding
-/// `images/` and `annotations/`), otherwise the temporary folder itself does, as fastcore's `untar_dir` does.
+/// In order, the first that exists wins: `<cache>/data/<stem>`; fastai's
+/// `<fastai_dir>/data/<stem>`; then, holding a lock on `<cache>/archive/<file>.lock`, an archive at
+/// `<cache>/archive/<file>` that passes the size and checksum checks, fastai's
+/// `<fastai_dir>/archive/<file>` that passes them, or a fresh download. The archive is extracted
+/// into a temporary folder in `<cache>/data/`; when the archive holds a single top-level folder,
+/// that folder becomes `<cache>/data/<stem>` (for Oxford-IIIT Pet: the folder holding `images/` and
+/// `annotations/`), otherwise the temporary folder itself does, as fastcore's `untar_dir` does.
 ///
-/// A cached archive that fails its checks or cannot be decompressed is removed and fetched again once.
-/// Other processes and threads asking for the same dataset wait for the lock and then find it extracted.
+/// A cached archive that fails its checks or cannot be decompressed is removed and fetched again
+/// once. Other processes and threads asking for the same dataset wait for the lock and then find it
+/// extracted.
 pub fn untar_data(source: &Source, cfg: &FetchConfig) -> Result<PathBuf> {
     let remote = source.remote();
     let name = ArchiveName::from_url(&remote.url)?;
@@ -72,9 +75,9 @@ pub fn untar_data(source: &Source, cfg: &FetchConfig) -> Result<PathBuf> {
     let (archive, fresh) = find_or_download(&remote, &paths.archive, &name, cfg)?;
     match extract_into_place(&archive, &paths.data, &data_dir, &name.stem) {
         Err(Error::Corrupt { .. }) if !fresh => {
-            // An archive from an earlier run (or put there by hand) that passed the size and checksum checks
-            // but does not decompress: fastai's checksum covers only the first MiB, so this is how damage
-            // further in shows up. Fetch it again, once.
+            // An archive from an earlier run (or put there by hand) that passed the size and
+            // checksum checks but does not decompress: fastai's checksum covers only the first MiB,
+            // so this is how damage further in shows up. Fetch it again, once.
             if archive == paths.archive {
                 remove_file(&paths.archive)?;
             }
@@ -124,7 +127,8 @@ fn find_or_download(
         if verify::check(ours, remote)?.is_none() {
             return Ok((ours.to_path_buf(), false));
         }
-        // fastdownload prints "Downloading a new version of this dataset..." here and downloads again.
+        // fastdownload prints "Downloading a new version of this dataset..." here and downloads
+        // again.
         remove_file(ours)?;
     }
     if let Some(fastai) = &cfg.fastai_dir {
@@ -137,7 +141,8 @@ fn find_or_download(
     Ok((ours.to_path_buf(), true))
 }
 
-/// Unpacks `archive` into a temporary folder in `data_dir`, then renames the dataset root to `data`.
+/// Unpacks `archive` into a temporary folder in `data_dir`, then renames the dataset root to
+/// `data`.
 fn extract_into_place(archive: &Path, data: &Path, data_dir: &Path, stem: &str) -> Result<()> {
     let tmp = temp_dir_in(data_dir, stem)?;
     unpack_tgz(archive, tmp.path())?;
@@ -173,8 +178,8 @@ fn single_top_folder(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(is_dir.then(|| first.path()))
 }
 
-/// Extraction happens only under the lock we hold, so any temporary folder left for this dataset is from a
-/// killed run.
+/// Extraction happens only under the lock we hold, so any temporary folder left for this dataset is
+/// from a killed run.
 fn remove_stale_extractions(data_dir: &Path, stem: &str) -> Result<()> {
     let prefix = format!(".{stem}.extract-");
     for entry in fs::read_dir(data_dir).map_err(io_err("list", data_dir))? {
@@ -194,8 +199,8 @@ fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-/// An exclusive advisory lock (flock on unix) held until the file is dropped. Each call opens its own file
-/// description, so two threads of one process exclude each other as two processes do.
+/// An exclusive advisory lock (flock on unix) held until the file is dropped. Each call opens its
+/// own file description, so two threads of one process exclude each other as two processes do.
 fn lock(path: &Path, name: &ArchiveName, cfg: &FetchConfig) -> Result<File> {
     let file = OpenOptions::new()
         .create(true)

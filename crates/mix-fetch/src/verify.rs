@@ -17,8 +17,8 @@ pub(crate) struct Mismatch {
     pub found: String,
 }
 
-/// Checks `path` against the size and checksum in `remote` (each only when known). The size is checked first
-/// because it is free, as in fastdownload's `path_stats` comparison.
+/// Checks `path` against the size and checksum in `remote` (each only when known). The size is
+/// checked first because it is free, as in fastdownload's `path_stats` comparison.
 pub(crate) fn check(path: &Path, remote: &RemoteArchive) -> Result<Option<Mismatch>> {
     let len = path
         .metadata()

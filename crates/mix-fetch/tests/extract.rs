@@ -1,5 +1,5 @@
-//! The safe extractor: good archives come out exactly, unsafe entries are refused by name and nothing is
-//! written outside the destination.
+//! The safe extractor: good archives come out exactly, unsafe entries are refused by name and
+//! nothing is written outside the destination.
 
 mod common;
 
@@ -10,8 +10,8 @@ use common::*;
 use mix_fetch::{extract_tgz, Error};
 use tar::EntryType;
 
-/// Extracts `items` in a fresh sandbox, expecting a refusal naming `entry`; checks nothing changed outside
-/// the destination and the destination does not exist.
+/// Extracts `items` in a fresh sandbox, expecting a refusal naming `entry`; checks nothing changed
+/// outside the destination and the destination does not exist.
 fn assert_refused(items: &[Item], entry: &str) {
     let sb = Sandbox::new();
     let archive = sb.write_archive(&tgz(items));

@@ -1,5 +1,5 @@
-//! untar_data against a loopback server started by each test: download, resume, retry, timeouts, checks,
-//! caching, locking and the offline message.
+//! untar_data against a loopback server started by each test: download, resume, retry, timeouts,
+//! checks, caching, locking and the offline message.
 
 mod common;
 
@@ -295,7 +295,8 @@ fn a_stalled_server_times_out() {
         "{err}"
     );
     assert!(err.to_string().contains(&url), "{err}");
-    // Two attempts of 300 ms each plus a pause: far below this bound unless the timeout does not work.
+    // Two attempts of 300 ms each plus a pause: far below this bound unless the timeout does not
+    // work.
     assert!(took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(server.count(), 2);
 }
@@ -557,8 +558,8 @@ fn the_pets_url_gets_the_pets_checks() {
 
 #[test]
 fn a_cached_pets_archive_of_the_wrong_size_is_fetched_again_from_the_table_url() {
-    // The real URL cannot be reached from a test, so the refetch ends in the offline error; what matters is
-    // that the bad file was judged by the table's size and removed first.
+    // The real URL cannot be reached from a test, so the refetch ends in the offline error; what
+    // matters is that the bad file was judged by the table's size and removed first.
     let cache = tempfile::tempdir().unwrap();
     let cfg = FetchConfig {
         retries: Retries {

@@ -1,4 +1,5 @@
-//! Property tests of the extractor: whatever the entry names, nothing lands outside the destination.
+//! Property tests of the extractor: whatever the entry names, nothing lands outside the
+//! destination.
 
 mod common;
 

@@ -175,7 +175,7 @@ fn axis(lo: f64, hi: f64, target: usize) -> Axis {
             k += 1.0;
         }
     }
-    let max_abs = lo.abs().max(hi.abs());
+    let max_abs = ticks.iter().fold(0.0f64, |m, t| m.max(t.abs()));
     let labels = ticks
         .iter()
         .map(|&v| tick_label(v, step, max_abs))
@@ -189,15 +189,16 @@ fn axis(lo: f64, hi: f64, target: usize) -> Axis {
 }
 
 /// Formats tick value `v` with just enough digits to tell ticks `step` apart; scientific
-/// notation for very large or very small numbers.
+/// notation, with the same number of digits on every tick, when the largest tick `max_abs` is very
+/// large or the step very small.
 fn tick_label(v: f64, step: f64, max_abs: f64) -> String {
     if v == 0.0 {
         return "0".to_owned();
     }
     let e_step = (step.log10() + 1e-9).floor();
     if max_abs >= 1e6 || e_step < -4.0 {
-        let e_v = (v.abs().log10() + 1e-9).floor();
-        let prec = (e_v - e_step).clamp(0.0, 6.0) as usize;
+        let e_max = (max_abs.log10() + 1e-9).floor();
+        let prec = (e_max - e_step).clamp(0.0, 6.0) as usize;
         format!("{v:.prec$e}")
     } else {
         let decimals = (-e_step).max(0.0) as usize;
@@ -271,7 +272,7 @@ fn draw_panel(img: &mut RgbImage, x_off: i64, panel: &Panel) {
     let to_px = |x: f64, y: f64| {
         let px = (left + INSET) as f64 + xaxis.frac(x) * (right - 1 - left - 2 * INSET) as f64;
         let py =
-            (top + INSET) as f64 + yaxis.frac(y) * (bottom - 1 - top - 2 * INSET) as f64;
+            (bottom - 1 - INSET) as f64 - yaxis.frac(y) * (bottom - 1 - top - 2 * INSET) as f64;
         (px, py)
     };
 
@@ -376,8 +377,8 @@ fn draw_segment(img: &mut RgbImage, area: Rect, a: (f64, f64), b: (f64, f64), c:
     }
 }
 
-/// Draws the legend box in the top-right corner of the plot area; nothing when no series has a
-/// name.
+/// Draws the legend box in the corner of the plot area that hides the fewest curve pixels
+/// (top right when there is a tie); nothing when no series has a name.
 fn draw_legend(img: &mut RgbImage, area: Rect, series: &[Series]) {
     if series.iter().all(|s| s.name.trim().is_empty()) {
         return;
@@ -385,7 +386,7 @@ fn draw_legend(img: &mut RgbImage, area: Rect, series: &[Series]) {
     let char_w = i64::from(text::GLYPH * LEGEND_SCALE);
     let row_h = i64::from(text::GLYPH * LEGEND_SCALE) + 6;
     let swatch = 24;
-    let max_chars = (((area.x1 - area.x0) / 2 - swatch - 24) / char_w).max(1) as usize;
+    let max_chars = (((area.x1 - area.x0) * 2 / 3 - swatch - 24) / char_w).max(1) as usize;
     let names: Vec<String> = series
         .iter()
         .map(|s| text::truncate(s.name.trim(), max_chars))
@@ -399,7 +400,24 @@ fn draw_legend(img: &mut RgbImage, area: Rect, series: &[Series]) {
     let max_rows = ((area.y1 - area.y0 - 16) / row_h).max(0) as usize;
     let rows = names.len().min(max_rows);
     let h = 6 + rows as i64 * row_h;
-    let (x, y) = (area.x1 - 8 - w, area.y0 + 8);
+    let (left, right) = (area.x0 + 8, area.x1 - 8 - w);
+    let (top, bottom) = (area.y0 + 8, area.y1 - 8 - h);
+    let corners = [(right, top), (left, top), (right, bottom), (left, bottom)];
+    let hidden = |&(x, y): &(i64, i64)| {
+        let (x0, y0) = (x.max(area.x0), y.max(area.y0));
+        let (x1, y1) = ((x + w).min(area.x1), (y + h).min(area.y1));
+        (y0..y1)
+            .flat_map(|yy| (x0..x1).map(move |xx| (xx, yy)))
+            // Both coordinates lie inside `area`, which lies inside the image.
+            .filter(|&(xx, yy)| ![WHITE, GRID].contains(img.get_pixel(xx as u32, yy as u32)))
+            .count()
+    };
+    // min_by_key keeps the first of equal corners, so ties go to the top right.
+    let (x, y) = corners
+        .iter()
+        .copied()
+        .min_by_key(hidden)
+        .unwrap_or((right, top));
     area.fill_clipped(img, x - 1, y - 1, w + 2, h + 2, LEGEND_BORDER);
     area.fill_clipped(img, x, y, w, h, WHITE);
     for (i, name) in names.iter().take(rows).enumerate() {

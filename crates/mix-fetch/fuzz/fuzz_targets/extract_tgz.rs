@@ -1,9 +1,10 @@
-//! Fuzzes `mix_fetch::extract_tgz`: whatever the bytes, it must not panic, must write nothing outside the
-//! destination, must leave nothing behind on error, and every symlink it creates must point inside.
+//! Fuzzes `mix_fetch::extract_tgz`: whatever the bytes, it must not panic, must write nothing
+//! outside the destination, must leave nothing behind on error, and every symlink it creates must
+//! point inside.
 //!
-//! The first input byte picks the layer to fuzz: even means the rest is a raw `.tgz` (gzip layer and all),
-//! odd means the rest is a tar stream that we gzip first, so the fuzzer can explore tar headers without
-//! having to forge gzip CRCs.
+//! The first input byte picks the layer to fuzz: even means the rest is a raw `.tgz` (gzip layer
+//! and all), odd means the rest is a tar stream that we gzip first, so the fuzzer can explore tar
+//! headers without having to forge gzip CRCs.
 #![no_main]
 
 use std::fs;
@@ -13,7 +14,9 @@ use std::path::{Component, Path};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let bytes = if mode & 1 == 0 {
         rest.to_vec()
     } else {
@@ -21,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         gz.write_all(rest).unwrap();
         gz.finish().unwrap()
     };
-    let base = if Path::new("/dev/shm").is_dir() { Path::new("/dev/shm") } else { Path::new("/tmp") };
+    let base = if Path::new("/dev/shm").is_dir() {
+        Path::new("/dev/shm")
+    } else {
+        Path::new("/tmp")
+    };
     let tmp = tempfile::tempdir_in(base).unwrap();
     let archive = tmp.path().join("a.tgz");
     fs::write(&archive, &bytes).unwrap();
@@ -31,11 +38,25 @@ fuzz_target!(|data: &[u8]| {
 
     let result = mix_fetch::extract_tgz(&archive, &dest);
 
-    let mut top: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut top: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     top.sort();
-    assert_eq!(top, ["a.tgz", "box"], "something was written next to the destination");
-    assert_eq!(fs::read(&archive).unwrap(), bytes, "the archive was modified");
-    let inside: Vec<_> = fs::read_dir(&boxed).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        top,
+        ["a.tgz", "box"],
+        "something was written next to the destination"
+    );
+    assert_eq!(
+        fs::read(&archive).unwrap(),
+        bytes,
+        "the archive was modified"
+    );
+    let inside: Vec<_> = fs::read_dir(&boxed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     match result {
         Ok(()) => {
             assert_eq!(inside, ["dest"]);
@@ -58,9 +79,14 @@ fn check_links(root: &Path, dir: &Path, depth: usize) {
                     Component::ParentDir => level -= 1,
                     Component::Normal(_) => level += 1,
                     Component::CurDir => {}
-                    Component::RootDir | Component::Prefix(_) => panic!("absolute link {path:?} -> {target:?}"),
+                    Component::RootDir | Component::Prefix(_) => {
+                        panic!("absolute link {path:?} -> {target:?}")
+                    }
                 }
-                assert!(level >= 0, "link {path:?} -> {target:?} climbs out of {root:?}");
+                assert!(
+                    level >= 0,
+                    "link {path:?} -> {target:?} climbs out of {root:?}"
+                );
             }
         } else if meta.is_dir() {
             check_links(root, &path, depth + 1);

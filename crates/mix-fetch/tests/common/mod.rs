@@ -18,11 +18,11 @@ use mix_fetch::{FetchConfig, Retries, Timeouts};
 use proptest::prelude::*;
 use tar::{EntryType, Header};
 
-// ---------------------------------------------------------------------------------------------------------
+// -------------------------------------------------------------------------------------------------
 // Archives
 
-/// One entry of a test archive. Names and link targets are written into the header byte for byte, so
-/// unsafe names (`../x`, `/x`) reach the extractor unchanged.
+/// One entry of a test archive. Names and link targets are written into the header byte for byte,
+/// so unsafe names (`../x`, `/x`) reach the extractor unchanged.
 #[derive(Clone, Debug)]
 pub enum Item {
     /// A regular file.
@@ -125,7 +125,8 @@ pub fn tgz(items: &[Item]) -> Vec<u8> {
     gzip(&tar_bytes(items))
 }
 
-/// Deterministic incompressible bytes (xorshift64*), so that archives have the size of their contents.
+/// Deterministic incompressible bytes (xorshift64*), so that archives have the size of their
+/// contents.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
@@ -138,8 +139,8 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// An archive shaped like Oxford-IIIT Pet: one top folder holding `images/` and `annotations/`. The file
-/// contents are noise: mix-fetch never looks inside files.
+/// An archive shaped like Oxford-IIIT Pet: one top folder holding `images/` and `annotations/`. The
+/// file contents are noise: mix-fetch never looks inside files.
 pub fn pets_like() -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     let mut files = Vec::new();
     for (i, name) in [
@@ -172,7 +173,8 @@ pub fn pets_like() -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     (tgz(&items), files)
 }
 
-/// Asserts that `root` holds exactly `files` (relative path, contents) and nothing else but folders.
+/// Asserts that `root` holds exactly `files` (relative path, contents) and nothing else but
+/// folders.
 pub fn assert_tree(root: &Path, files: &[(String, Vec<u8>)]) {
     let snap = snapshot(root);
     let found: BTreeMap<String, Vec<u8>> = snap
@@ -194,7 +196,7 @@ pub fn assert_tree(root: &Path, files: &[(String, Vec<u8>)]) {
     );
 }
 
-// ---------------------------------------------------------------------------------------------------------
+// -------------------------------------------------------------------------------------------------
 // Snapshots
 
 /// What a path is, without following symlinks.
@@ -205,7 +207,8 @@ pub enum Node {
     Symlink(PathBuf),
 }
 
-/// Every path below `root` (relative, `/`-separated) and what it is; symlinks are recorded, not followed.
+/// Every path below `root` (relative, `/`-separated) and what it is; symlinks are recorded, not
+/// followed.
 pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
@@ -235,8 +238,8 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
     }
 }
 
-/// A sandbox for extraction tests: `outside/` holds a sentinel file that must never change, `box/` is
-/// where the destination goes, the archive sits next to them.
+/// A sandbox for extraction tests: `outside/` holds a sentinel file that must never change, `box/`
+/// is where the destination goes, the archive sits next to them.
 pub struct Sandbox {
     pub tmp: tempfile::TempDir,
 }
@@ -283,7 +286,7 @@ impl Sandbox {
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------
+// -------------------------------------------------------------------------------------------------
 // Loopback HTTP server
 
 /// A request as the server saw it.
@@ -304,15 +307,16 @@ impl Request {
 
 /// What the server does with a request.
 pub enum Reply {
-    /// Answer with `status`, `Content-Length: body.len()` and the body; with `cut_after`, send only that many
-    /// body bytes and close (a dropped connection); `pause` is slept between 8 KiB chunks.
+    /// Answer with `status`, `Content-Length: body.len()` and the body; with `cut_after`, send only
+    /// that many body bytes and close (a dropped connection); `pause` is slept between 8 KiB
+    /// chunks.
     Send {
         status: u16,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
         cut_after: Option<usize>,
-        /// After sending `cut_after` bytes, hold the connection open without sending (a stalled server)
-        /// instead of closing it.
+        /// After sending `cut_after` bytes, hold the connection open without sending (a stalled
+        /// server) instead of closing it.
         stall_after_cut: bool,
         pause: Duration,
     },
@@ -332,8 +336,8 @@ impl Reply {
         }
     }
 
-    /// The whole file (200), or from the requested offset (206) when `honor_range` and the request has
-    /// `Range: bytes=N-`.
+    /// The whole file (200), or from the requested offset (206) when `honor_range` and the request
+    /// has `Range: bytes=N-`.
     pub fn file(req: &Request, body: &[u8], honor_range: bool) -> Reply {
         let start = req
             .header("range")
@@ -394,8 +398,8 @@ impl Reply {
 
 type Handler = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
-/// An HTTP/1.1 server on 127.0.0.1 that answers each request with `handler(index, request)` and records
-/// the requests. It stops (and ends every connection) when dropped.
+/// An HTTP/1.1 server on 127.0.0.1 that answers each request with `handler(index, request)` and
+/// records the requests. It stops (and ends every connection) when dropped.
 pub struct Server {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<Request>>>,
@@ -555,7 +559,7 @@ pub fn test_config(cache: &Path) -> FetchConfig {
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------
+// -------------------------------------------------------------------------------------------------
 // Strategies
 
 /// One path component, biased towards the dangerous ones.
@@ -570,7 +574,8 @@ pub fn component() -> impl Strategy<Value = String> {
     ]
 }
 
-/// An entry name or link target: 1 to 4 components, sometimes absolute, sometimes with a trailing slash.
+/// An entry name or link target: 1 to 4 components, sometimes absolute, sometimes with a trailing
+/// slash.
 pub fn entry_path() -> impl Strategy<Value = String> {
     (
         prop::collection::vec(component(), 1..5),
@@ -602,9 +607,9 @@ pub fn link_target() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Where a symlink at `rel` points, resolved by names only (`..` pops a name); `None` when it climbs above
-/// the root. Valid as an oracle for links that are not reached through other links, which the extractor
-/// guarantees for everything it writes.
+/// Where a symlink at `rel` points, resolved by names only (`..` pops a name); `None` when it
+/// climbs above the root. Valid as an oracle for links that are not reached through other links,
+/// which the extractor guarantees for everything it writes.
 pub fn lexical_link_target(rel: &str, target: &str) -> Option<Vec<String>> {
     if target.starts_with('/') {
         return None;
