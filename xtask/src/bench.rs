@@ -35,12 +35,70 @@ const OPTS: &[Opt] = &[
     },
 ];
 
-/// Each criterion bench target of the mix-benches package with its peer script (benches/peers),
-/// run in this order, each peer right after its bench so that both see the same machine load.
-const PAIRS: &[(&str, &str)] = &[
-    ("mix_core", "mix_ops"),
-    ("mix_data", "pil_resize"),
-    ("train_step", "torch_train_step"),
+/// A criterion bench target of the mix-benches package.
+struct BenchSpec {
+    name: &'static str,
+    /// Cargo features it needs (train_step needs `tch`, i.e. libtorch).
+    features: &'static [&'static str],
+}
+
+/// How a peer script is called and what it prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFormat {
+    /// Called with `--json FILE` (and `--quick`); writes `{"results": [...]}`, see [`parse_peer`].
+    Results,
+    /// Prints one JSON object of images/s per variant on stdout, see [`parse_images_per_s`].
+    ImagesPerSecond,
+}
+
+/// A peer script in benches/peers.
+struct PeerSpec {
+    stem: &'static str,
+    format: PeerFormat,
+    /// Extra arguments in quick and in full mode.
+    quick_args: &'static [&'static str],
+    full_args: &'static [&'static str],
+}
+
+/// Each bench with its peer, run in this order, each peer right after its bench so that both see
+/// the same machine load.
+const PAIRS: &[(BenchSpec, PeerSpec)] = &[
+    (
+        BenchSpec {
+            name: "mix_core",
+            features: &[],
+        },
+        PeerSpec {
+            stem: "mix_ops",
+            format: PeerFormat::Results,
+            quick_args: &[],
+            full_args: &[],
+        },
+    ),
+    (
+        BenchSpec {
+            name: "mix_data",
+            features: &[],
+        },
+        PeerSpec {
+            stem: "pil_resize",
+            format: PeerFormat::Results,
+            quick_args: &[],
+            full_args: &[],
+        },
+    ),
+    (
+        BenchSpec {
+            name: "train_step",
+            features: &["tch"],
+        },
+        PeerSpec {
+            stem: "torch_train_step",
+            format: PeerFormat::ImagesPerSecond,
+            quick_args: &["--steps", "20"],
+            full_args: &["--steps", "60"],
+        },
+    ),
 ];
 
 /// Images per breed in the pets-like corpus (37 breeds): enough for several loader batches.
@@ -226,10 +284,10 @@ pub enum Verdict {
 
 // The figure ids below are the contract with the benches and the peer scripts: criterion full ids
 // (group/function[/parameter]) and the peers' JSON names.
-const COPY: Key = Key::Ours("mix_core/copy/64x3x224x224");
-const MIXUP: Key = Key::Ours("mix_core/mixup_blend_into/64x3x224x224");
-const CUTMIX: Key = Key::Ours("mix_core/cutmix_paste/64x3x224x224");
-const COLLATE_U8: Key = Key::Ours("mix_core/mixup_u8_collate/64x3x224x224");
+const COPY: Key = Key::Ours("mix_core_64x3x224x224/copy_f32_into_preallocated");
+const MIXUP: Key = Key::Ours("mix_core_64x3x224x224/blend_into");
+const CUTMIX: Key = Key::Ours("mix_core_64x3x224x224/cutmix_paste_into_lam_0.5");
+const COLLATE_U8: Key = Key::Ours("mix_core_64x3x224x224/u8_collate_blend");
 const PEER_COPY: Key = Key::Peer("mix_ops", "torch_copy");
 const PEER_NUMPY_COPY: Key = Key::Peer("mix_ops", "numpy_copy");
 const FASTAI_MIXUP: Key = Key::Peer("mix_ops", "fastai_mixup");
@@ -241,12 +299,12 @@ const DECODE: Key = Key::Ours("mix_data/decode_resize_crop_256");
 const PIL_DECODE: Key = Key::Peer("pil_resize", "pil_decode_resize_crop_256");
 const LOADER_1: Key = Key::Ours("mix_data/loader_epoch/1");
 const LOADER_2: Key = Key::Ours("mix_data/loader_epoch/2");
-const STEP: Key = Key::Ours("train_step/plain");
-const STEP_MIXUP: Key = Key::Ours("train_step/mixup");
-const STEP_CUTMIX: Key = Key::Ours("train_step/cutmix");
+const STEP: Key = Key::Ours("train_step_cpu_resnet18_bs32_64px/plain");
+const STEP_MIXUP: Key = Key::Ours("train_step_cpu_resnet18_bs32_64px/mixup");
+const STEP_CUTMIX: Key = Key::Ours("train_step_cpu_resnet18_bs32_64px/cutmix");
 const TORCH_STEP: Key = Key::Peer("torch_train_step", "plain");
-const TORCH_STEP_MIXUP: Key = Key::Peer("torch_train_step", "fastai_mixup");
-const TORCH_STEP_CUTMIX: Key = Key::Peer("torch_train_step", "fastai_cutmix");
+const TORCH_STEP_MIXUP: Key = Key::Peer("torch_train_step", "mixup");
+const TORCH_STEP_CUTMIX: Key = Key::Peer("torch_train_step", "cutmix");
 
 /// The side-by-side rows of the report.
 pub const ROWS: &[Row] = &[
@@ -299,22 +357,22 @@ pub const ROWS: &[Row] = &[
         per_item: true,
     },
     Row {
-        what: "ResNet18 CPU train step",
+        what: "ResNet18 CPU train step, batch 32, 64 px",
         ours: STEP,
         peer: TORCH_STEP,
-        per_item: false,
+        per_item: true,
     },
     Row {
-        what: "ResNet18 CPU train step with MixUp",
+        what: "ResNet18 CPU train step, batch 32, 64 px with MixUp",
         ours: STEP_MIXUP,
         peer: TORCH_STEP_MIXUP,
-        per_item: false,
+        per_item: true,
     },
     Row {
-        what: "ResNet18 CPU train step with CutMix",
+        what: "ResNet18 CPU train step, batch 32, 64 px with CutMix",
         ours: STEP_CUTMIX,
         peer: TORCH_STEP_CUTMIX,
-        per_item: false,
+        per_item: true,
     },
 ];
 
@@ -375,7 +433,7 @@ pub const TARGETS: &[Target] = &[
         quantity: Quantity::Ratio {
             a: STEP,
             b: TORCH_STEP,
-            per_item: false,
+            per_item: true,
         },
         bound: Bound::AtMost(1.05),
         show: Show::Times,
@@ -724,10 +782,11 @@ struct BenchEnv<'a> {
 fn run_bench(
     env: &BenchEnv<'_>,
     torch: &Libtorch,
-    name: &str,
+    spec: &BenchSpec,
     criterion_home: &Path,
     results: &mut Results,
 ) {
+    let name = spec.name;
     let file = env
         .root
         .join("benches")
@@ -740,7 +799,11 @@ fn run_bench(
         return;
     }
     let mut cmd = cargo(Some(torch));
-    cmd.args(["bench", "-p", "mix-benches", "--bench", name, "--"])
+    cmd.args(["bench", "-p", "mix-benches", "--bench", name]);
+    if !spec.features.is_empty() {
+        cmd.args(["--features", &spec.features.join(",")]);
+    }
+    cmd.arg("--")
         .args(env.mode.criterion_args())
         .env("CRITERION_HOME", criterion_home)
         .env("MIX_BENCH_CORPUS", env.corpus)
@@ -755,8 +818,15 @@ fn run_bench(
     }
 }
 
-/// Runs one peer script with the venv python; it writes its figures as JSON to `--json FILE`.
-fn run_peer(env: &BenchEnv<'_>, python: &Path, stem: &str, out_dir: &Path, results: &mut Results) {
+/// Runs one peer script with the venv python and records its figures under `<stem>:<name>`.
+fn run_peer(
+    env: &BenchEnv<'_>,
+    python: &Path,
+    spec: &PeerSpec,
+    out_dir: &Path,
+    results: &mut Results,
+) {
+    let stem = spec.stem;
     let script = env
         .root
         .join("benches")
@@ -771,16 +841,33 @@ fn run_peer(env: &BenchEnv<'_>, python: &Path, stem: &str, out_dir: &Path, resul
     let json = out_dir.join(format!("{stem}.json"));
     let _ = std::fs::remove_file(&json);
     let mut cmd = Command::new(python);
-    cmd.arg(&script).arg("--json").arg(&json);
-    if env.mode == Mode::Quick {
-        cmd.arg("--quick");
-    }
-    cmd.env("MIX_BENCH_CORPUS", env.corpus);
-    let outcome = process::run(&mut cmd).and_then(|()| {
-        let text = std::fs::read_to_string(&json)
-            .with_context(|| format!("peer `{stem}` wrote no {}", json.display()))?;
-        parse_peer(&text).with_context(|| format!("peer `{stem}` output {}", json.display()))
+    cmd.arg(&script).env("MIX_BENCH_CORPUS", env.corpus);
+    cmd.args(match env.mode {
+        Mode::Quick => spec.quick_args,
+        Mode::Full => spec.full_args,
     });
+    let outcome = match spec.format {
+        PeerFormat::Results => {
+            cmd.arg("--json").arg(&json);
+            if env.mode == Mode::Quick {
+                cmd.arg("--quick");
+            }
+            process::run(&mut cmd).and_then(|()| {
+                let text = std::fs::read_to_string(&json)
+                    .with_context(|| format!("peer `{stem}` wrote no {}", json.display()))?;
+                parse_peer(&text)
+                    .with_context(|| format!("peer `{stem}` output {}", json.display()))
+            })
+        }
+        PeerFormat::ImagesPerSecond => {
+            eprintln!("$ {}", process::display(&cmd));
+            process::output(&mut cmd).and_then(|stdout| {
+                eprint!("{stdout}");
+                write_atomic(&json, &stdout)?;
+                parse_images_per_s(&stdout).with_context(|| format!("peer `{stem}` output"))
+            })
+        }
+    };
     match outcome {
         Ok(peer) => {
             for (name, measure) in peer.measures {
@@ -835,6 +922,69 @@ pub fn parse_peer(text: &str) -> Result<PeerOutput> {
         if let Some(label) = entry.get("label").and_then(Value::as_str) {
             out.labels.insert(name.to_string(), label.to_string());
         }
+    }
+    Ok(out)
+}
+
+/// The variants of a train-step peer's images/s object.
+const STEP_VARIANTS: &[&str] = &["plain", "mixup", "cutmix"];
+
+/// Reads a train-step peer's stdout: a JSON object (the last line that starts with `{`) with
+/// `batch` and images/s per variant (`plain`, `mixup`, `cutmix`); each becomes the mean time of a
+/// step of `batch` images, labelled with the peer's torch, device, batch, size and threads.
+pub fn parse_images_per_s(stdout: &str) -> Result<PeerOutput> {
+    let Some(line) = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+    else {
+        bail!(
+            "expected a JSON object line on stdout, found `{}`",
+            stdout.trim()
+        );
+    };
+    let value: Value = serde_json::from_str(line).context("expected a JSON object")?;
+    let Some(batch) = value
+        .get("batch")
+        .and_then(Value::as_u64)
+        .filter(|b| *b > 0)
+    else {
+        bail!("expected a positive integer `batch`, found `{line}`");
+    };
+    let text = |k: &str| {
+        value
+            .get(k)
+            .map_or("?".to_string(), |v| v.to_string().replace('"', ""))
+    };
+    let label = format!(
+        "PyTorch eager {}, {}, batch {batch}, {} px, {} threads, mean of the timed steps",
+        text("torch"),
+        text("device"),
+        text("size"),
+        text("threads")
+    );
+    let mut out = PeerOutput::default();
+    for variant in STEP_VARIANTS {
+        let Some(ips) = value.get(*variant).and_then(Value::as_f64) else {
+            continue;
+        };
+        if !(ips.is_finite() && ips > 0.0) {
+            bail!("expected positive images/s for `{variant}`, found {ips}");
+        }
+        out.measures.insert(
+            variant.to_string(),
+            Measure {
+                median_s: batch as f64 / ips,
+                items: Some(batch),
+            },
+        );
+        out.labels.insert(variant.to_string(), label.clone());
+    }
+    if out.measures.is_empty() {
+        bail!(
+            "expected images/s for at least one of {}, found `{line}`",
+            STEP_VARIANTS.join(", ")
+        );
     }
     Ok(out)
 }
@@ -1346,6 +1496,32 @@ mod tests {
         assert!(err.to_string().contains("number `median_s`"), "{err}");
         let err = parse_peer(r#"{"results":[{"name":"a","median_s":0}]}"#).unwrap_err();
         assert!(err.to_string().contains("positive `median_s`"), "{err}");
+    }
+
+    #[test]
+    fn train_step_peer_images_per_second_become_step_times() {
+        let stdout = "loading\n{\"device\": \"cpu\", \"batch\": 32, \"size\": 64, \"threads\": 2, \"torch\": \"2.11.0+cu130\", \"plain\": 64.0, \"mixup\": 62.5, \"cutmix\": 80.0}\n";
+        let out = parse_images_per_s(stdout).unwrap();
+        assert_eq!(out.measures.len(), 3);
+        let plain = out.measures["plain"];
+        assert_eq!(plain.items, Some(32));
+        assert!((plain.median_s - 0.5).abs() < 1e-12, "{plain:?}");
+        assert!((out.measures["mixup"].median_s - 0.512).abs() < 1e-12);
+        assert_eq!(
+            out.labels["cutmix"],
+            "PyTorch eager 2.11.0+cu130, cpu, batch 32, 64 px, 2 threads, mean of the timed steps"
+        );
+        let err = parse_images_per_s("no json").unwrap_err();
+        assert!(err.to_string().contains("JSON object line"), "{err}");
+        let err = parse_images_per_s(r#"{"batch": 0, "plain": 1.0}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("positive integer `batch`"),
+            "{err}"
+        );
+        let err = parse_images_per_s(r#"{"batch": 8}"#).unwrap_err();
+        assert!(err.to_string().contains("at least one of plain"), "{err}");
+        let err = parse_images_per_s(r#"{"batch": 8, "plain": -1}"#).unwrap_err();
+        assert!(err.to_string().contains("positive images/s"), "{err}");
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub struct LoaderConfig {
     /// about 1.9 GB). Validation items are cached as their final centred crop (identical
     /// output); training items are cached with their shorter side resized to `item_size` and the
     /// random window is cut from that each epoch, which differs from the uncached path by at most
-    /// a sub-pixel shift of the crop (see docs/fidelity.md).
+    /// a sub-pixel shift of the crop (see docs/fidelity.md). Training images four or more times as
+    /// long as wide (or the reverse) are not cached, so memory stays under `3 * 4 * size^2` bytes
+    /// an item.
     pub cache_decoded: bool,
     /// What to do with unreadable or undecodable files.
     pub bad_image: BadImagePolicy,
@@ -128,7 +130,13 @@ enum Cached {
     Final(Box<[u8]>),
     /// The image with its shorter side at `item_size` (training).
     ShortSide(RgbImage),
+    /// A training image at least [`MAX_CACHED_ASPECT`] times as long as wide (or the reverse): not
+    /// kept but decoded and cropped exactly every time, so a thin strip cannot take gigabytes.
+    TooLong,
 }
+
+/// Training images at least this elongated are not cached (see [`Cached::TooLong`]).
+const MAX_CACHED_ASPECT: u32 = 4;
 
 struct Inner {
     items: Vec<PathBuf>,
@@ -160,11 +168,16 @@ impl Inner {
         let slot = &cache[i];
         if slot.get().is_none() {
             let img = decode_rgb(path)?;
+            let (w, h) = img.dimensions();
             let entry = match self.kind {
                 LoaderKind::Valid => {
                     let mut px = Array3::zeros((3, s, s));
                     resize_crop_into(&img, s, CropPos::CENTER, px.view_mut())?;
                     Cached::Final(px.into_raw_vec_and_offset().0.into_boxed_slice())
+                }
+                LoaderKind::Train if w.max(h) / w.min(h) >= MAX_CACHED_ASPECT => {
+                    let _ = slot.set(Cached::TooLong);
+                    return resize_crop_into(&img, s, pos, out);
                 }
                 LoaderKind::Train => Cached::ShortSide(resize_short_side(&img, s)?),
             };
@@ -172,6 +185,7 @@ impl Inner {
             let _ = slot.set(entry);
         }
         match slot.get().expect("filled above") {
+            Cached::TooLong => resize_crop_into(&decode_rgb(path)?, s, pos, out),
             Cached::Final(px) => {
                 let mut out = out;
                 out.as_slice_mut()

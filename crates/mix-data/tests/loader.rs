@@ -205,6 +205,9 @@ fn cache_gives_identical_validation_and_stable_training_batches() {
             write_jpeg(&tmp.path().join(format!("{class}_{k}.jpg")), &img);
         }
     }
+    // A thin strip is never cached (memory bound); it must still come out the same.
+    let strip = RgbImage::from_fn(200, 40, |x, y| Rgb([x as u8, (y * 5) as u8, 9]));
+    write_jpeg(&tmp.path().join("pug_9.jpg"), &strip);
     let files = mix_data::get_image_files(tmp.path()).unwrap();
     let plain = DataLoaders::from_name_re(&files, PETS_PATTERN, &cfg(2)).unwrap();
     let cached_cfg = LoaderConfig {

@@ -322,12 +322,18 @@ impl Learner {
         Ok(p)
     }
 
-    /// fastai's `validate()`: one pass over the validation data with the events; returns
-    /// `(valid_loss, error_rate)`.
+    /// fastai's `validate()`: `before_fit`, `before_epoch`, one pass over the validation data with its
+    /// events, `after_epoch`, `after_fit`; returns `(valid_loss, error_rate)`.
     pub fn validate(&mut self) -> Result<(f64, f64)> {
         let valid = &*self.valid;
         let core = &mut self.core;
+        core.learn.training = false;
+        core.event(Event::BeforeFit)?;
+        core.event(Event::BeforeEpoch)?;
         core.do_validate(valid)?;
+        core.event(Event::AfterEpoch)?;
+        core.event(Event::AfterFit)?;
+        core.bar.finish_and_clear();
         Ok(core.valid_metrics())
     }
 

@@ -479,3 +479,22 @@ fn a_mixed_loss_outside_a_batch_is_an_error_not_a_panic() {
     let err = loss.loss(&pred, &y).unwrap_err().to_string();
     assert!(err.contains("the mixed loss ran before a batch was mixed"), "{err}");
 }
+
+#[test]
+fn trains_from_mix_data_loaders() {
+    // The offline sample dataset: 120 JPEGs named <label>_<n>.jpg, six labels.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/images");
+    assert!(dir.is_dir(), "{} is missing: it is part of the repository (data/sample)", dir.display());
+    let files = mix_data::get_image_files(&dir).unwrap();
+    let cfg = mix_data::LoaderConfig { batch_size: 16, item_size: 40, seed: 1, ..mix_data::LoaderConfig::default() };
+    let dls = mix_data::DataLoaders::from_name_re(&files, r"^(.+)_\d+\.jpg$", &cfg).unwrap();
+    let n_classes = dls.vocab.len();
+    assert_eq!(n_classes, 6);
+    let mut learn_cfg = small_config(n_classes, 32);
+    learn_cfg.seed = 3;
+    let mut learn = Learner::new(Box::new(dls.train), Box::new(dls.valid), learn_cfg).unwrap();
+    let summary = learn.fit_one_cycle(1, OneCycle::default(), vec![mixup()]).unwrap();
+    assert_eq!(learn.steps().len(), 6, "96 training images in batches of 16");
+    let row = summary.epochs[0];
+    assert!(row.train_loss.is_finite() && row.valid_loss.is_finite() && (0.0..=1.0).contains(&row.error_rate));
+}

@@ -73,9 +73,8 @@ pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
     if max_chars < 3 {
         return text.chars().take(max_chars).collect();
     }
-    let mut out: String = text.chars().take(max_chars - 2).collect();
-    out.push_str("..");
-    out
+    let kept: String = text.chars().take(max_chars - 2).collect();
+    format!("{}..", kept.trim_end())
 }
 
 /// Characters after which a word longer than a line may be broken.
@@ -189,5 +188,6 @@ mod tests {
         assert_eq!(truncate("abcdef", 6), "abcdef");
         assert_eq!(truncate("abcdefg", 6), "abcd..");
         assert_eq!(truncate("abc", 2), "ab");
+        assert_eq!(truncate("with a rather long name", 16), "with a rather..");
     }
 }
