@@ -60,7 +60,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| out8.assign(std::hint::black_box(&x8)))
     });
     g.bench_function("u8_collate_blend", |b| {
-        b.iter(|| blend_params.apply_u8_into(x8.view(), out8.view_mut()).unwrap())
+        b.iter(|| {
+            blend_params
+                .apply_u8_into(x8.view(), out8.view_mut())
+                .unwrap()
+        })
     });
     let boxes = MixParams {
         pixels: PixelMix::Boxes(vec![bbox; SHAPE.0]),

@@ -15,13 +15,15 @@ use mix_data::{get_image_files, load_item, CropPos, DataLoader, LoaderConfig, Lo
 const SIZE: usize = 256;
 
 fn corpus() -> Vec<PathBuf> {
-    let dir = std::env::var_os("MIX_BENCH_CORPUS").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "MIX_BENCH_CORPUS is not set: run `cargo xtask bench`, or make a corpus with \
+    let dir = std::env::var_os("MIX_BENCH_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "MIX_BENCH_CORPUS is not set: run `cargo xtask bench`, or make a corpus with \
              `python ../shared/tools/make_pets_like.py /tmp/pets --per-breed 8` and set \
              MIX_BENCH_CORPUS=/tmp/pets/oxford-iiit-pet/images"
-        )
-    });
+            )
+        });
     let files = get_image_files(&dir).unwrap_or_else(|e| panic!("cannot list the corpus: {e}"));
     assert!(!files.is_empty(), "no images in {}", dir.display());
     files
@@ -42,7 +44,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     for threads in [1usize, 2] {
-        let cfg = LoaderConfig { threads, ..LoaderConfig::default() };
+        let cfg = LoaderConfig {
+            threads,
+            ..LoaderConfig::default()
+        };
         let labels = vec![0; files.len()];
         // Validation kind: every file lands in a batch, so one epoch is exactly n images.
         let dl = DataLoader::new(files.clone(), labels, LoaderKind::Valid, &cfg).unwrap();

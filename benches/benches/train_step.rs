@@ -23,7 +23,10 @@ use std::time::Duration;
 const CLASSES: i64 = 37;
 
 fn env_or(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Device, images per step and image side: CPU, 32, 64 ("small images": a CPU step at 224 takes seconds).
@@ -32,7 +35,11 @@ fn setup() -> (Device, i64, i64) {
         Ok("cuda") => Device::Cuda(0),
         _ => Device::Cpu,
     };
-    (device, env_or("MIX_BENCH_BATCH", 32), env_or("MIX_BENCH_SIZE", 64))
+    (
+        device,
+        env_or("MIX_BENCH_BATCH", 32),
+        env_or("MIX_BENCH_SIZE", 64),
+    )
 }
 
 struct Step {
@@ -59,21 +66,41 @@ impl Step {
         mix_tch::tch::manual_seed(0);
         let x = Tensor::randn([batch, 3, size, size], (Kind::Float, device));
         let y = Tensor::randint(CLASSES, [batch], (Kind::Int64, device));
-        Step { device, batch, size, model, opt, x, y, rng }
+        Step {
+            device,
+            batch,
+            size,
+            model,
+            opt,
+            x,
+            y,
+            rng,
+        }
     }
 
     /// Forward in training mode, loss, backward, Adam step, zero_grad; mixing first when given.
     fn run(&mut self, mixer: Option<&dyn Mix>) {
         let loss = match mixer {
             None => {
-                let pred = self.model.forward(&self.x, Some(&mut self.rng)).expect("forward");
+                let pred = self
+                    .model
+                    .forward(&self.x, Some(&mut self.rng))
+                    .expect("forward");
                 CrossEntropyFlat.loss(&pred, &self.y).expect("loss")
             }
             Some(m) => {
-                let shape = BatchShape::new(self.batch as usize, 3, self.size as usize, self.size as usize);
+                let shape = BatchShape::new(
+                    self.batch as usize,
+                    3,
+                    self.size as usize,
+                    self.size as usize,
+                );
                 let params = m.sample(shape, &mut self.rng).expect("sample");
                 let xb = mix::apply(&params, &self.x).expect("apply");
-                let pred = self.model.forward(&xb, Some(&mut self.rng)).expect("forward");
+                let pred = self
+                    .model
+                    .forward(&xb, Some(&mut self.rng))
+                    .expect("forward");
                 mix::mixed_loss(&CrossEntropyFlat, &params, &pred, &self.y).expect("mixed loss")
             }
         };

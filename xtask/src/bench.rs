@@ -157,7 +157,7 @@ impl Mode {
 pub struct Measure {
     /// Median seconds per iteration.
     pub median_s: f64,
-    /// Items per iteration, when the figure is a throughput.
+    /// Images per iteration, when the figure is a throughput.
     pub items: Option<u64>,
 }
 
@@ -363,13 +363,13 @@ pub const ROWS: &[Row] = &[
         per_item: true,
     },
     Row {
-        what: "ResNet18 CPU train step, batch 32, 64 px with MixUp",
+        what: "ResNet18 CPU train step, batch 32, 64 px, with MixUp",
         ours: STEP_MIXUP,
         peer: TORCH_STEP_MIXUP,
         per_item: true,
     },
     Row {
-        what: "ResNet18 CPU train step, batch 32, 64 px with CutMix",
+        what: "ResNet18 CPU train step, batch 32, 64 px, with CutMix",
         ours: STEP_CUTMIX,
         peer: TORCH_STEP_CUTMIX,
         per_item: true,
@@ -492,7 +492,9 @@ pub fn bench(argv: &[String]) -> Result<()> {
     let peer_out = data.join("peers");
     std::fs::create_dir_all(&peer_out)
         .with_context(|| format!("cannot create {}", peer_out.display()))?;
+    prebuild(&root, &torch);
     let load_before = load_average();
+    let started = std::time::Instant::now();
     for (bench, peer) in PAIRS {
         let env = BenchEnv {
             root: &root,
@@ -503,6 +505,7 @@ pub fn bench(argv: &[String]) -> Result<()> {
         run_peer(&env, &python, peer, &peer_out, &mut results);
     }
     let load_after = load_average();
+    let wall_s = started.elapsed().as_secs_f64();
     match read_criterion(&criterion_home) {
         Ok(found) => {
             for (id, measure) in found {
@@ -516,6 +519,7 @@ pub fn bench(argv: &[String]) -> Result<()> {
 
     let mut machine = Machine::detect(&root, &versions);
     machine.load = [load_before, load_after];
+    machine.wall_s = Some(wall_s);
     let text = render(&machine, mode, &results);
     write_atomic(&out, &text)?;
     eprintln!("wrote {}", out.display());
@@ -776,6 +780,39 @@ struct BenchEnv<'a> {
     mode: Mode,
     /// The corpus's images folder, passed as `MIX_BENCH_CORPUS`.
     corpus: &'a Path,
+}
+
+/// Builds every bench that exists in one cargo call, so that compiling happens before the first
+/// measurement and never between a bench and its peer. A failure is only reported here: each
+/// bench's own run then records what failed.
+fn prebuild(root: &Path, torch: &Libtorch) {
+    let mut cmd = cargo(Some(torch));
+    cmd.args(["bench", "-p", "mix-benches", "--no-run"]);
+    let mut features: Vec<&str> = Vec::new();
+    let mut any = false;
+    for (bench, _) in PAIRS {
+        if root
+            .join("benches")
+            .join("benches")
+            .join(format!("{}.rs", bench.name))
+            .exists()
+        {
+            cmd.args(["--bench", bench.name]);
+            features.extend(bench.features);
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
+    if !features.is_empty() {
+        features.sort_unstable();
+        features.dedup();
+        cmd.args(["--features", &features.join(",")]);
+    }
+    if let Err(e) = process::run(&mut cmd) {
+        eprintln!("warning: building the benches failed ({e:#}); each bench is tried on its own");
+    }
 }
 
 /// Runs one criterion bench as a child cargo process; a missing file or a failure is recorded.
@@ -1150,7 +1187,7 @@ pub fn format_duration(s: f64) -> String {
 fn format_measure(m: &Measure) -> String {
     match m.items {
         Some(n) if n > 0 => format!(
-            "{} ({:.0} items/s)",
+            "{} ({:.0} images/s)",
             format_duration(m.median_s),
             n as f64 / m.median_s
         ),
@@ -1175,6 +1212,8 @@ pub struct Machine {
     pub commit: Option<String>,
     /// 1-minute load average before the first bench and after the last peer.
     pub load: [Option<f64>; 2],
+    /// Seconds from the first bench's start to the last peer's end (the benches built before).
+    pub wall_s: Option<f64>,
 }
 
 impl Machine {
@@ -1200,6 +1239,7 @@ impl Machine {
             versions: versions.clone(),
             commit,
             load: [None, None],
+            wall_s: None,
         }
     }
 }
@@ -1280,6 +1320,12 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
         let _ = writeln!(
             w,
             "- Load average (1 min): {before:.2} before the first bench, {after:.2} after the last peer"
+        );
+    }
+    if let Some(wall) = machine.wall_s {
+        let _ = writeln!(
+            w,
+            "- Wall time of the benches and peers: {wall:.0} s (after building the benches)"
         );
     }
     let _ = writeln!(w, "- Mode: {}\n", mode.describe());
@@ -1596,9 +1642,14 @@ mod tests {
             versions: parse_versions(r#"{"python":"3.11.2","torch":"2.11.0","numpy":"2.4.6","Pillow":"13.0.0","fastai":null}"#).unwrap(),
             commit: Some("abc123".to_string()),
             load: [Some(0.5), Some(1.25)],
+            wall_s: Some(200.0),
         };
         let text = render(&machine, Mode::Quick, &r);
         assert!(text.contains("Test CPU, 2 logical cores"), "{text}");
+        assert!(
+            text.contains("- Wall time of the benches and peers: 200 s"),
+            "{text}"
+        );
         assert!(
             text.contains("0.50 before the first bench, 1.25 after"),
             "{text}"
@@ -1652,7 +1703,7 @@ mod tests {
         );
         assert!(text.contains("- peer `pil_resize` missing"), "{text}");
         assert!(
-            text.contains("| `ours:mix_core/copy/64x3x224x224` | 3.300 ms |"),
+            text.contains(&format!("| `{}` | 3.300 ms |", COPY.owned())),
             "{text}"
         );
     }
@@ -1663,7 +1714,7 @@ mod tests {
             median_s: 0.25,
             items: Some(100),
         };
-        assert_eq!(format_measure(&m), "250.000 ms (400 items/s)");
+        assert_eq!(format_measure(&m), "250.000 ms (400 images/s)");
         assert_eq!(format_duration(1.5), "1.500 s");
         assert_eq!(format_duration(2.5e-6), "2.500 µs");
         assert_eq!(format_duration(7e-9), "7.0 ns");

@@ -156,7 +156,11 @@ pub fn check_pattern(files: &[PathBuf], pattern: &str, folder: &Path) -> Result<
 }
 
 /// The labelled image files of `arg`: downloaded if needed, listed, and checked against `pattern`.
-pub fn labelled_files(arg: &DatasetArg, root: &Path, pattern: &str) -> Result<(PathBuf, Vec<PathBuf>)> {
+pub fn labelled_files(
+    arg: &DatasetArg,
+    root: &Path,
+    pattern: &str,
+) -> Result<(PathBuf, Vec<PathBuf>)> {
     let folder = images_folder(arg, root)?;
     let files = image_files(&folder)?;
     check_pattern(&files, pattern, &folder)?;

@@ -88,8 +88,8 @@ pub fn preview(rest: &[String]) -> Result<()> {
         Kind::CutMix => Alpha::CUTMIX_DEFAULT,
     };
     let alpha = opts.parse_or("alpha", default_alpha.get())?;
-    let alpha =
-        Alpha::new(alpha).map_err(|_| anyhow::anyhow!("--alpha {alpha}: expected a finite number > 0"))?;
+    let alpha = Alpha::new(alpha)
+        .map_err(|_| anyhow::anyhow!("--alpha {alpha}: expected a finite number > 0"))?;
     let seed: u64 = opts.parse_or("seed", 0)?;
     let bs: usize = opts.parse_or("bs", 64)?;
     let size: usize = opts.parse_or("resize", 256)?;

@@ -92,7 +92,8 @@ pub const OPTS: &[Opt] = &[
     Opt {
         name: "stop-after",
         value: Some("N"),
-        help: "stop after N epochs of the schedule and keep the checkpoint (continue with --resume)",
+        help:
+            "stop after N epochs of the schedule and keep the checkpoint (continue with --resume)",
     },
 ];
 
@@ -251,7 +252,11 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
     }
     let dataset = opts.get("dataset").unwrap_or("pets").to_string();
     let sample = DatasetArg::parse(&dataset).is_sample();
-    let (bs, resize, size) = if sample { (16, 128, 112) } else { (64, 256, 224) };
+    let (bs, resize, size) = if sample {
+        (16, 128, 112)
+    } else {
+        (64, 256, 224)
+    };
     let lr: f64 = opts.parse_or("lr", 1e-3)?;
     if !(lr.is_finite() && lr > 0.0) {
         bail!("--lr {lr}: expected a finite number > 0");
@@ -318,21 +323,48 @@ mod tests {
         assert_eq!((a.resize, a.size, a.device.as_str()), (256, 224, "auto"));
         let s = new_run(&["--dataset", "sample", "--mix", "cutmix"]);
         assert_eq!((s.bs, s.resize, s.size, s.alpha), (16, 128, 112, 1.0));
-        let s = new_run(&["--dataset", "sample", "--bs", "4", "--size", "32", "--resize", "40"]);
+        let s = new_run(&[
+            "--dataset",
+            "sample",
+            "--bs",
+            "4",
+            "--size",
+            "32",
+            "--resize",
+            "40",
+        ]);
         assert_eq!((s.bs, s.resize, s.size), (4, 40, 32));
     }
 
     #[test]
     fn bad_values_are_refused_with_the_option_named() {
         for (args, want) in [
-            (&["--mix", "mixop"][..], "--mix mixop: expected mixup, cutmix or none"),
-            (&["--alpha", "0"][..], "--alpha 0: expected a finite number > 0"),
+            (
+                &["--mix", "mixop"][..],
+                "--mix mixop: expected mixup, cutmix or none",
+            ),
+            (
+                &["--alpha", "0"][..],
+                "--alpha 0: expected a finite number > 0",
+            ),
             (&["--mix", "none", "--alpha", "1"][..], "--alpha goes with"),
             (&["--epochs", "0"][..], "--epochs 0: expected at least 1"),
-            (&["--device", "gpu"][..], "--device gpu: expected auto, cpu, cuda or cuda:N"),
-            (&["--size", "300"][..], "--size 300 is larger than --resize 256"),
-            (&["--pretrained", "/no/such.safetensors"][..], "no such file"),
-            (&["--resume", "r", "--lr", "1"][..], "--lr cannot be combined with --resume"),
+            (
+                &["--device", "gpu"][..],
+                "--device gpu: expected auto, cpu, cuda or cuda:N",
+            ),
+            (
+                &["--size", "300"][..],
+                "--size 300 is larger than --resize 256",
+            ),
+            (
+                &["--pretrained", "/no/such.safetensors"][..],
+                "no such file",
+            ),
+            (
+                &["--resume", "r", "--lr", "1"][..],
+                "--lr cannot be combined with --resume",
+            ),
             (&["--bogus", "1"][..], "unknown option `--bogus`"),
         ] {
             let err = parse("train", &strings(args)).unwrap_err().to_string();
@@ -342,9 +374,12 @@ mod tests {
 
     #[test]
     fn resume_takes_only_device_and_stop_after() {
-        let got = parse("train", &strings(&["--resume", "runs/a", "--device", "cpu"]))
-            .unwrap()
-            .unwrap();
+        let got = parse(
+            "train",
+            &strings(&["--resume", "runs/a", "--device", "cpu"]),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
             got,
             TrainCommand::Resume {

@@ -15,8 +15,19 @@ const MARGIN: u32 = 8;
 fn preview(sb: &Sandbox, mix: &str, seed: &str, out: &str) -> Run {
     let out = sb.path().join(out);
     sb.run(&[
-        "preview", "--mix", mix, "--dataset", "sample", "--seed", seed, "--resize", "64", "--bs", "16",
-        "--out", out.to_str().unwrap(),
+        "preview",
+        "--mix",
+        mix,
+        "--dataset",
+        "sample",
+        "--seed",
+        seed,
+        "--resize",
+        "64",
+        "--bs",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
     ])
 }
 
@@ -36,7 +47,11 @@ fn preview_writes_a_captioned_3x3_grid_of_a_mixed_batch() {
             let first_row_y = MARGIN + TILE / 2;
             let y = first_row_y + row * (img.height() - MARGIN) / 3;
             let p = img.get_pixel(x, y).0;
-            assert_ne!(p, [255, 255, 255], "tile ({row}, {col}) at ({x}, {y}) is blank");
+            assert_ne!(
+                p,
+                [255, 255, 255],
+                "tile ({row}, {col}) at ({x}, {y}) is blank"
+            );
         }
     }
     let caps = captions(&run.stdout);
@@ -49,9 +64,15 @@ fn preview_writes_a_captioned_3x3_grid_of_a_mixed_batch() {
     }
     // Same seed, same picture; another seed, another batch.
     preview(&sb, "mixup", "3", "again.png").assert_ok();
-    assert_eq!(std::fs::read(&png).unwrap(), std::fs::read(sb.path().join("again.png")).unwrap());
+    assert_eq!(
+        std::fs::read(&png).unwrap(),
+        std::fs::read(sb.path().join("again.png")).unwrap()
+    );
     preview(&sb, "mixup", "4", "other.png").assert_ok();
-    assert_ne!(std::fs::read(&png).unwrap(), std::fs::read(sb.path().join("other.png")).unwrap());
+    assert_ne!(
+        std::fs::read(&png).unwrap(),
+        std::fs::read(sb.path().join("other.png")).unwrap()
+    );
 }
 
 #[test]
@@ -72,8 +93,13 @@ fn preview_errors_name_what_is_wrong() {
     let sb = Sandbox::new();
     let out = sb.run(&["preview", "--mixx", "cutmix"]);
     out.assert_fails_with("unknown option `--mixx`");
-    assert!(out.stderr.contains("--alpha A"), "help follows: {}", out.stderr);
-    sb.run(&["preview", "--mix", "none"]).assert_fails_with("--mix none: expected mixup or cutmix");
+    assert!(
+        out.stderr.contains("--alpha A"),
+        "help follows: {}",
+        out.stderr
+    );
+    sb.run(&["preview", "--mix", "none"])
+        .assert_fails_with("--mix none: expected mixup or cutmix");
     sb.run(&["preview", "--alpha", "-1", "--dataset", "sample"])
         .assert_fails_with("--alpha -1: expected a finite number > 0");
     let empty = sb.path().join("empty");
@@ -89,19 +115,29 @@ fn preview_errors_name_what_is_wrong() {
 #[test]
 fn download_prints_the_folder_once_fetched_and_is_instant_after() {
     let sb = Sandbox::new();
-    let server = FileServer::start(tgz(&[("images/cat_1.jpg", b"not really"), ("README", b"hi")]));
+    let server = FileServer::start(tgz(&[
+        ("images/cat_1.jpg", b"not really"),
+        ("README", b"hi"),
+    ]));
     let url = server.url("tiny-set.tgz");
     let first = sb.run(&["download", "--dataset", &url]);
     first.assert_ok();
     let folder = sb.cache().join("data/tiny-set");
     assert_eq!(first.stdout.trim(), folder.display().to_string());
-    assert_eq!(std::fs::read(folder.join("images/cat_1.jpg")).unwrap(), b"not really");
+    assert_eq!(
+        std::fs::read(folder.join("images/cat_1.jpg")).unwrap(),
+        b"not really"
+    );
     let requests = server.requests.load(Ordering::SeqCst);
     assert!(requests >= 1);
     let second = sb.run(&["download", "--dataset", &url]);
     second.assert_ok();
     assert_eq!(second.stdout, first.stdout);
-    assert_eq!(server.requests.load(Ordering::SeqCst), requests, "the second run asks the server nothing");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        requests,
+        "the second run asks the server nothing"
+    );
 }
 
 #[test]
@@ -112,12 +148,15 @@ fn download_offline_with_nothing_cached_says_what_to_do() {
     // The real Oxford-IIIT Pet URL through a proxy that refuses connections: offline, hermetically.
     cmd.env("HTTPS_PROXY", &dead).env("https_proxy", &dead);
     let out = sb.run_with(cmd, &["download"]);
-    out.assert_fails_with("could not download https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz");
+    out.assert_fails_with(
+        "could not download https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz",
+    );
     out.assert_fails_with("put the archive by hand at");
     assert!(!sb.cache().join("data/oxford-iiit-pet").exists());
     sb.run(&["download", "--dataset", "sample"])
         .assert_fails_with("expected pets, another known name or a .tgz URL");
-    sb.run(&["download", "--datset", "pets"]).assert_fails_with("unknown option `--datset`");
+    sb.run(&["download", "--datset", "pets"])
+        .assert_fails_with("unknown option `--datset`");
 }
 
 #[test]
@@ -125,9 +164,18 @@ fn train_checks_options_and_data_before_building_anything() {
     let sb = Sandbox::new();
     let out = sb.run(&["train", "--dataset", "sample", "--lrr", "1e-2"]);
     out.assert_fails_with("unknown option `--lrr`");
-    assert!(out.stderr.contains("--stop-after N"), "help follows: {}", out.stderr);
-    assert!(!out.stderr.contains("cargo run"), "nothing was built or run: {}", out.stderr);
-    sb.run(&["train", "--device", "tpu"]).assert_fails_with("--device tpu: expected auto, cpu, cuda or cuda:N");
+    assert!(
+        out.stderr.contains("--stop-after N"),
+        "help follows: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("cargo run"),
+        "nothing was built or run: {}",
+        out.stderr
+    );
+    sb.run(&["train", "--device", "tpu"])
+        .assert_fails_with("--device tpu: expected auto, cpu, cuda or cuda:N");
     sb.run(&["train", "--mix", "cutmix", "--alpha", "nan"])
         .assert_fails_with("--alpha NaN: expected a finite number > 0");
     let empty = sb.path().join("empty");
@@ -135,6 +183,7 @@ fn train_checks_options_and_data_before_building_anything() {
     let out = sb.run(&["train", "--dataset", empty.to_str().unwrap()]);
     out.assert_fails_with("found no images in");
     assert!(!out.stderr.contains("cargo run"), "{}", out.stderr);
-    sb.run(&["train", "--resume", "runs/none"]).assert_fails_with("no config.json there");
+    sb.run(&["train", "--resume", "runs/none"])
+        .assert_fails_with("no config.json there");
     assert!(!sb.path().join("runs").exists());
 }

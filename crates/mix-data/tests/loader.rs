@@ -215,6 +215,14 @@ fn cache_gives_identical_validation_and_stable_training_batches() {
         ..cfg(2)
     };
     let cached = DataLoaders::from_name_re(&files, PETS_PATTERN, &cached_cfg).unwrap();
+    assert!(
+        cached
+            .train
+            .items()
+            .iter()
+            .any(|p| p.ends_with("pug_9.jpg")),
+        "the strip is a training item"
+    );
     assert_eq!(
         collect(cached.valid.epoch(0)),
         collect(plain.valid.epoch(0))

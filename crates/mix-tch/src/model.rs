@@ -146,18 +146,22 @@ pub fn concat_pool(x: &Tensor) -> Tensor {
     Tensor::cat(&[mx, avg], 1).flatten(1, -1)
 }
 
+/// A `nn.Dropout(p)` keep-mask of `shape` drawn from `rng` on the CPU: 0 with probability `p`, else
+/// `1 / (1 - p)`.
+pub fn dropout_mask<R: RngCore + ?Sized>(shape: &[i64], p: f64, device: Device, rng: &mut R) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let mask: Vec<f32> = (0..n).map(|_| if rng.gen::<f64>() < p { 0.0 } else { keep }).collect();
+    Tensor::from_slice(&mask).view(shape).to_device(device)
+}
+
 /// `nn.Dropout(p)` in training mode with the keep-mask drawn from `rng` on the CPU (so seeded runs are
 /// reproducible on every device whatever else uses libtorch's generator); the identity without an rng.
 pub fn dropout<R: RngCore + ?Sized>(x: &Tensor, p: f64, rng: Option<&mut R>) -> Result<Tensor> {
-    let Some(rng) = rng else { return Ok(x.shallow_clone()) };
-    if p <= 0.0 {
-        return Ok(x.shallow_clone());
+    match rng {
+        Some(rng) if p > 0.0 => Ok(x.f_mul(&dropout_mask(&x.size(), p, x.device(), rng))?),
+        _ => Ok(x.shallow_clone()),
     }
-    let n = x.numel();
-    let keep = (1.0 / (1.0 - p)) as f32;
-    let mask: Vec<f32> = (0..n).map(|_| if rng.gen::<f64>() < p { 0.0 } else { keep }).collect();
-    let mask = Tensor::from_slice(&mask).view(x.size().as_slice()).to_device(x.device()).to_kind(x.kind());
-    Ok(x.f_mul(&mask)?)
 }
 
 /// ResNet18 body plus fastai head, its variables and its training switches.
@@ -286,20 +290,41 @@ impl VisionModel {
 
     /// fastai's head on a body feature map: concat pool, flatten, then two `LinBnDrop`s. `train` carries the
     /// rng the dropout masks are drawn from; `None` is evaluation mode.
-    pub fn head_forward(&self, features: &Tensor, mut train: Option<&mut dyn RngCore>) -> Result<Tensor> {
-        let is_train = train.is_some();
+    pub fn head_forward(&self, features: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor> {
+        let n = features.size().first().copied().unwrap_or(0);
+        let masks = train.map(|rng| self.dropout_masks(n, features.device(), rng));
+        self.head_with_masks(features, masks.as_ref())
+    }
+
+    /// Both head dropout masks for a batch of `n`, in the order the head applies them.
+    fn dropout_masks(&self, n: i64, device: Device, rng: &mut dyn RngCore) -> (Tensor, Tensor) {
+        let first = dropout_mask(&[n, 2 * BODY_FEATURES], HEAD_DROPOUT.0, device, rng);
+        let second = dropout_mask(&[n, HEAD_HIDDEN], HEAD_DROPOUT.1, device, rng);
+        (first, second)
+    }
+
+    fn head_with_masks(&self, features: &Tensor, masks: Option<&(Tensor, Tensor)>) -> Result<Tensor> {
+        let train = masks.is_some();
+        let drop = |x: Tensor, m: Option<&Tensor>| match m {
+            Some(m) => x.f_mul(m),
+            None => Ok(x),
+        };
         let x = concat_pool(features);
-        let x = dropout(&self.head_bn1.forward(&x, is_train), HEAD_DROPOUT.0, train.as_deref_mut())?;
+        let x = drop(self.head_bn1.forward(&x, train), masks.map(|m| &m.0))?;
         let x = x.linear(&self.head_lin1, None::<&Tensor>).relu();
-        let x = dropout(&self.head_bn2.forward(&x, is_train), HEAD_DROPOUT.1, train.as_deref_mut())?;
+        let x = drop(self.head_bn2.forward(&x, train), masks.map(|m| &m.1))?;
         Ok(x.linear(&self.head_lin2, None::<&Tensor>))
     }
 
     /// Logits `(N, n_classes)`. `train = Some(rng)` is training mode (batch statistics in BatchNorm, dropout
     /// masks drawn from `rng`); `None` is evaluation mode.
     pub fn forward(&self, x: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor> {
-        let features = self.body_forward(x, train.is_some())?;
-        self.head_forward(&features, train)
+        // The masks are drawn and copied before the body is queued, so on CUDA their host-to-device
+        // copies do not wait for the body's kernels.
+        let n = x.size().first().copied().unwrap_or(0);
+        let masks = train.map(|rng| self.dropout_masks(n, x.device(), rng));
+        let features = self.body_forward(x, masks.is_some())?;
+        self.head_with_masks(&features, masks.as_ref())
     }
 
     /// Number of classes of the head.

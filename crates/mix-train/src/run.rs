@@ -114,7 +114,14 @@ fn resolve_device(value: &str) -> Result<(DeviceChoice, String)> {
     Ok((choice, name))
 }
 
-fn loaders(files: &[PathBuf], pattern: &str, bs: usize, seed: u64, resize: usize, folder: &Path) -> Result<DataLoaders> {
+fn loaders(
+    files: &[PathBuf],
+    pattern: &str,
+    bs: usize,
+    seed: u64,
+    resize: usize,
+    folder: &Path,
+) -> Result<DataLoaders> {
     let cfg = LoaderConfig {
         batch_size: bs,
         valid_pct: VALID_PCT,
@@ -142,7 +149,12 @@ fn loaders(files: &[PathBuf], pattern: &str, bs: usize, seed: u64, resize: usize
     Ok(dls)
 }
 
-fn learner_config(cfg: &RunConfig, device: DeviceChoice, run: &Path, pretrained: Option<PathBuf>) -> LearnerConfig {
+fn learner_config(
+    cfg: &RunConfig,
+    device: DeviceChoice,
+    run: &Path,
+    pretrained: Option<PathBuf>,
+) -> LearnerConfig {
     LearnerConfig {
         device,
         seed: cfg.seed,
@@ -181,7 +193,10 @@ impl Callback for StopAfter {
     }
 
     fn on(&mut self, event: Event, learn: &mut Learn) -> mix_tch::Result<()> {
-        if event == Event::AfterEpoch && learn.epoch + 1 >= self.0 && learn.epoch + 1 < learn.n_epoch {
+        if event == Event::AfterEpoch
+            && learn.epoch + 1 >= self.0
+            && learn.epoch + 1 < learn.n_epoch
+        {
             println!(
                 "stopping after epoch {} of {} (--stop-after {}); continue with --resume",
                 learn.epoch + 1,
@@ -198,7 +213,14 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     let (device, device_used) = resolve_device(&args.device)?;
     let data = DatasetArg::parse(&args.dataset);
     let (images, files) = dataset::labelled_files(&data, &project_root(), &args.pattern)?;
-    let dls = loaders(&files, &args.pattern, args.bs, args.seed, args.resize, &images)?;
+    let dls = loaders(
+        &files,
+        &args.pattern,
+        args.bs,
+        args.seed,
+        args.resize,
+        &images,
+    )?;
     let config = RunConfig {
         format: FORMAT,
         mix: args.mix.name().to_string(),
@@ -231,7 +253,8 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     // Every check has passed: claim the folder and record the settings before the first epoch.
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    std::fs::create_dir(&run).with_context(|| format!("cannot create the run folder {}", run.display()))?;
+    std::fs::create_dir(&run)
+        .with_context(|| format!("cannot create the run folder {}", run.display()))?;
     write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
     announce(&config, &run);
     let summary = learner.fit_one_cycle(config.epochs, config.one_cycle, cbs)?;
@@ -248,10 +271,18 @@ fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result
             path.display()
         )
     })?;
-    let config: RunConfig = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a mix-train config.json of format {FORMAT}", path.display()))?;
+    let config: RunConfig = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{} is not a mix-train config.json of format {FORMAT}",
+            path.display()
+        )
+    })?;
     if config.format != FORMAT {
-        bail!("{}: expected format {FORMAT}, found {}", path.display(), config.format);
+        bail!(
+            "{}: expected format {FORMAT}, found {}",
+            path.display(),
+            config.format
+        );
     }
     let done = epochs_done(run)?;
     if done >= config.epochs {
@@ -267,7 +298,14 @@ fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result
     let (choice, _) = resolve_device(device.unwrap_or(&config.device))?;
     let files = dataset::image_files(&config.images)?;
     dataset::check_pattern(&files, &config.pattern, &config.images)?;
-    let dls = loaders(&files, &config.pattern, config.bs, config.seed, config.resize, &config.images)?;
+    let dls = loaders(
+        &files,
+        &config.pattern,
+        config.bs,
+        config.seed,
+        config.resize,
+        &config.images,
+    )?;
     if dls.vocab.labels() != config.classes.as_slice() {
         bail!(
             "the images in {} changed since the run started: expected the classes {:?}, found {:?}; \
@@ -317,7 +355,14 @@ fn describe(c: &RunConfig) -> String {
     };
     format!(
         "{mix}, bs {}, lr {}, Resize({}) -> {} px, {} classes, {} train / {} valid images, {}",
-        c.bs, c.one_cycle.lr_max, c.resize, c.size, c.classes.len(), c.n_train, c.n_valid, c.device_used
+        c.bs,
+        c.one_cycle.lr_max,
+        c.resize,
+        c.size,
+        c.classes.len(),
+        c.n_train,
+        c.n_valid,
+        c.device_used
     )
 }
 
@@ -325,7 +370,11 @@ fn announce(c: &RunConfig, run: &Path) {
     println!("run folder {}", run.display());
     println!(
         "training ResNet18 ({}) for {} epoch(s) on {}: {}",
-        if c.pretrained.is_some() { "pretrained, body frozen" } else { "from scratch" },
+        if c.pretrained.is_some() {
+            "pretrained, body frozen"
+        } else {
+            "from scratch"
+        },
         c.epochs,
         c.images.display(),
         describe(c)
@@ -354,7 +403,8 @@ fn save_model(learner: &Learner, path: &Path) -> Result<()> {
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&vars, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    Tensor::write_safetensors(&vars, &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -10,7 +10,16 @@ use common::*;
 
 /// A run small enough for a test: 32 px images, 12 steps of 8.
 const TINY: &[&str] = &[
-    "--dataset", "sample", "--device", "cpu", "--bs", "8", "--resize", "40", "--size", "32",
+    "--dataset",
+    "sample",
+    "--device",
+    "cpu",
+    "--bs",
+    "8",
+    "--resize",
+    "40",
+    "--size",
+    "32",
 ];
 
 fn tiny(extra: &[&'static str]) -> Vec<&'static str> {
@@ -21,14 +30,20 @@ fn tiny(extra: &[&'static str]) -> Vec<&'static str> {
 
 fn check_steps(run: &Path, n_steps: usize, lr_max: f64) {
     let (header, rows) = csv(&run.join("steps.csv"));
-    assert_eq!(header, ["step", "epoch", "lr", "mom", "loss", "smooth_loss"]);
+    assert_eq!(
+        header,
+        ["step", "epoch", "lr", "mom", "loss", "smooth_loss"]
+    );
     assert_eq!(rows.len(), n_steps);
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row[0], i.to_string(), "steps are numbered in order");
         let lr: f64 = row[2].parse().unwrap();
         let want = one_cycle_lr(lr_max, i as f64 / n_steps as f64);
         // fastai (and mix-tch) place the position within a piece in float32: agree to 1e-6.
-        assert!((lr - want).abs() <= 1e-6 * want, "step {i}: lr {lr}, expected {want}");
+        assert!(
+            (lr - want).abs() <= 1e-6 * want,
+            "step {i}: lr {lr}, expected {want}"
+        );
         let mom: f64 = row[3].parse().unwrap();
         assert!((0.85..=0.95).contains(&mom), "step {i}: momentum {mom}");
         let loss: f64 = row[4].parse().unwrap();
@@ -44,7 +59,12 @@ fn a_tiny_run_writes_every_file_of_its_run_folder() {
     let dirs = sb.run_dirs();
     assert_eq!(dirs.len(), 1, "one run folder: {dirs:?}");
     let run = &dirs[0];
-    assert!(out.stdout.contains("epoch train_loss  valid_loss  error_rate  time"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("epoch train_loss  valid_loss  error_rate  time"),
+        "{}",
+        out.stdout
+    );
 
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
@@ -55,10 +75,16 @@ fn a_tiny_run_writes_every_file_of_its_run_folder() {
     assert_eq!(config["device_used"], "cpu");
     assert_eq!(config["classes"], serde_json::json!(SAMPLE_CLASSES));
     // 120 images, fastai's valid_pct 0.2.
-    assert_eq!((config["n_train"].as_u64(), config["n_valid"].as_u64()), (Some(96), Some(24)));
+    assert_eq!(
+        (config["n_train"].as_u64(), config["n_valid"].as_u64()),
+        (Some(96), Some(24))
+    );
 
     let (header, rows) = csv(&run.join("metrics.csv"));
-    assert_eq!(header, ["epoch", "train_loss", "valid_loss", "error_rate", "time"]);
+    assert_eq!(
+        header,
+        ["epoch", "train_loss", "valid_loss", "error_rate", "time"]
+    );
     assert_eq!(rows.len(), 1);
     let error_rate: f64 = rows[0][3].parse().unwrap();
     assert!((0.0..=1.0).contains(&error_rate));
@@ -85,9 +111,20 @@ fn a_tiny_run_writes_every_file_of_its_run_folder() {
 #[test]
 fn a_stopped_run_resumes_on_the_same_schedule() {
     let sb = Sandbox::new();
-    let first = sb.run(&tiny(&["--epochs", "2", "--stop-after", "1", "--lr", "2e-3"]));
+    let first = sb.run(&tiny(&[
+        "--epochs",
+        "2",
+        "--stop-after",
+        "1",
+        "--lr",
+        "2e-3",
+    ]));
     first.assert_ok();
-    assert!(first.stdout.contains("stopping after epoch 1 of 2"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("stopping after epoch 1 of 2"),
+        "{}",
+        first.stdout
+    );
     let run = sb.run_dirs().pop().expect("a run folder");
     assert_eq!(csv(&run.join("metrics.csv")).1.len(), 1);
     assert!(run.join("checkpoints/epoch-0001").is_dir());
@@ -103,7 +140,10 @@ fn a_stopped_run_resumes_on_the_same_schedule() {
     // Both epochs' steps, numbered on from the first, on one schedule of 24 steps.
     check_steps(&run, 24, 2e-3);
     assert!(run.join("checkpoints/epoch-0002").is_dir());
-    assert!(!run.join("checkpoints/epoch-0001").exists(), "older checkpoints are removed");
+    assert!(
+        !run.join("checkpoints/epoch-0001").exists(),
+        "older checkpoints are removed"
+    );
     assert_eq!(sb.run_dirs().len(), 1, "resuming makes no new folder");
 
     sb.run(&["--resume", run_arg])
@@ -115,10 +155,17 @@ fn unknown_options_and_bad_values_fail_with_help() {
     let sb = Sandbox::new();
     let out = sb.run(&["--dataset", "sample", "--epoch", "3"]);
     out.assert_fails_with("unknown option `--epoch`");
-    assert!(out.stderr.contains("--epochs N"), "the help lists the options: {}", out.stderr);
-    sb.run(&["--mix", "mixip"]).assert_fails_with("--mix mixip: expected mixup, cutmix or none");
-    sb.run(&["--resume", "x", "--bs", "2"]).assert_fails_with("--bs cannot be combined with --resume");
-    sb.run(&["--resume", "no-such-run"]).assert_fails_with("expected a run folder made by");
+    assert!(
+        out.stderr.contains("--epochs N"),
+        "the help lists the options: {}",
+        out.stderr
+    );
+    sb.run(&["--mix", "mixip"])
+        .assert_fails_with("--mix mixip: expected mixup, cutmix or none");
+    sb.run(&["--resume", "x", "--bs", "2"])
+        .assert_fails_with("--bs cannot be combined with --resume");
+    sb.run(&["--resume", "no-such-run"])
+        .assert_fails_with("expected a run folder made by");
     assert!(sb.run_dirs().is_empty());
 }
 
@@ -141,7 +188,11 @@ fn a_pattern_that_labels_nothing_fails() {
     let dir = sb.path().join("photos");
     std::fs::create_dir_all(&dir).unwrap();
     for (i, name) in ["holiday.jpg", "beach.jpg"].iter().enumerate() {
-        std::fs::copy(sample_images().join(format!("cat_{}.jpg", i + 1)), dir.join(name)).unwrap();
+        std::fs::copy(
+            sample_images().join(format!("cat_{}.jpg", i + 1)),
+            dir.join(name),
+        )
+        .unwrap();
     }
     sb.run(&["--dataset", dir.to_str().unwrap()])
         .assert_fails_with("labels none of the 2 images");
@@ -159,7 +210,14 @@ fn cuda_asked_for_but_absent_fails() {
     let runs = sb.runs();
     let out = sb.run_with(
         cmd,
-        &["--dataset", "sample", "--device", "cuda", "--out", runs.to_str().unwrap()],
+        &[
+            "--dataset",
+            "sample",
+            "--device",
+            "cuda",
+            "--out",
+            runs.to_str().unwrap(),
+        ],
     );
     out.assert_fails_with("--device cuda");
     out.assert_fails_with("CUDA asked for (device) but absent");
@@ -170,18 +228,25 @@ fn cuda_asked_for_but_absent_fails() {
 fn offline_with_nothing_cached_fails_and_leaves_no_dataset() {
     let sb = Sandbox::new();
     // A port nobody listens on: bind one, note it, free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dead = format!("http://127.0.0.1:{port}");
     let mut cmd = sb.command();
     // The real Oxford-IIIT Pet URL through a proxy that refuses connections: offline, hermetically.
     cmd.env("HTTPS_PROXY", &dead).env("https_proxy", &dead);
     let runs = sb.runs();
     let out = sb.run_with(cmd, &["--dataset", "pets", "--out", runs.to_str().unwrap()]);
-    out.assert_fails_with("could not download https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz");
+    out.assert_fails_with(
+        "could not download https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz",
+    );
     out.assert_fails_with("put the archive by hand at");
     out.assert_fails_with("--dataset <DIR>");
     let url = format!("{dead}/other.tgz");
-    sb.run(&["--dataset", &url]).assert_fails_with("could not download");
+    sb.run(&["--dataset", &url])
+        .assert_fails_with("could not download");
     assert!(!sb.cache().join("data/oxford-iiit-pet").exists());
     assert!(!sb.cache().join("data/other").exists());
     assert!(sb.run_dirs().is_empty());

@@ -129,9 +129,11 @@ pub(crate) fn wrap(text: &str, max_chars: usize, max_lines: usize) -> Vec<String
             } else {
                 max_chars.saturating_sub(2)
             };
-            let mut s: String = last.chars().take(keep).collect();
-            s.push_str("..");
-            *last = s.chars().take(max_chars).collect();
+            let kept: String = last.chars().take(keep).collect();
+            *last = format!("{}..", kept.trim_end())
+                .chars()
+                .take(max_chars)
+                .collect();
         }
     }
     out

@@ -173,6 +173,27 @@ fn the_legend_shows_a_swatch_per_named_series_top_right() {
 }
 
 #[test]
+fn the_legend_moves_out_of_the_way_of_the_curves() {
+    // A rising diagonal crosses the top-right and bottom-left corners; the top left is free.
+    let img = curves_image(&[panel(vec![series("train", curve(100, |x| x))])]).unwrap();
+    let px = pixels_of(&img, PALETTE[0]);
+    let top_left = px
+        .iter()
+        .filter(|&&(x, y)| x < PANEL_WIDTH / 3 && y < PANEL_HEIGHT / 4)
+        .count();
+    let top_right = px
+        .iter()
+        .filter(|&&(x, y)| x > PANEL_WIDTH * 2 / 3 && y < PANEL_HEIGHT / 4)
+        .count();
+    // The swatch is 24x3 pixels; the line near the top right is what remains there.
+    assert_eq!(top_left, 72, "the swatch is in the top left");
+    assert!(
+        top_right > 72,
+        "the curve is in the top right, not hidden by the legend"
+    );
+}
+
+#[test]
 fn titles_are_drawn_and_differ_by_text() {
     let a = curves_image(&[Panel {
         title: "loss".into(),

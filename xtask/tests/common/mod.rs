@@ -74,12 +74,20 @@ impl Sandbox {
 
 impl Run {
     pub fn assert_ok(&self) -> &Run {
-        assert!(self.ok, "xtask failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(
+            self.ok,
+            "xtask failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn assert_fails_with(&self, needle: &str) -> &Run {
-        assert!(!self.ok, "xtask should have failed\nstdout:\n{}", self.stdout);
+        assert!(
+            !self.ok,
+            "xtask should have failed\nstdout:\n{}",
+            self.stdout
+        );
         assert!(
             self.stderr.contains(needle),
             "expected `{needle}` in the error output, found:\n{}",
@@ -91,7 +99,11 @@ impl Run {
 
 /// A port on 127.0.0.1 that nobody listens on (bound, noted, freed).
 pub fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Serves `body` with status 200 to every GET on 127.0.0.1 until the test ends; counts requests.
@@ -157,7 +169,12 @@ pub fn captions(stdout: &str) -> Vec<(String, u32, String, u32)> {
             let words: Vec<&str> = c.split_whitespace().collect();
             assert_eq!(words.len(), 5, "caption `{c}`");
             let pct = |w: &str| w.trim_end_matches('%').parse::<u32>().unwrap();
-            (words[0].to_string(), pct(words[1]), words[3].to_string(), pct(words[4]))
+            (
+                words[0].to_string(),
+                pct(words[1]),
+                words[3].to_string(),
+                pct(words[4]),
+            )
         })
         .collect()
 }

@@ -95,13 +95,21 @@ impl Sandbox {
 impl Run {
     /// Panics with both streams unless the run succeeded.
     pub fn assert_ok(&self) -> &Run {
-        assert!(self.ok, "mix-train failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(
+            self.ok,
+            "mix-train failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Panics unless the run failed with `needle` in its error output.
     pub fn assert_fails_with(&self, needle: &str) -> &Run {
-        assert!(!self.ok, "mix-train should have failed\nstdout:\n{}", self.stdout);
+        assert!(
+            !self.ok,
+            "mix-train should have failed\nstdout:\n{}",
+            self.stdout
+        );
         assert!(
             self.stderr.contains(needle),
             "expected `{needle}` in the error output, found:\n{}",
@@ -115,7 +123,12 @@ impl Run {
 pub fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
-    let header = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let rows = lines
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect();
@@ -125,7 +138,9 @@ pub fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 /// fastai's one-cycle learning rate at `pos` in [0, 1] for `lr_max` with its defaults (div 25,
 /// div_final 1e5, pct_start 0.25, cosine pieces), computed here independently of mix-tch.
 pub fn one_cycle_lr(lr_max: f64, pos: f64) -> f64 {
-    let cos = |start: f64, end: f64, p: f64| start + (1.0 + (std::f64::consts::PI * (1.0 - p)).cos()) * (end - start) / 2.0;
+    let cos = |start: f64, end: f64, p: f64| {
+        start + (1.0 + (std::f64::consts::PI * (1.0 - p)).cos()) * (end - start) / 2.0
+    };
     let pct = 0.25;
     if pos < pct {
         cos(lr_max / 25.0, lr_max, pos / pct)
