@@ -28,8 +28,8 @@ fn main() {
 /// Restarts this process with `OMP_WAIT_POLICY=PASSIVE` unless the variable is set.
 ///
 /// libtorch's OpenMP threads otherwise spin while they wait for work, and on a machine with few
-/// cores they spin against the threads decoding the next batch: on 2 busy cores one sample epoch
-/// took 36 s instead of 4 s. libgomp reads the variable once, when it is loaded (before `main`), so
+/// cores they spin against the threads decoding the next batch: on 2 busy cores one 32-pixel sample
+/// epoch took 36 s instead of 4 s. libgomp reads the variable once, when it is loaded (before `main`), so
 /// setting it now would change nothing: the process starts again with it, which costs a few
 /// milliseconds.
 fn passive_openmp() {
