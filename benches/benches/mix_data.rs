@@ -7,6 +7,9 @@
 //! `MIX_BENCH_CORPUS=/tmp/pets/oxford-iiit-pet/images cargo bench -p mix-benches --bench mix_data`.
 //! The peer `benches/peers/pil_resize.py` times Pillow doing the same on the same files.
 
+// criterion_group! defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -113,15 +113,28 @@ impl AugDraw {
                 let f = if self.flip[i] { -1.0 } else { 1.0 };
                 let flip = [[f, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
                 let t = self.rotate_deg[i].to_radians();
-                let rot = [[t.cos(), t.sin(), 0.0], [-t.sin(), t.cos(), 0.0], [0.0, 0.0, 1.0]];
+                let rot = [
+                    [t.cos(), t.sin(), 0.0],
+                    [-t.sin(), t.cos(), 0.0],
+                    [0.0, 0.0, 1.0],
+                ];
                 let s = 1.0 / self.zoom[i];
                 let (col, row) = self.zoom_center[i];
-                let zoom = [[s, 0.0, (1.0 - s) * (2.0 * col - 1.0)], [0.0, s, (1.0 - s) * (2.0 * row - 1.0)], [
-                    0.0, 0.0, 1.0,
-                ]];
+                let zoom = [
+                    [s, 0.0, (1.0 - s) * (2.0 * col - 1.0)],
+                    [0.0, s, (1.0 - s) * (2.0 * row - 1.0)],
+                    [0.0, 0.0, 1.0],
+                ];
                 let m = matmul3(&matmul3(&flip, &rot), &zoom);
                 let (h, w) = (in_h as f64, in_w as f64);
-                [m[0][0], m[0][1] * h / w, m[0][2], m[1][0] * w / h, m[1][1], m[1][2]]
+                [
+                    m[0][0],
+                    m[0][1] * h / w,
+                    m[0][2],
+                    m[1][0] * w / h,
+                    m[1][1],
+                    m[1][2],
+                ]
             })
             .collect()
     }
@@ -133,7 +146,12 @@ impl AugDraw {
             .iter()
             .map(|&(x_t, y_t)| {
                 let orig = [(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)];
-                let targ = [(-1.0 - y_t, -1.0 - x_t), (-1.0 + y_t, 1.0 + x_t), (1.0 + y_t, -1.0 + x_t), (1.0 - y_t, 1.0 - x_t)];
+                let targ = [
+                    (-1.0 - y_t, -1.0 - x_t),
+                    (-1.0 + y_t, 1.0 + x_t),
+                    (1.0 + y_t, -1.0 + x_t),
+                    (1.0 - y_t, 1.0 - x_t),
+                ];
                 find_coeffs(&orig, &targ)
             })
             .collect()
@@ -161,7 +179,9 @@ fn find_coeffs(p1: &[(f64, f64); 4], p2: &[(f64, f64); 4]) -> [f64; 8] {
     }
     // Gaussian elimination with partial pivoting on the augmented matrix.
     for col in 0..8 {
-        let pivot = (col..8).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs())).unwrap_or(col);
+        let pivot = (col..8)
+            .max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))
+            .unwrap_or(col);
         a.swap(col, pivot);
         for r in 0..8 {
             if r != col {
@@ -237,7 +257,9 @@ impl AugTransforms {
         }
         let device = x.device();
         let per_sample = |v: &[f64]| {
-            Tensor::from_slice(&v.iter().map(|&a| a as f32).collect::<Vec<_>>()).to_device(device).view([n, 1, 1, 1])
+            Tensor::from_slice(&v.iter().map(|&a| a as f32).collect::<Vec<_>>())
+                .to_device(device)
+                .view([n, 1, 1, 1])
         };
         let brightness = logit(&per_sample(&draw.brightness));
         let contrast = per_sample(&draw.contrast);
@@ -257,7 +279,9 @@ impl AugTransforms {
 fn check_batch(x: &Tensor, n: usize) -> Result<(i64, i64, i64, i64)> {
     let size = x.size();
     match size.as_slice() {
-        &[b, c, h, w] if (n == usize::MAX || b as usize == n) && x.kind() == Kind::Float => Ok((b, c, h, w)),
+        &[b, c, h, w] if (n == usize::MAX || b as usize == n) && x.kind() == Kind::Float => {
+            Ok((b, c, h, w))
+        }
         _ => Err(Error::Invalid(format!(
             "expected a float batch (N, C, H, W) with N = {n}, found {:?} of {:?}",
             size,
@@ -270,9 +294,15 @@ fn check_batch(x: &Tensor, n: usize) -> Result<(i64, i64, i64, i64)> {
 fn affine_grid(theta: &[[f64; 6]], x: &Tensor, size: (i64, i64)) -> Result<Tensor> {
     let n = theta.len() as i64;
     let flat: Vec<f32> = theta.iter().flatten().map(|&v| v as f32).collect();
-    let theta = Tensor::from_slice(&flat).view([n, 2, 3]).to_device(x.device());
+    let theta = Tensor::from_slice(&flat)
+        .view([n, 2, 3])
+        .to_device(x.device());
     let c = x.size()[1];
-    Ok(Tensor::f_affine_grid_generator(&theta, [n, c, size.0, size.1], true)?)
+    Ok(Tensor::f_affine_grid_generator(
+        &theta,
+        [n, c, size.0, size.1],
+        true,
+    )?)
 }
 
 /// fastai's `apply_perspective`: `(x, y) -> ((c0 x + c1 y + c2) / (c6 x + c7 y + 1), (c3 x + c4 y + c5) / (…))`.
@@ -284,7 +314,9 @@ fn apply_perspective(grid: &Tensor, coeffs: &[[f64; 8]]) -> Result<Tensor> {
         m.extend(c.iter().map(|&v| v as f32));
         m.push(1.0);
     }
-    let m = Tensor::from_slice(&m).view([n, 3, 3]).to_device(grid.device());
+    let m = Tensor::from_slice(&m)
+        .view([n, 3, 3])
+        .to_device(grid.device());
     let coords = grid.f_view([n, -1, 2])?;
     // coords @ m[..., :2]^T + m[..., 2]
     let lin = m.narrow(2, 0, 2).transpose(1, 2);
@@ -302,14 +334,22 @@ pub fn logit(x: &Tensor) -> Tensor {
 /// fastai's `Normalize.from_stats(mean, std)` on a `(N, 3, H, W)` float batch.
 pub fn normalize(x: &Tensor, mean: [f64; 3], std: [f64; 3]) -> Tensor {
     let device = x.device();
-    let t = |v: [f64; 3]| Tensor::from_slice(&v.map(|a| a as f32)).to_device(device).view([1, 3, 1, 1]);
+    let t = |v: [f64; 3]| {
+        Tensor::from_slice(&v.map(|a| a as f32))
+            .to_device(device)
+            .view([1, 3, 1, 1])
+    };
     (x - t(mean)) / t(std)
 }
 
 /// The inverse of [`normalize`] (for pictures of augmented batches).
 pub fn denormalize(x: &Tensor, mean: [f64; 3], std: [f64; 3]) -> Tensor {
     let device = x.device();
-    let t = |v: [f64; 3]| Tensor::from_slice(&v.map(|a| a as f32)).to_device(device).view([1, 3, 1, 1]);
+    let t = |v: [f64; 3]| {
+        Tensor::from_slice(&v.map(|a| a as f32))
+            .to_device(device)
+            .view([1, 3, 1, 1])
+    };
     x * t(std) + t(mean)
 }
 

@@ -54,7 +54,10 @@ pub struct Progress {
 }
 
 fn to_cpu(named: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    named.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())).collect()
+    named
+        .iter()
+        .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous()))
+        .collect()
 }
 
 /// Writes a checkpoint for `progress.epochs_done` under `root` (created if needed) and removes older ones.
@@ -74,23 +77,29 @@ pub fn save(
     Tensor::write_safetensors(&to_cpu(model), &model_path)?;
     let opt_path = tmp.path().join(OPTIMIZER_FILE);
     Tensor::write_safetensors(&to_cpu(optimizer), &opt_path)?;
-    let json = serde_json::to_vec_pretty(progress)
-        .map_err(|source| Error::Json { path: tmp.path().join(PROGRESS_FILE), source })?;
+    let json = serde_json::to_vec_pretty(progress).map_err(|source| Error::Json {
+        path: tmp.path().join(PROGRESS_FILE),
+        source,
+    })?;
     std::fs::write(tmp.path().join(PROGRESS_FILE), json)
         .map_err(|e| Error::io("writing", tmp.path().join(PROGRESS_FILE), e))?;
     for f in [MODEL_FILE, OPTIMIZER_FILE, PROGRESS_FILE] {
         let p = tmp.path().join(f);
-        std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| Error::io("syncing", &p, e))?;
+        std::fs::File::open(&p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("syncing", &p, e))?;
     }
     let dest = root.join(format!("{PREFIX}{:04}", progress.epochs_done));
     if dest.exists() {
         std::fs::remove_dir_all(&dest).map_err(|e| Error::io("removing the stale", &dest, e))?;
     }
     let tmp_path = tmp.keep();
-    std::fs::rename(&tmp_path, &dest).map_err(|e| Error::io("renaming a checkpoint into", &dest, e))?;
+    std::fs::rename(&tmp_path, &dest)
+        .map_err(|e| Error::io("renaming a checkpoint into", &dest, e))?;
     for old in list(root)? {
         if old != dest {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing the older checkpoint", &old, e))?;
+            std::fs::remove_dir_all(&old)
+                .map_err(|e| Error::io("removing the older checkpoint", &old, e))?;
         }
     }
     Ok(dest)
@@ -107,7 +116,11 @@ pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("listing", root, e))?;
         let name = entry.file_name();
-        if let Some(n) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|n| n.parse().ok()) {
+        if let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|n| n.parse().ok())
+        {
             found.push((n, entry.path()));
         }
     }
@@ -133,20 +146,36 @@ pub struct Loaded {
 
 /// Reads the checkpoint folder `dir`.
 pub fn load(dir: &Path) -> Result<Loaded> {
-    let fail = |problem: String| Error::Checkpoint { path: dir.to_path_buf(), problem };
+    let fail = |problem: String| Error::Checkpoint {
+        path: dir.to_path_buf(),
+        problem,
+    };
     let read = |f: &str| -> Result<HashMap<String, Tensor>> {
         let p = dir.join(f);
         Ok(Tensor::read_safetensors(&p)
-            .map_err(|e| fail(format!("cannot read {f} ({e}); the checkpoint is damaged, delete it")))?
+            .map_err(|e| {
+                fail(format!(
+                    "cannot read {f} ({e}); the checkpoint is damaged, delete it"
+                ))
+            })?
             .into_iter()
             .collect())
     };
     let json_path = dir.join(PROGRESS_FILE);
     let json = std::fs::read(&json_path).map_err(|e| Error::io("reading", &json_path, e))?;
-    let progress: Progress =
-        serde_json::from_slice(&json).map_err(|source| Error::Json { path: json_path.clone(), source })?;
+    let progress: Progress = serde_json::from_slice(&json).map_err(|source| Error::Json {
+        path: json_path.clone(),
+        source,
+    })?;
     if progress.format != FORMAT {
-        return Err(fail(format!("expected checkpoint format {FORMAT}, found {}", progress.format)));
+        return Err(fail(format!(
+            "expected checkpoint format {FORMAT}, found {}",
+            progress.format
+        )));
     }
-    Ok(Loaded { model: read(MODEL_FILE)?, optimizer: read(OPTIMIZER_FILE)?, progress })
+    Ok(Loaded {
+        model: read(MODEL_FILE)?,
+        optimizer: read(OPTIMIZER_FILE)?,
+        progress,
+    })
 }

@@ -55,7 +55,13 @@ impl InMemory {
                 labels.len()
             )));
         }
-        Ok(InMemory { images, labels, batch_size, shuffle, drop_last })
+        Ok(InMemory {
+            images,
+            labels,
+            batch_size,
+            shuffle,
+            drop_last,
+        })
     }
 
     fn order(&self, epoch: u64) -> Vec<usize> {

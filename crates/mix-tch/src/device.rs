@@ -51,7 +51,9 @@ impl std::str::FromStr for DeviceChoice {
                 .and_then(|n| n.parse().ok())
                 .map(DeviceChoice::Cuda)
                 .ok_or_else(|| {
-                    Error::Invalid(format!("expected a device `auto`, `cpu`, `cuda` or `cuda:N`, found `{s}`"))
+                    Error::Invalid(format!(
+                        "expected a device `auto`, `cpu`, `cuda` or `cuda:N`, found `{s}`"
+                    ))
                 }),
         }
     }

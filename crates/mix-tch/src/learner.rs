@@ -152,7 +152,10 @@ pub struct Learner {
 
 impl std::fmt::Debug for Learner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Learner").field("cfg", &self.core.cfg).field("device", &self.core.learn.device).finish_non_exhaustive()
+        f.debug_struct("Learner")
+            .field("cfg", &self.core.cfg)
+            .field("device", &self.core.learn.device)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,10 +168,16 @@ fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
 
 impl Learner {
     /// Builds the model on the configured device (pretrained and frozen when weights are given) and Adam.
-    pub fn new(train: Box<dyn BatchSource>, valid: Box<dyn BatchSource>, cfg: LearnerConfig) -> Result<Self> {
+    pub fn new(
+        train: Box<dyn BatchSource>,
+        valid: Box<dyn BatchSource>,
+        cfg: LearnerConfig,
+    ) -> Result<Self> {
         let device = cfg.device.resolve()?;
         if cfg.mixed_precision && !device.is_cuda() {
-            return Err(Error::CudaUnavailable { what: "mixed precision" });
+            return Err(Error::CudaUnavailable {
+                what: "mixed precision",
+            });
         }
         device::prepare(device);
         let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -255,7 +264,9 @@ impl Learner {
     ) -> Result<FitSummary> {
         sched.validate()?;
         if n_epoch == 0 {
-            return Err(Error::Invalid("expected at least one epoch to fit, found 0".into()));
+            return Err(Error::Invalid(
+                "expected at least one epoch to fit, found 0".into(),
+            ));
         }
         let core = &mut self.core;
         core.steps.clear();
@@ -270,7 +281,10 @@ impl Learner {
     /// position and history are restored, and the remaining epochs of the same one-cycle schedule run.
     pub fn resume(&mut self, cbs: Vec<Box<dyn Callback>>) -> Result<FitSummary> {
         let root = self.checkpoint_root().ok_or_else(|| {
-            Error::Invalid("resuming needs a run folder: set LearnerConfig::run_dir to the run to continue".into())
+            Error::Invalid(
+                "resuming needs a run folder: set LearnerConfig::run_dir to the run to continue"
+                    .into(),
+            )
         })?;
         let dir = checkpoint::latest(&root)?.ok_or_else(|| Error::Checkpoint {
             path: root.clone(),
@@ -288,7 +302,10 @@ impl Learner {
         let loaded = checkpoint::load(dir)?;
         let p = loaded.progress;
         let core = &mut self.core;
-        let fail = |problem: String| Error::Checkpoint { path: dir.to_path_buf(), problem };
+        let fail = |problem: String| Error::Checkpoint {
+            path: dir.to_path_buf(),
+            problem,
+        };
         if p.n_classes != core.cfg.n_classes {
             return Err(fail(format!(
                 "expected a model with {} classes, found {}; resume with the same data",
@@ -297,9 +314,16 @@ impl Learner {
         }
         let vars = core.learn.model.variables();
         for (name, var) in &vars {
-            let src = loaded.model.get(name).ok_or_else(|| fail(format!("model variable {name} missing")))?;
+            let src = loaded
+                .model
+                .get(name)
+                .ok_or_else(|| fail(format!("model variable {name} missing")))?;
             if src.size() != var.size() {
-                return Err(fail(format!("{name}: expected shape {:?}, found {:?}", var.size(), src.size())));
+                return Err(fail(format!(
+                    "{name}: expected shape {:?}, found {:?}",
+                    var.size(),
+                    src.size()
+                )));
             }
             let mut dst = var.shallow_clone();
             tch::no_grad(|| dst.f_copy_(&src.to_device(var.device())))?;
@@ -338,7 +362,11 @@ impl Learner {
     }
 
     fn checkpoint_root(&self) -> Option<PathBuf> {
-        self.core.cfg.run_dir.as_ref().map(|d| d.join("checkpoints"))
+        self.core
+            .cfg
+            .run_dir
+            .as_ref()
+            .map(|d| d.join("checkpoints"))
     }
 
     fn summary(&self) -> FitSummary {
@@ -379,7 +407,11 @@ impl Learner {
             |core| {
                 for epoch in start_epoch..n_epoch {
                     core.learn.epoch = epoch;
-                    core.with_events(Cancel::Epoch, |core| core.do_epoch(train, valid), |_| Ok(()))?;
+                    core.with_events(
+                        Cancel::Epoch,
+                        |core| core.do_epoch(train, valid),
+                        |_| Ok(()),
+                    )?;
                 }
                 Ok(())
             },
@@ -394,7 +426,11 @@ impl Learner {
 impl Core {
     fn insert(&mut self, cb: Box<dyn Callback>, temporary: bool) {
         let order = cb.order();
-        let at = self.cbs.iter().position(|s| s.cb.order() > order).unwrap_or(self.cbs.len());
+        let at = self
+            .cbs
+            .iter()
+            .position(|s| s.cb.order() > order)
+            .unwrap_or(self.cbs.len());
         self.cbs.insert(at, Slot { cb, temporary });
     }
 
@@ -402,7 +438,9 @@ impl Core {
         let training = self.learn.training;
         for slot in &mut self.cbs {
             let cb = &mut slot.cb;
-            if event.is_inner_loop() && !((cb.run_train() && training) || (cb.run_valid() && !training)) {
+            if event.is_inner_loop()
+                && !((cb.run_train() && training) || (cb.run_valid() && !training))
+            {
                 continue;
             }
             cb.on(event, &mut self.learn)?;
@@ -438,12 +476,16 @@ impl Core {
         self.bar.finish_and_clear();
         self.bar = if self.cfg.progress {
             let bar = ProgressBar::new(n as u64);
-            if let Ok(style) =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
-            {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
+            ) {
                 bar.set_style(style.progress_chars("=> "));
             }
-            bar.set_prefix(format!("epoch {}/{} {what}", self.learn.epoch + 1, self.learn.n_epoch));
+            bar.set_prefix(format!(
+                "epoch {}/{} {what}",
+                self.learn.epoch + 1,
+                self.learn.n_epoch
+            ));
             bar
         } else {
             ProgressBar::hidden()
@@ -479,7 +521,11 @@ impl Core {
 
     fn all_batches(&mut self, src: &dyn BatchSource) -> Result<()> {
         self.learn.n_iter = src.num_batches();
-        let what = if self.learn.training { "train" } else { "valid" };
+        let what = if self.learn.training {
+            "train"
+        } else {
+            "valid"
+        };
         self.new_bar(self.learn.n_iter, what);
         for (i, batch) in src.batches(self.learn.epoch as u64).enumerate() {
             self.learn.iter = i;
@@ -508,7 +554,9 @@ impl Core {
             )));
         }
         let device = self.learn.device;
-        let slice = images.as_slice().ok_or_else(|| Error::Data("batch images not contiguous".into()))?;
+        let slice = images
+            .as_slice()
+            .ok_or_else(|| Error::Data("batch images not contiguous".into()))?;
         let raw = Tensor::from_slice(slice).view([n as i64, c as i64, h as i64, w as i64]);
         let mut x = augment::to_float(&raw, device);
         if let Some(aug) = &self.cfg.aug {
@@ -524,7 +572,10 @@ impl Core {
         }
         let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
         self.learn.labels = Tensor::from_slice(&labels).to_device(device);
-        self.learn.yb = self.learn.loss_func.encode_targets(&self.learn.labels, self.cfg.n_classes as i64)?;
+        self.learn.yb = self
+            .learn
+            .loss_func
+            .encode_targets(&self.learn.labels, self.cfg.n_classes as i64)?;
         self.learn.xb = x;
         Ok(())
     }
@@ -539,7 +590,11 @@ impl Core {
             self.learn.opt.lr = self.sched.lr_sched().at(self.learn.pct_train);
             self.learn.opt.mom = self.sched.mom_sched().at(self.learn.pct_train);
         }
-        self.with_events(Cancel::Batch, |core| core.do_one_batch(), |core| core.record_batch())
+        self.with_events(
+            Cancel::Batch,
+            |core| core.do_one_batch(),
+            |core| core.record_batch(),
+        )
     }
 
     fn do_one_batch(&mut self) -> Result<()> {
@@ -599,7 +654,9 @@ impl Core {
 
     /// The Recorder's and TrainEvalCallback's `after_batch`.
     fn record_batch(&mut self) -> Result<()> {
-        let Some(loss) = self.batch_loss else { return Ok(()) };
+        let Some(loss) = self.batch_loss else {
+            return Ok(());
+        };
         if self.learn.training {
             self.learn.smooth_loss.accumulate(loss);
             let smooth = self.learn.smooth_loss.value();
@@ -644,12 +701,25 @@ impl Core {
         if self.cfg.progress {
             println!("{}", recorder::table_row(&row));
         }
-        let Some(dir) = self.cfg.run_dir.clone() else { return Ok(()) };
-        recorder::write_atomic(&dir.join("metrics.csv"), recorder::metrics_csv(&self.epochs).as_bytes())?;
-        recorder::write_atomic(&dir.join("steps.csv"), recorder::steps_csv(&self.steps).as_bytes())?;
+        let Some(dir) = self.cfg.run_dir.clone() else {
+            return Ok(());
+        };
+        recorder::write_atomic(
+            &dir.join("metrics.csv"),
+            recorder::metrics_csv(&self.epochs).as_bytes(),
+        )?;
+        recorder::write_atomic(
+            &dir.join("steps.csv"),
+            recorder::steps_csv(&self.steps).as_bytes(),
+        )?;
         let epoch = self.learn.epoch;
         let per_epoch = self.steps.iter().filter(|s| s.epoch == epoch).count();
-        recorder::curves_png(&dir.join("curves.png"), &self.steps, &self.epochs, per_epoch)?;
+        recorder::curves_png(
+            &dir.join("curves.png"),
+            &self.steps,
+            &self.epochs,
+            per_epoch,
+        )?;
         let (opt_tensors, opt_steps) = self.learn.opt.state();
         let mut model: Vec<(String, Tensor)> = self.learn.model.variables().into_iter().collect();
         model.sort_by(|a, b| a.0.cmp(&b.0));
@@ -669,7 +739,12 @@ impl Core {
             steps: self.steps.clone(),
             epochs: self.epochs.clone(),
         };
-        self.last_checkpoint = Some(checkpoint::save(&dir.join("checkpoints"), &model, &opt_tensors, &progress)?);
+        self.last_checkpoint = Some(checkpoint::save(
+            &dir.join("checkpoints"),
+            &model,
+            &opt_tensors,
+            &progress,
+        )?);
         Ok(())
     }
 }

@@ -42,7 +42,10 @@ impl LossFunc for CrossEntropyFlat {
     }
 
     fn per_sample(&self, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
-        let c = *pred.size().last().ok_or_else(|| Error::Invalid("expected logits, found a scalar".into()))?;
+        let c = *pred
+            .size()
+            .last()
+            .ok_or_else(|| Error::Invalid("expected logits, found a scalar".into()))?;
         Ok(pred.f_view([-1, c])?.f_cross_entropy_loss(
             &target.f_view([-1])?,
             None::<&Tensor>,

@@ -9,108 +9,175 @@ use mix_core::{BatchShape, Mix, MixParams, PixelMix, SampleMix};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
-fn perm_tensor(params: &MixParams, device: Device) -> Tensor {
-    let perm: Vec<i64> = params.perm.iter().map(|&p| p as i64).collect();
-    Tensor::from_slice(&perm).to_device(device)
+/// The per-sample numbers of one [`MixParams`] on the device: partner indices, target weights and (for
+/// blends) pixel weights, moved in a single host-to-device copy.
+#[derive(Debug)]
+pub struct DeviceParams {
+    /// `perm` as int64.
+    pub perm: Tensor,
+    /// `lam` as float32.
+    pub lam: Tensor,
+    /// The blend weights as float32 when the pixels are blended.
+    pub blend: Option<Tensor>,
 }
 
-fn weights(w: &[f32], x: &Tensor, dims: usize) -> Tensor {
+impl DeviceParams {
+    /// Packs `perm` (exact in f32 below 2^24 samples), `lam` and the blend weights into one f32 buffer,
+    /// copies it once (a synchronous copy on CUDA), and splits it on the device.
+    pub fn new(params: &MixParams, device: Device) -> Result<Self> {
+        let n = params.perm.len();
+        if params.lam.len() != n || n >= 1 << 24 {
+            return Err(Error::Invalid(format!(
+                "expected one weight per partner for a batch below 2^24, found {} weights and {n} partners",
+                params.lam.len()
+            )));
+        }
+        let blend = match &params.pixels {
+            PixelMix::Blend(w) => Some(w.as_slice()),
+            _ => None,
+        };
+        let mut packed: Vec<f32> = params.perm.iter().map(|&p| p as f32).collect();
+        packed.extend_from_slice(&params.lam);
+        if let Some(w) = blend {
+            packed.extend_from_slice(w);
+        }
+        let t = Tensor::from_slice(&packed).to_device(device);
+        let n = n as i64;
+        Ok(DeviceParams {
+            perm: t.narrow(0, 0, n).to_kind(Kind::Int64),
+            lam: t.narrow(0, n, n),
+            blend: blend.map(|w| t.narrow(0, 2 * n, w.len() as i64)),
+        })
+    }
+
+    /// [`apply`] with the numbers already on the device.
+    pub fn apply(&self, params: &MixParams, x: &Tensor) -> Result<Tensor> {
+        let size = x.size();
+        let &[n, c, h, w] = size.as_slice() else {
+            return Err(Error::Invalid(format!(
+                "expected an image batch (N, C, H, W) to mix, found {size:?}"
+            )));
+        };
+        params.validate(BatchShape::new(
+            n as usize, c as usize, h as usize, w as usize,
+        ))?;
+        match &params.pixels {
+            PixelMix::Identity => Ok(x.shallow_clone()),
+            PixelMix::Blend(_) => {
+                let wts = self
+                    .blend
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid("blend weights not on the device".into()))?;
+                let xp = x.f_index_select(0, &self.perm)?;
+                Ok(xp.f_lerp_tensor(x, &per_sample(wts, x))?)
+            }
+            PixelMix::Boxes(boxes) if boxes.windows(2).all(|b| b[0] == b[1]) => {
+                // One box for the whole batch, as fastai draws it: a slice copy, exact.
+                let b = boxes[0];
+                let out = x.copy();
+                if !b.is_empty() {
+                    let xp = x.f_index_select(0, &self.perm)?;
+                    let (bh, bw) = ((b.y2 - b.y1) as i64, (b.x2 - b.x1) as i64);
+                    let src = xp.narrow(2, b.y1 as i64, bh).narrow(3, b.x1 as i64, bw);
+                    out.narrow(2, b.y1 as i64, bh)
+                        .narrow(3, b.x1 as i64, bw)
+                        .f_copy_(&src)?;
+                }
+                Ok(out)
+            }
+            pixels => {
+                // Per-sample weight maps: 1 keeps x[i], 0 takes x[perm[i]]; torch.lerp is exact at 0 and 1.
+                let (n, h, w) = (n as usize, h as usize, w as usize);
+                let mut map = vec![1.0f32; n * h * w];
+                for (i, plane) in map.chunks_mut(h * w).enumerate() {
+                    match pixels.sample(i) {
+                        Some(SampleMix::Keep) | None => {}
+                        Some(SampleMix::Blend(wt)) => plane.fill(wt),
+                        Some(SampleMix::Paste(b)) => {
+                            for row in b.y1..b.y2 {
+                                plane[row * w + b.x1..row * w + b.x2].fill(0.0);
+                            }
+                        }
+                    }
+                }
+                let map = Tensor::from_slice(&map)
+                    .view([n as i64, 1, h as i64, w as i64])
+                    .to_device(x.device())
+                    .to_kind(x.kind());
+                let xp = x.f_index_select(0, &self.perm)?;
+                Ok(xp.f_lerp_tensor(x, &map)?)
+            }
+        }
+    }
+
+    /// [`lerp_targets`] with the numbers already on the device.
+    pub fn lerp_targets(&self, y: &Tensor) -> Result<Tensor> {
+        self.check_batch(y)?;
+        let yp = y.f_index_select(0, &self.perm)?;
+        Ok(yp.f_lerp_tensor(y, &per_sample(&self.lam, y))?)
+    }
+
+    /// [`mixed_loss`] with the numbers already on the device.
+    pub fn mixed_loss(
+        &self,
+        loss: &dyn LossFunc,
+        pred: &Tensor,
+        target: &Tensor,
+    ) -> Result<Tensor> {
+        self.check_batch(target)?;
+        let target_perm = target.f_index_select(0, &self.perm)?;
+        let own = loss.per_sample(pred, target)?;
+        let partner = loss.per_sample(pred, &target_perm)?;
+        Ok(partner
+            .f_lerp_tensor(&own, &self.lam.to_kind(own.kind()))?
+            .f_mean(Kind::Float)?)
+    }
+
+    fn check_batch(&self, y: &Tensor) -> Result<()> {
+        let n = y.size().first().copied().unwrap_or(0);
+        let m = self.perm.size()[0];
+        if m != n {
+            return Err(Error::Invalid(format!(
+                "expected mix params for a batch of {n}, found params for {m}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `w` (N,) viewed as (N, 1, ...) to broadcast over `x`, in `x`'s kind.
+fn per_sample(w: &Tensor, x: &Tensor) -> Tensor {
     let mut shape = vec![-1i64];
-    shape.extend(std::iter::repeat_n(1, dims.saturating_sub(1)));
-    Tensor::from_slice(w).to_device(x.device()).to_kind(x.kind()).view(shape.as_slice())
+    shape.extend(std::iter::repeat_n(1, x.dim().saturating_sub(1)));
+    w.to_kind(x.kind()).view(shape.as_slice())
 }
 
 /// Applies `params` to an image batch `(N, C, H, W)` on its own device: `out[i] = lerp(x[perm[i]], x[i], w[i])`
 /// for blends, `x[perm[i]]` inside the box and `x[i]` outside for pastes, `x[i]` for samples kept.
 pub fn apply(params: &MixParams, x: &Tensor) -> Result<Tensor> {
-    let size = x.size();
-    let &[n, c, h, w] = size.as_slice() else {
-        return Err(Error::Invalid(format!("expected an image batch (N, C, H, W) to mix, found {size:?}")));
-    };
-    params.validate(BatchShape::new(n as usize, c as usize, h as usize, w as usize))?;
-    let perm = perm_tensor(params, x.device());
-    match &params.pixels {
-        PixelMix::Identity => Ok(x.shallow_clone()),
-        PixelMix::Blend(wts) => {
-            let xp = x.f_index_select(0, &perm)?;
-            Ok(xp.f_lerp_tensor(x, &weights(wts, x, 4))?)
-        }
-        PixelMix::Boxes(boxes) if boxes.windows(2).all(|b| b[0] == b[1]) => {
-            // One box for the whole batch, as fastai draws it: a slice copy, exact.
-            let b = boxes[0];
-            let out = x.copy();
-            if !b.is_empty() {
-                let xp = x.f_index_select(0, &perm)?;
-                let (bh, bw) = ((b.y2 - b.y1) as i64, (b.x2 - b.x1) as i64);
-                let src = xp.narrow(2, b.y1 as i64, bh).narrow(3, b.x1 as i64, bw);
-                out.narrow(2, b.y1 as i64, bh).narrow(3, b.x1 as i64, bw).f_copy_(&src)?;
-            }
-            Ok(out)
-        }
-        pixels => {
-            // Per-sample weight maps: 1 keeps x[i], 0 takes x[perm[i]]; torch.lerp is exact at 0 and 1.
-            let (n, h, w) = (n as usize, h as usize, w as usize);
-            let mut map = vec![1.0f32; n * h * w];
-            for (i, plane) in map.chunks_mut(h * w).enumerate() {
-                match pixels.sample(i) {
-                    Some(SampleMix::Keep) | None => {}
-                    Some(SampleMix::Blend(wt)) => plane.fill(wt),
-                    Some(SampleMix::Paste(b)) => {
-                        for row in b.y1..b.y2 {
-                            plane[row * w + b.x1..row * w + b.x2].fill(0.0);
-                        }
-                    }
-                }
-            }
-            let map = Tensor::from_slice(&map)
-                .view([n as i64, 1, h as i64, w as i64])
-                .to_device(x.device())
-                .to_kind(x.kind());
-            let xp = x.f_index_select(0, &perm)?;
-            Ok(xp.f_lerp_tensor(x, &map)?)
-        }
-    }
+    DeviceParams::new(params, x.device())?.apply(params, x)
 }
 
 /// Mixes float targets `(N, ...)` (one-hot or multi-label): `lerp(y[perm], y, lam)`, as fastai's MixUp and
 /// CutMix do when the loss has no `y_int`.
 pub fn lerp_targets(params: &MixParams, y: &Tensor) -> Result<Tensor> {
-    check_batch(params, y)?;
-    let yp = y.f_index_select(0, &perm_tensor(params, y.device()))?;
-    Ok(yp.f_lerp_tensor(y, &weights(&params.lam, y, y.dim()))?)
+    DeviceParams::new(params, y.device())?.lerp_targets(y)
 }
 
 /// The mixed loss for class-index targets: per sample `lerp(loss(pred, y[perm]), loss(pred, y), lam)`,
 /// then the mean (fastai's `MixHandler.lf`).
-pub fn mixed_loss(loss: &dyn LossFunc, params: &MixParams, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
-    check_batch(params, target)?;
-    let device = target.device();
-    let target_perm = target.f_index_select(0, &perm_tensor(params, device))?;
-    let lam = Tensor::from_slice(&params.lam).to_device(device);
-    lerped_mean(loss, pred, target, &target_perm, &lam)
+pub fn mixed_loss(
+    loss: &dyn LossFunc,
+    params: &MixParams,
+    pred: &Tensor,
+    target: &Tensor,
+) -> Result<Tensor> {
+    DeviceParams::new(params, target.device())?.mixed_loss(loss, pred, target)
 }
 
 /// [`mixed_loss`] with cross entropy: the tensor counterpart of `MixParams::mixed_cross_entropy`.
 pub fn mixed_cross_entropy(params: &MixParams, logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     mixed_loss(&crate::loss::CrossEntropyFlat, params, logits, target)
-}
-
-fn lerped_mean(loss: &dyn LossFunc, pred: &Tensor, y: &Tensor, y_perm: &Tensor, lam: &Tensor) -> Result<Tensor> {
-    let own = loss.per_sample(pred, y)?;
-    let partner = loss.per_sample(pred, y_perm)?;
-    Ok(partner.f_lerp_tensor(&own, &lam.to_kind(own.kind()))?.f_mean(Kind::Float)?)
-}
-
-fn check_batch(params: &MixParams, y: &Tensor) -> Result<()> {
-    let n = y.size().first().copied().unwrap_or(0) as usize;
-    if params.lam.len() != n || params.perm.len() != n {
-        return Err(Error::Invalid(format!(
-            "expected mix params for a batch of {n}, found {} weights and {} partners",
-            params.lam.len(),
-            params.perm.len()
-        )));
-    }
-    Ok(())
 }
 
 /// The partner targets and weights of the batch being trained on, shared by [`MixCallback`] and [`MixedLoss`].
@@ -142,7 +209,10 @@ impl LossFunc for MixedLoss {
     }
 
     fn per_sample(&self, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
-        let current = self.current.lock().map_err(|_| Error::Invalid("mix state poisoned by a panic".into()))?;
+        let current = self
+            .current
+            .lock()
+            .map_err(|_| Error::Invalid("mix state poisoned by a panic".into()))?;
         match (&current.y_perm, &current.lam) {
             (Some(y_perm), Some(lam)) => {
                 let own = self.base.per_sample(pred, target)?;
@@ -172,7 +242,13 @@ pub struct MixCallback {
 impl MixCallback {
     /// Wraps a mixing method; the learner never learns which one.
     pub fn new(mix: Box<dyn Mix>) -> Self {
-        MixCallback { mix, current: Arc::default(), old_loss: None, stack_y: false, last: None }
+        MixCallback {
+            mix,
+            current: Arc::default(),
+            old_loss: None,
+            stack_y: false,
+            last: None,
+        }
     }
 
     /// The params of the last batch mixed.
@@ -205,7 +281,10 @@ impl Callback for MixCallback {
                 self.stack_y = learn.loss_func.y_int();
                 if self.stack_y && self.old_loss.is_none() {
                     let old = learn.loss_func.clone();
-                    learn.loss_func = Arc::new(MixedLoss { base: old.clone(), current: self.current.clone() });
+                    learn.loss_func = Arc::new(MixedLoss {
+                        base: old.clone(),
+                        current: self.current.clone(),
+                    });
                     self.old_loss = Some(old);
                 }
             }
@@ -220,16 +299,20 @@ impl Callback for MixCallback {
                 let (n, c, h, w) = learn.xb.size4()?;
                 let shape = BatchShape::new(n as usize, c as usize, h as usize, w as usize);
                 let params = self.mix.sample(shape, &mut learn.rng)?;
-                learn.xb = apply(&params, &learn.xb)?;
+                let on_device = DeviceParams::new(&params, learn.xb.device())?;
+                learn.xb = on_device.apply(&params, &learn.xb)?;
                 if self.stack_y {
-                    let device = learn.yb.device();
-                    let y_perm = learn.yb.f_index_select(0, &perm_tensor(&params, device))?;
-                    let lam = Tensor::from_slice(&params.lam).to_device(device);
-                    let mut current =
-                        self.current.lock().map_err(|_| Error::Invalid("mix state poisoned by a panic".into()))?;
-                    *current = MixTargets { y_perm: Some(y_perm), lam: Some(lam) };
+                    let y_perm = learn.yb.f_index_select(0, &on_device.perm)?;
+                    let mut current = self
+                        .current
+                        .lock()
+                        .map_err(|_| Error::Invalid("mix state poisoned by a panic".into()))?;
+                    *current = MixTargets {
+                        y_perm: Some(y_perm),
+                        lam: Some(on_device.lam),
+                    };
                 } else {
-                    learn.yb = lerp_targets(&params, &learn.yb)?;
+                    learn.yb = on_device.lerp_targets(&learn.yb)?;
                 }
                 self.last = Some(params);
             }

@@ -78,7 +78,14 @@ struct Conv {
 
 impl Conv {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, None::<&Tensor>, [self.stride; 2], [self.padding; 2], [1, 1], 1)
+        x.conv2d(
+            &self.weight,
+            None::<&Tensor>,
+            [self.stride; 2],
+            [self.padding; 2],
+            [1, 1],
+            1,
+        )
     }
 }
 
@@ -115,10 +122,25 @@ impl Builder<'_> {
         name.split('.').fold(self.vs.root(), |p, c| p.sub(c))
     }
 
-    fn conv(&mut self, name: &str, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> Conv {
-        let weight = self.path(name).var("weight", &[c_out, c_in, k, k], Init::Const(0.0));
-        self.params.push((format!("{name}.weight"), ParamKind::Weight, self.in_body));
-        Conv { weight, stride, padding }
+    fn conv(
+        &mut self,
+        name: &str,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+    ) -> Conv {
+        let weight = self
+            .path(name)
+            .var("weight", &[c_out, c_in, k, k], Init::Const(0.0));
+        self.params
+            .push((format!("{name}.weight"), ParamKind::Weight, self.in_body));
+        Conv {
+            weight,
+            stride,
+            padding,
+        }
     }
 
     fn bn(&mut self, name: &str, n: i64, bias: f64) -> BatchNorm {
@@ -127,14 +149,24 @@ impl Builder<'_> {
         let bias = p.var("bias", &[n], Init::Const(bias));
         let running_mean = p.zeros_no_train("running_mean", &[n]);
         let running_var = p.ones_no_train("running_var", &[n]);
-        self.params.push((format!("{name}.weight"), ParamKind::Norm, self.in_body));
-        self.params.push((format!("{name}.bias"), ParamKind::Norm, self.in_body));
-        BatchNorm { weight, bias, running_mean, running_var }
+        self.params
+            .push((format!("{name}.weight"), ParamKind::Norm, self.in_body));
+        self.params
+            .push((format!("{name}.bias"), ParamKind::Norm, self.in_body));
+        BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+        }
     }
 
     fn linear(&mut self, name: &str, n_in: i64, n_out: i64) -> Tensor {
-        let w = self.path(name).var("weight", &[n_out, n_in], Init::Const(0.0));
-        self.params.push((format!("{name}.weight"), ParamKind::Weight, self.in_body));
+        let w = self
+            .path(name)
+            .var("weight", &[n_out, n_in], Init::Const(0.0));
+        self.params
+            .push((format!("{name}.weight"), ParamKind::Weight, self.in_body));
         w
     }
 }
@@ -148,10 +180,17 @@ pub fn concat_pool(x: &Tensor) -> Tensor {
 
 /// A `nn.Dropout(p)` keep-mask of `shape` drawn from `rng` on the CPU: 0 with probability `p`, else
 /// `1 / (1 - p)`.
-pub fn dropout_mask<R: RngCore + ?Sized>(shape: &[i64], p: f64, device: Device, rng: &mut R) -> Tensor {
+pub fn dropout_mask<R: RngCore + ?Sized>(
+    shape: &[i64],
+    p: f64,
+    device: Device,
+    rng: &mut R,
+) -> Tensor {
     let n: i64 = shape.iter().product();
     let keep = (1.0 / (1.0 - p)) as f32;
-    let mask: Vec<f32> = (0..n).map(|_| if rng.gen::<f64>() < p { 0.0 } else { keep }).collect();
+    let mask: Vec<f32> = (0..n)
+        .map(|_| if rng.gen::<f64>() < p { 0.0 } else { keep })
+        .collect();
     Tensor::from_slice(&mask).view(shape).to_device(device)
 }
 
@@ -186,11 +225,17 @@ impl VisionModel {
     /// kaiming normal, fan_in, gain sqrt(2); BatchNorm weight 1 and bias 1e-3).
     pub fn new(n_classes: usize, device: Device, rng: &mut impl Rng) -> Result<Self> {
         if n_classes == 0 {
-            return Err(Error::Invalid("expected at least one class for the model's head, found 0".into()));
+            return Err(Error::Invalid(
+                "expected at least one class for the model's head, found 0".into(),
+            ));
         }
         let n_classes = n_classes as i64;
         let vs = VarStore::new(device);
-        let mut b = Builder { vs: &vs, params: Vec::new(), in_body: true };
+        let mut b = Builder {
+            vs: &vs,
+            params: Vec::new(),
+            in_body: true,
+        };
         let conv1 = b.conv("conv1", 3, 64, 7, 2, 3);
         let bn1 = b.bn("bn1", 64, 0.0);
         let mut layers = Vec::new();
@@ -210,7 +255,13 @@ impl VisionModel {
                     let bn = b.bn(&format!("{p}.downsample.1"), c_out, 0.0);
                     (conv, bn)
                 });
-                blocks.push(BasicBlock { conv1, bn1, conv2, bn2, downsample });
+                blocks.push(BasicBlock {
+                    conv1,
+                    bn1,
+                    conv2,
+                    bn2,
+                    downsample,
+                });
             }
             layers.push(blocks);
             c_in = c_out;
@@ -228,7 +279,12 @@ impl VisionModel {
             .into_iter()
             .map(|(name, kind, in_body)| {
                 let tensor = vars[&name].shallow_clone();
-                Param { name, tensor, kind, in_body }
+                Param {
+                    name,
+                    tensor,
+                    kind,
+                    in_body,
+                }
             })
             .collect();
         let mut model = VisionModel {
@@ -250,7 +306,11 @@ impl VisionModel {
 
     /// Draws every conv and linear weight again (BatchNorms keep their constant init).
     fn init_weights(&mut self, rng: &mut impl Rng) -> Result<()> {
-        for p in self.params.iter_mut().filter(|p| p.kind == ParamKind::Weight) {
+        for p in self
+            .params
+            .iter_mut()
+            .filter(|p| p.kind == ParamKind::Weight)
+        {
             let size = p.tensor.size();
             let fan = if p.in_body {
                 // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu") on convs.
@@ -261,12 +321,17 @@ impl VisionModel {
             };
             let std = (2.0 / fan as f64).sqrt();
             let n: i64 = size.iter().product();
-            let values: Vec<f32> =
-                (0..n).map(|_| (std * {
-                    let z: f64 = StandardNormal.sample(rng);
-                    z
-                }) as f32).collect();
-            let src = Tensor::from_slice(&values).view(size.as_slice()).to_device(self.vs.device());
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    (std * {
+                        let z: f64 = StandardNormal.sample(rng);
+                        z
+                    }) as f32
+                })
+                .collect();
+            let src = Tensor::from_slice(&values)
+                .view(size.as_slice())
+                .to_device(self.vs.device());
             tch::no_grad(|| p.tensor.f_copy_(&src))?;
         }
         Ok(())
@@ -280,8 +345,19 @@ impl VisionModel {
                 "expected images shaped (batch, 3, height, width), found {size:?}"
             )));
         }
-        let x = x.f_conv2d(&self.conv1.weight, None::<&Tensor>, [2, 2], [3, 3], [1, 1], 1)?;
-        let mut x = self.bn1.forward(&x, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let x = x.f_conv2d(
+            &self.conv1.weight,
+            None::<&Tensor>,
+            [2, 2],
+            [3, 3],
+            [1, 1],
+            1,
+        )?;
+        let mut x =
+            self.bn1
+                .forward(&x, train)
+                .relu()
+                .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for block in self.layers.iter().flatten() {
             x = block.forward(&x, train);
         }
@@ -290,7 +366,11 @@ impl VisionModel {
 
     /// fastai's head on a body feature map: concat pool, flatten, then two `LinBnDrop`s. `train` carries the
     /// rng the dropout masks are drawn from; `None` is evaluation mode.
-    pub fn head_forward(&self, features: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor> {
+    pub fn head_forward(
+        &self,
+        features: &Tensor,
+        train: Option<&mut dyn RngCore>,
+    ) -> Result<Tensor> {
         let n = features.size().first().copied().unwrap_or(0);
         let masks = train.map(|rng| self.dropout_masks(n, features.device(), rng));
         self.head_with_masks(features, masks.as_ref())
@@ -303,7 +383,11 @@ impl VisionModel {
         (first, second)
     }
 
-    fn head_with_masks(&self, features: &Tensor, masks: Option<&(Tensor, Tensor)>) -> Result<Tensor> {
+    fn head_with_masks(
+        &self,
+        features: &Tensor,
+        masks: Option<&(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
         let train = masks.is_some();
         let drop = |x: Tensor, m: Option<&Tensor>| match m {
             Some(m) => x.f_mul(m),
@@ -387,15 +471,27 @@ impl VisionModel {
 
     /// Copies torchvision-named body weights from a `.safetensors` file without changing what trains.
     pub fn load_body(&mut self, path: &Path) -> Result<()> {
-        let fail = |problem: String| Error::Pretrained { path: path.to_path_buf(), problem };
-        let named = Tensor::read_safetensors(path)
-            .map_err(|e| fail(format!("cannot read it as safetensors ({e}); download it again")))?;
+        let fail = |problem: String| Error::Pretrained {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let named = Tensor::read_safetensors(path).map_err(|e| {
+            fail(format!(
+                "cannot read it as safetensors ({e}); download it again"
+            ))
+        })?;
         let mut file: HashMap<String, Tensor> = named.into_iter().collect();
         let vars = self.vs.variables();
-        let mut body: Vec<(&String, &Tensor)> = vars.iter().filter(|(n, _)| !n.starts_with("head.")).collect();
+        let mut body: Vec<(&String, &Tensor)> = vars
+            .iter()
+            .filter(|(n, _)| !n.starts_with("head."))
+            .collect();
         body.sort_by(|a, b| a.0.cmp(b.0));
-        let missing: Vec<&str> =
-            body.iter().filter(|(n, _)| !file.contains_key(n.as_str())).map(|(n, _)| n.as_str()).collect();
+        let missing: Vec<&str> = body
+            .iter()
+            .filter(|(n, _)| !file.contains_key(n.as_str()))
+            .map(|(n, _)| n.as_str())
+            .collect();
         if !missing.is_empty() {
             return Err(fail(format!(
                 "expected torchvision ResNet18 names, {} missing (first: {}); use a torchvision-format resnet18 file",
@@ -405,7 +501,11 @@ impl VisionModel {
         }
         let mut unknown: Vec<&String> = file
             .keys()
-            .filter(|n| !vars.contains_key(*n) && !n.starts_with("fc.") && !n.ends_with("num_batches_tracked"))
+            .filter(|n| {
+                !vars.contains_key(*n)
+                    && !n.starts_with("fc.")
+                    && !n.ends_with("num_batches_tracked")
+            })
             .collect();
         unknown.sort();
         if let Some(first) = unknown.first() {

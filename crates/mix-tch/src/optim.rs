@@ -17,7 +17,10 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { sqr_mom: 0.99, eps: 1e-5 }
+        AdamConfig {
+            sqr_mom: 0.99,
+            eps: 1e-5,
+        }
     }
 }
 
@@ -62,21 +65,44 @@ impl Adam {
                 step: 0,
             })
             .collect();
-        Adam { slots, lr: 1e-3, mom: 0.9, wd: 0.01, cfg }
+        Adam {
+            slots,
+            lr: 1e-3,
+            mom: 0.9,
+            wd: 0.01,
+            cfg,
+        }
     }
 
     /// An optimizer over explicit `(name, parameter, decayed)` triples.
     pub fn from_params(params: Vec<(String, Tensor, bool)>, cfg: AdamConfig) -> Self {
         let slots = params
             .into_iter()
-            .map(|(name, param, do_wd)| Slot { name, param, do_wd, grad_avg: None, sqr_avg: None, step: 0 })
+            .map(|(name, param, do_wd)| Slot {
+                name,
+                param,
+                do_wd,
+                grad_avg: None,
+                sqr_avg: None,
+                step: 0,
+            })
             .collect();
-        Adam { slots, lr: 1e-3, mom: 0.9, wd: 0.01, cfg }
+        Adam {
+            slots,
+            lr: 1e-3,
+            mom: 0.9,
+            wd: 0.01,
+            cfg,
+        }
     }
 
     /// The defined gradients of all parameters, in order (for loss scaling and checks).
     pub fn grads(&self) -> Vec<Tensor> {
-        self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect()
+        self.slots
+            .iter()
+            .map(|s| s.param.grad())
+            .filter(Tensor::defined)
+            .collect()
     }
 
     /// One step on every parameter that has a gradient:
@@ -102,7 +128,9 @@ impl Adam {
             let debias1 = 1.0 - mom.powi(s.step as i32);
             let debias2 = 1.0 - sqr_mom.powi(s.step as i32);
             let denom = (&*sqr_avg / debias2).sqrt() + eps;
-            let _ = s.param.f_addcdiv_(&(&*grad_avg * (-lr / debias1)), &denom)?;
+            let _ = s
+                .param
+                .f_addcdiv_(&(&*grad_avg * (-lr / debias1)), &denom)?;
         }
         Ok(())
     }
@@ -120,8 +148,14 @@ impl Adam {
         let mut steps = HashMap::new();
         for s in &self.slots {
             if let (Some(a), Some(q)) = (&s.grad_avg, &s.sqr_avg) {
-                tensors.push((format!("{}.grad_avg", s.name), a.to_device(tch::Device::Cpu).contiguous()));
-                tensors.push((format!("{}.sqr_avg", s.name), q.to_device(tch::Device::Cpu).contiguous()));
+                tensors.push((
+                    format!("{}.grad_avg", s.name),
+                    a.to_device(tch::Device::Cpu).contiguous(),
+                ));
+                tensors.push((
+                    format!("{}.sqr_avg", s.name),
+                    q.to_device(tch::Device::Cpu).contiguous(),
+                ));
                 steps.insert(s.name.clone(), s.step);
             }
         }
@@ -129,7 +163,11 @@ impl Adam {
     }
 
     /// Restores the state written by [`Adam::state`]; parameters absent from `steps` start fresh.
-    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, steps: &HashMap<String, u64>) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        steps: &HashMap<String, u64>,
+    ) -> Result<()> {
         for s in &mut self.slots {
             let Some(&step) = steps.get(&s.name) else {
                 s.grad_avg = None;
@@ -140,7 +178,9 @@ impl Adam {
             let get = |suffix: &str| {
                 let key = format!("{}.{suffix}", s.name);
                 tensors.get(&key).ok_or_else(|| {
-                    Error::Invalid(format!("optimizer state: expected tensor {key}, found none"))
+                    Error::Invalid(format!(
+                        "optimizer state: expected tensor {key}, found none"
+                    ))
                 })
             };
             let (a, q) = (get("grad_avg")?, get("sqr_avg")?);
@@ -179,7 +219,12 @@ pub struct LossScaler {
 
 impl Default for LossScaler {
     fn default() -> Self {
-        LossScaler { scale: 65536.0, good_steps: 0, growth_interval: 2000, skipped: 0 }
+        LossScaler {
+            scale: 65536.0,
+            good_steps: 0,
+            growth_interval: 2000,
+            skipped: 0,
+        }
     }
 }
 
@@ -200,7 +245,8 @@ impl LossScaler {
             let _ = g.f_mul_scalar_(inv)?;
             finite_flags.push(g.f_isfinite()?.f_all()?);
         }
-        let finite = finite_flags.is_empty() || Tensor::f_stack(&finite_flags, 0)?.f_all()?.int64_value(&[]) != 0;
+        let finite = finite_flags.is_empty()
+            || Tensor::f_stack(&finite_flags, 0)?.f_all()?.int64_value(&[]) != 0;
         if finite {
             self.good_steps += 1;
             if self.good_steps >= self.growth_interval {

@@ -10,7 +10,8 @@ pub const RESNET18_TV_IN1K_URL: &str =
     "https://huggingface.co/timm/resnet18.tv_in1k/resolve/a987fd6b60f845221bfff84b6f0191273ba56ead/model.safetensors";
 
 /// SHA-256 of that file, as the Hugging Face page lists it (Git LFS details).
-pub const RESNET18_TV_IN1K_SHA256: &str = "694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81";
+pub const RESNET18_TV_IN1K_SHA256: &str =
+    "694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81";
 
 /// The file name to cache it under.
 pub const RESNET18_TV_IN1K_FILE: &str = "resnet18.tv_in1k.safetensors";

@@ -19,7 +19,11 @@ pub struct SmoothLoss {
 
 impl Default for SmoothLoss {
     fn default() -> Self {
-        SmoothLoss { beta: 0.98, count: 0, val: 0.0 }
+        SmoothLoss {
+            beta: 0.98,
+            count: 0,
+            val: 0.0,
+        }
     }
 }
 
@@ -85,7 +89,10 @@ pub fn format_time(seconds: f64) -> String {
 
 /// The header line of the per-epoch table.
 pub fn table_header() -> String {
-    format!("{:<6}{:<12}{:<12}{:<12}{}", "epoch", "train_loss", "valid_loss", "error_rate", "time")
+    format!(
+        "{:<6}{:<12}{:<12}{:<12}{}",
+        "epoch", "train_loss", "valid_loss", "error_rate", "time"
+    )
 }
 
 /// One line of the per-epoch table, numbers with six decimals as fastai prints them.
@@ -102,11 +109,19 @@ pub fn table_row(r: &EpochRow) -> String {
 
 /// Writes `path` whole through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("writing", path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io("syncing", path, e))?;
-    tmp.persist(path).map_err(|e| Error::io("renaming into", path, e.error))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("writing", path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("syncing", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into", path, e.error))?;
     Ok(())
 }
 
@@ -130,13 +145,21 @@ pub fn metrics_csv(rows: &[EpochRow]) -> String {
 pub fn steps_csv(rows: &[StepRow]) -> String {
     let mut s = String::from("step,epoch,lr,mom,loss,smooth_loss\n");
     for r in rows {
-        s += &format!("{},{},{},{},{},{}\n", r.step, r.epoch, r.lr, r.mom, r.loss, r.smooth_loss);
+        s += &format!(
+            "{},{},{},{},{},{}\n",
+            r.step, r.epoch, r.lr, r.mom, r.loss, r.smooth_loss
+        );
     }
     s
 }
 
 /// Draws the loss and error-rate curves (x = training step) into `path` with mix-viz.
-pub fn curves_png(path: &Path, steps: &[StepRow], epochs: &[EpochRow], steps_per_epoch: usize) -> Result<()> {
+pub fn curves_png(
+    path: &Path,
+    steps: &[StepRow],
+    epochs: &[EpochRow],
+    steps_per_epoch: usize,
+) -> Result<()> {
     use mix_viz::plot::{Panel, Series};
     let at_end = |e: usize| ((e + 1) * steps_per_epoch) as f64;
     let finite = |v: f64| v.is_finite();
@@ -146,11 +169,19 @@ pub fn curves_png(path: &Path, steps: &[StepRow], epochs: &[EpochRow], steps_per
         series: vec![
             Series {
                 name: "train (smoothed)".into(),
-                points: steps.iter().filter(|r| finite(r.smooth_loss)).map(|r| (r.step as f64, r.smooth_loss)).collect(),
+                points: steps
+                    .iter()
+                    .filter(|r| finite(r.smooth_loss))
+                    .map(|r| (r.step as f64, r.smooth_loss))
+                    .collect(),
             },
             Series {
                 name: "valid".into(),
-                points: epochs.iter().filter(|r| finite(r.valid_loss)).map(|r| (at_end(r.epoch), r.valid_loss)).collect(),
+                points: epochs
+                    .iter()
+                    .filter(|r| finite(r.valid_loss))
+                    .map(|r| (at_end(r.epoch), r.valid_loss))
+                    .collect(),
             },
         ],
     };
@@ -159,7 +190,11 @@ pub fn curves_png(path: &Path, steps: &[StepRow], epochs: &[EpochRow], steps_per
         x_label: "step".into(),
         series: vec![Series {
             name: "valid".into(),
-            points: epochs.iter().filter(|r| finite(r.error_rate)).map(|r| (at_end(r.epoch), r.error_rate)).collect(),
+            points: epochs
+                .iter()
+                .filter(|r| finite(r.error_rate))
+                .map(|r| (at_end(r.epoch), r.error_rate))
+                .collect(),
         }],
     };
     Ok(mix_viz::plot::curves_png(path, &[loss, error])?)

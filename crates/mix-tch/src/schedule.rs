@@ -28,7 +28,11 @@ impl CombinedCos {
     pub fn at(&self, pos: f64) -> f64 {
         // combine_scheds keeps the cumulative boundaries [0, pct, 1] in a float32 tensor, so the piece and
         // the position within it are computed in float32; only the cosine is in double precision.
-        let bounds = [0.0f32, self.pct as f32, self.pct as f32 + (1.0 - self.pct) as f32];
+        let bounds = [
+            0.0f32,
+            self.pct as f32,
+            self.pct as f32 + (1.0 - self.pct) as f32,
+        ];
         let pos = pos as f32;
         // The last boundary at or below pos, but never the one at the end.
         let idx = usize::from(pos >= bounds[1]);
@@ -60,7 +64,14 @@ pub struct OneCycle {
 
 impl Default for OneCycle {
     fn default() -> Self {
-        OneCycle { lr_max: 1e-3, div: 25.0, div_final: 1e5, pct_start: 0.25, moms: (0.95, 0.85, 0.95), wd: 0.01 }
+        OneCycle {
+            lr_max: 1e-3,
+            div: 25.0,
+            div_final: 1e5,
+            pct_start: 0.25,
+            moms: (0.95, 0.85, 0.95),
+            wd: 0.01,
+        }
     }
 }
 
@@ -77,7 +88,12 @@ impl OneCycle {
 
     /// The momentum schedule: `moms.0 -> moms.1 -> moms.2`.
     pub fn mom_sched(&self) -> CombinedCos {
-        CombinedCos { pct: self.pct_start, start: self.moms.0, middle: self.moms.1, end: self.moms.2 }
+        CombinedCos {
+            pct: self.pct_start,
+            start: self.moms.0,
+            middle: self.moms.1,
+            end: self.moms.2,
+        }
     }
 
     /// `(lr, mom)` for training step `step` (0-based) out of `total` steps.
@@ -94,7 +110,9 @@ impl OneCycle {
             && self.pct_start > 0.0
             && self.pct_start < 1.0
             && self.wd >= 0.0
-            && [self.moms.0, self.moms.1, self.moms.2].iter().all(|m| (0.0..1.0).contains(m));
+            && [self.moms.0, self.moms.1, self.moms.2]
+                .iter()
+                .all(|m| (0.0..1.0).contains(m));
         if ok {
             Ok(())
         } else {

@@ -18,10 +18,16 @@ fn f64s(v: impl IntoIterator<Item = f64>) -> Tensor {
 /// Runs the fastai oracle on `x` (CPU) with `draw`.
 fn fastai(x: &Tensor, draw: &AugDraw, size: (i64, i64), valid: bool) -> Tensor {
     let dir = tempfile::tempdir().unwrap();
-    let (inp, out) = (dir.path().join("in.safetensors"), dir.path().join("out.safetensors"));
+    let (inp, out) = (
+        dir.path().join("in.safetensors"),
+        dir.path().join("out.safetensors"),
+    );
     let named: Vec<(&str, Tensor)> = vec![
         ("x", x.to_device(Device::Cpu).contiguous()),
-        ("flip", f64s(draw.flip.iter().map(|&f| if f { 1.0 } else { 0.0 }))),
+        (
+            "flip",
+            f64s(draw.flip.iter().map(|&f| if f { 1.0 } else { 0.0 })),
+        ),
         ("rotate", f64s(draw.rotate_deg.iter().copied())),
         ("zoom", f64s(draw.zoom.iter().copied())),
         ("col", f64s(draw.zoom_center.iter().map(|c| c.0))),
@@ -35,7 +41,10 @@ fn fastai(x: &Tensor, draw: &AugDraw, size: (i64, i64), valid: bool) -> Tensor {
     ];
     Tensor::write_safetensors(&named, &inp).unwrap();
     common::run_python("fastai_aug.py", &[inp.as_os_str(), out.as_os_str()]);
-    let t: HashMap<String, Tensor> = Tensor::read_safetensors(&out).unwrap().into_iter().collect();
+    let t: HashMap<String, Tensor> = Tensor::read_safetensors(&out)
+        .unwrap()
+        .into_iter()
+        .collect();
     t["y"].shallow_clone()
 }
 
@@ -78,7 +87,10 @@ fn validation_resize_matches_fastai() {
 
 #[test]
 fn identity_draw_at_the_same_size_changes_nothing() {
-    let aug = mix_tch::AugTransforms { max_lighting: 0.0, ..aug_transforms(20) };
+    let aug = mix_tch::AugTransforms {
+        max_lighting: 0.0,
+        ..aug_transforms(20)
+    };
     let x = batch(2, 20, 20).to_device(test_device());
     let got = aug.apply(&x, &AugDraw::identity(2)).unwrap();
     assert!(max_abs_diff(&got, &x) <= 1e-5);
@@ -100,19 +112,46 @@ fn draws_follow_fastais_distributions() {
     let frac = |v: usize| v as f64 / n as f64;
     let near = |x: f64, want: f64| (x - want).abs() < 0.02;
     assert!(near(frac(d.flip.iter().filter(|&&f| f).count()), 0.5));
-    assert!(near(frac(d.rotate_deg.iter().filter(|&&r| r == 0.0).count()), 0.25));
+    assert!(near(
+        frac(d.rotate_deg.iter().filter(|&&r| r == 0.0).count()),
+        0.25
+    ));
     assert!(d.rotate_deg.iter().all(|r| r.abs() <= 10.0));
-    assert!(near(frac(d.zoom.iter().filter(|&&z| z == 1.0).count()), 0.25));
+    assert!(near(
+        frac(d.zoom.iter().filter(|&&z| z == 1.0).count()),
+        0.25
+    ));
     assert!(d.zoom.iter().all(|z| (1.0..=1.1).contains(z)));
-    assert!(d.zoom_center.iter().all(|&(c, r)| (0.0..1.0).contains(&c) && (0.0..1.0).contains(&r)));
-    assert!(near(frac(d.warp.iter().filter(|w| w.0 == 0.0).count()), 0.25));
-    assert!(near(frac(d.warp.iter().filter(|w| w.1 == 0.0).count()), 0.25));
-    assert!(near(frac(d.warp.iter().filter(|w| w.0 == 0.0 && w.1 == 0.0).count()), 0.0625));
+    assert!(d
+        .zoom_center
+        .iter()
+        .all(|&(c, r)| (0.0..1.0).contains(&c) && (0.0..1.0).contains(&r)));
+    assert!(near(
+        frac(d.warp.iter().filter(|w| w.0 == 0.0).count()),
+        0.25
+    ));
+    assert!(near(
+        frac(d.warp.iter().filter(|w| w.1 == 0.0).count()),
+        0.25
+    ));
+    assert!(near(
+        frac(d.warp.iter().filter(|w| w.0 == 0.0 && w.1 == 0.0).count()),
+        0.0625
+    ));
     assert!(d.warp.iter().all(|w| w.0.abs() <= 0.2 && w.1.abs() <= 0.2));
-    assert!(near(frac(d.brightness.iter().filter(|&&b| b == 0.5).count()), 0.25));
+    assert!(near(
+        frac(d.brightness.iter().filter(|&&b| b == 0.5).count()),
+        0.25
+    ));
     assert!(d.brightness.iter().all(|b| (0.4..=0.6).contains(b)));
-    assert!(near(frac(d.contrast.iter().filter(|&&c| c == 1.0).count()), 0.25));
-    assert!(d.contrast.iter().all(|c| (0.8 - 1e-12..=1.25 + 1e-12).contains(c)));
+    assert!(near(
+        frac(d.contrast.iter().filter(|&&c| c == 1.0).count()),
+        0.25
+    ));
+    assert!(d
+        .contrast
+        .iter()
+        .all(|c| (0.8 - 1e-12..=1.25 + 1e-12).contains(c)));
     // Contrast is log-uniform: as many draws below 1 as above.
     let below = d.contrast.iter().filter(|&&c| c < 1.0).count();
     assert!(near(frac(below), 0.375));

@@ -10,16 +10,38 @@ fn test_binary_links_libtorch_cuda_when_libtorch_has_it() {
         "build.rs did not record the libtorch lib folder: set LIBTORCH (see `cargo xtask env`) and rebuild",
     ));
     let exe = std::env::current_exe().expect("the path of this test binary");
-    let out = Command::new("ldd").arg(&exe).output().expect("running ldd (install binutils/libc-bin)");
-    assert!(out.status.success(), "ldd failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ldd")
+        .arg(&exe)
+        .output()
+        .expect("running ldd (install binutils/libc-bin)");
+    assert!(
+        out.status.success(),
+        "ldd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = |name: &str| text.lines().find(|l| l.trim_start().starts_with(name)).map(str::to_owned);
-    let cpu = line("libtorch_cpu.so").unwrap_or_else(|| panic!("libtorch_cpu.so not linked:\n{text}"));
-    assert!(!cpu.contains("not found"), "libtorch_cpu.so not found at run time:\n{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(str::to_owned)
+    };
+    let cpu =
+        line("libtorch_cpu.so").unwrap_or_else(|| panic!("libtorch_cpu.so not linked:\n{text}"));
+    assert!(
+        !cpu.contains("not found"),
+        "libtorch_cpu.so not found at run time:\n{text}"
+    );
     if lib.join("libtorch_cuda.so").exists() {
-        let cuda = line("libtorch_cuda.so")
-            .unwrap_or_else(|| panic!("{} has libtorch_cuda.so but the binary does not link it:\n{text}", lib.display()));
-        assert!(!cuda.contains("not found"), "libtorch_cuda.so not found at run time:\n{text}");
+        let cuda = line("libtorch_cuda.so").unwrap_or_else(|| {
+            panic!(
+                "{} has libtorch_cuda.so but the binary does not link it:\n{text}",
+                lib.display()
+            )
+        });
+        assert!(
+            !cuda.contains("not found"),
+            "libtorch_cuda.so not found at run time:\n{text}"
+        );
     }
 }
 

@@ -19,10 +19,17 @@ fn random_batch(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
 }
 
 fn assert_apply_parity(params: &MixParams, x: &Array4<f32>) {
-    let want = params.apply(x.view()).expect("mix-core applies valid params");
-    let got = to_array(&mix::apply(params, &to_tensor(x, test_device())).expect("mix-tch applies valid params"));
+    let want = params
+        .apply(x.view())
+        .expect("mix-core applies valid params");
+    let got = to_array(
+        &mix::apply(params, &to_tensor(x, test_device())).expect("mix-tch applies valid params"),
+    );
     let diff = (&want - &got).mapv(f32::abs).fold(0.0f32, |a, &b| a.max(b));
-    assert!(diff <= 1e-5, "mix-tch differs from mix-core by {diff} for {params:?}");
+    assert!(
+        diff <= 1e-5,
+        "mix-tch differs from mix-core by {diff} for {params:?}"
+    );
 }
 
 proptest! {
@@ -43,7 +50,10 @@ proptest! {
 fn sampled_mixup_and_cutmix_match_mix_core() {
     let shape = (6, 3, 16, 20);
     let x = random_batch(shape, 1);
-    let mixes: Vec<Box<dyn Mix>> = vec![Box::new(MixUp::new(0.4).unwrap()), Box::new(CutMix::new(1.0).unwrap())];
+    let mixes: Vec<Box<dyn Mix>> = vec![
+        Box::new(MixUp::new(0.4).unwrap()),
+        Box::new(CutMix::new(1.0).unwrap()),
+    ];
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     for m in &mixes {
         for _ in 0..5 {
@@ -56,8 +66,17 @@ fn sampled_mixup_and_cutmix_match_mix_core() {
 #[test]
 fn one_box_for_the_batch_pastes_exactly() {
     let x = random_batch((4, 2, 8, 8), 2);
-    let b = BBox { x1: 1, y1: 2, x2: 5, y2: 7 };
-    let params = MixParams { lam: vec![0.5; 4], perm: vec![3, 2, 1, 0], pixels: PixelMix::Boxes(vec![b; 4]) };
+    let b = BBox {
+        x1: 1,
+        y1: 2,
+        x2: 5,
+        y2: 7,
+    };
+    let params = MixParams {
+        lam: vec![0.5; 4],
+        perm: vec![3, 2, 1, 0],
+        pixels: PixelMix::Boxes(vec![b; 4]),
+    };
     let got = to_array(&mix::apply(&params, &to_tensor(&x, test_device())).unwrap());
     for i in 0..4 {
         for y in 0..8 {
@@ -78,16 +97,31 @@ fn mixed_cross_entropy_matches_mix_core() {
     let (n, k) = (8, 5);
     let logits = Array2::from_shape_fn((n, k), |_| rng.gen_range(-3.0f32..3.0));
     let target: Vec<usize> = (0..n).map(|_| rng.gen_range(0..k)).collect();
-    let params = Mix::sample(&MixUp::new(1.0).unwrap(), BatchShape::new(n, 3, 4, 4), &mut rng).unwrap();
+    let params = Mix::sample(
+        &MixUp::new(1.0).unwrap(),
+        BatchShape::new(n, 3, 4, 4),
+        &mut rng,
+    )
+    .unwrap();
     let want = params.mixed_cross_entropy(logits.view(), &target).unwrap();
     let device = test_device();
-    let lt = Tensor::from_slice(logits.as_slice().unwrap()).view([n as i64, k as i64]).to_device(device);
-    let tt = Tensor::from_slice(&target.iter().map(|&t| t as i64).collect::<Vec<_>>()).to_device(device);
-    let got = mix::mixed_cross_entropy(&params, &lt, &tt).unwrap().double_value(&[]);
-    assert!((got - want as f64).abs() <= 1e-5, "mix-tch {got} vs mix-core {want}");
+    let lt = Tensor::from_slice(logits.as_slice().unwrap())
+        .view([n as i64, k as i64])
+        .to_device(device);
+    let tt =
+        Tensor::from_slice(&target.iter().map(|&t| t as i64).collect::<Vec<_>>()).to_device(device);
+    let got = mix::mixed_cross_entropy(&params, &lt, &tt)
+        .unwrap()
+        .double_value(&[]);
+    assert!(
+        (got - want as f64).abs() <= 1e-5,
+        "mix-tch {got} vs mix-core {want}"
+    );
     // And the identity mix gives plain cross entropy.
     let plain = lt.cross_entropy_for_logits(&tt).double_value(&[]);
-    let id = mix::mixed_cross_entropy(&MixParams::identity(n), &lt, &tt).unwrap().double_value(&[]);
+    let id = mix::mixed_cross_entropy(&MixParams::identity(n), &lt, &tt)
+        .unwrap()
+        .double_value(&[]);
     assert!((plain - id).abs() <= 1e-6);
 }
 
@@ -97,9 +131,16 @@ fn lerped_targets_match_mix_core() {
     let (n, k) = (6, 4);
     let labels: Vec<usize> = (0..n).map(|_| rng.gen_range(0..k)).collect();
     let onehot = mix_core::loss::one_hot(&labels, k, 0.0).unwrap();
-    let params = Mix::sample(&CutMix::new(1.0).unwrap(), BatchShape::new(n, 3, 10, 10), &mut rng).unwrap();
+    let params = Mix::sample(
+        &CutMix::new(1.0).unwrap(),
+        BatchShape::new(n, 3, 10, 10),
+        &mut rng,
+    )
+    .unwrap();
     let want = params.mix_targets(onehot.view()).unwrap();
-    let t = Tensor::from_slice(onehot.as_slice().unwrap()).view([n as i64, k as i64]).to_device(test_device());
+    let t = Tensor::from_slice(onehot.as_slice().unwrap())
+        .view([n as i64, k as i64])
+        .to_device(test_device());
     let got = mix::lerp_targets(&params, &t).unwrap();
     let want_t = Tensor::from_slice(want.as_slice().unwrap()).view([n as i64, k as i64]);
     assert!(max_abs_diff(&got, &want_t) <= 1e-6);
@@ -112,6 +153,11 @@ fn params_for_another_batch_are_rejected() {
     let err = mix::apply(&params, &x).unwrap_err().to_string();
     assert!(err.starts_with("mix: "), "{err}");
     let y = Tensor::zeros([4], (Kind::Int64, test_device()));
-    let err = mix::mixed_cross_entropy(&params, &x.view([4, -1]), &y).unwrap_err().to_string();
-    assert!(err.contains("expected mix params for a batch of 4"), "{err}");
+    let err = mix::mixed_cross_entropy(&params, &x.view([4, -1]), &y)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("expected mix params for a batch of 4"),
+        "{err}"
+    );
 }

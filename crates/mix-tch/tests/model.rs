@@ -13,11 +13,19 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 fn model(n_classes: usize, seed: u64) -> VisionModel {
-    VisionModel::new(n_classes, test_device(), &mut ChaCha8Rng::seed_from_u64(seed)).unwrap()
+    VisionModel::new(
+        n_classes,
+        test_device(),
+        &mut ChaCha8Rng::seed_from_u64(seed),
+    )
+    .unwrap()
 }
 
 fn read(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// torchvision's resnet18 weights and outputs, written once per test run by
@@ -27,10 +35,16 @@ fn torchvision_oracle(_dir: &Path) -> (std::path::PathBuf, HashMap<String, Tenso
     let dir = DIR.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mix-tch-torchvision-oracle");
         std::fs::create_dir_all(&dir).unwrap();
-        common::run_python("torchvision_resnet18.py", &[dir.as_os_str(), std::ffi::OsStr::new("3")]);
+        common::run_python(
+            "torchvision_resnet18.py",
+            &[dir.as_os_str(), std::ffi::OsStr::new("3")],
+        );
         dir
     });
-    (dir.join("weights.safetensors"), read(&dir.join("io.safetensors")))
+    (
+        dir.join("weights.safetensors"),
+        read(&dir.join("io.safetensors")),
+    )
 }
 
 #[test]
@@ -51,9 +65,16 @@ fn body_matches_torchvision() {
     let d = max_abs_diff(&train, &io["train"]);
     assert!(d <= tol, "train-mode body differs from torchvision by {d}");
     let vars = m.variables();
-    for name in ["bn1.running_mean", "bn1.running_var", "layer4.1.bn2.running_var"] {
+    for name in [
+        "bn1.running_mean",
+        "bn1.running_var",
+        "layer4.1.bn2.running_var",
+    ] {
         let d = max_abs_diff(&vars[name], &io[name]);
-        assert!(d <= tol, "{name} after a train-mode pass differs from torchvision by {d}");
+        assert!(
+            d <= tol,
+            "{name} after a train-mode pass differs from torchvision by {d}"
+        );
     }
 }
 
@@ -67,7 +88,10 @@ fn body_matches_torchvision_in_float64() {
     let x = io["x"].to_kind(Kind::Double).to_device(test_device());
     let eval = tch_no_grad(|| m.body_forward(&x, false).unwrap());
     let d = max_abs_diff(&eval, &io["eval64"]);
-    assert!(d <= 1e-9, "float64 eval-mode body differs from torchvision by {d}");
+    assert!(
+        d <= 1e-9,
+        "float64 eval-mode body differs from torchvision by {d}"
+    );
 }
 
 fn tch_no_grad<T>(f: impl FnOnce() -> T) -> T {
@@ -77,14 +101,22 @@ fn tch_no_grad<T>(f: impl FnOnce() -> T) -> T {
 #[test]
 fn head_has_fastais_layers_and_init() {
     let m = model(37, 1);
-    let head: Vec<(&str, Vec<i64>, ParamKind)> =
-        m.params().iter().filter(|p| !p.in_body).map(|p| (p.name.as_str(), p.tensor.size(), p.kind)).collect();
+    let head: Vec<(&str, Vec<i64>, ParamKind)> = m
+        .params()
+        .iter()
+        .filter(|p| !p.in_body)
+        .map(|p| (p.name.as_str(), p.tensor.size(), p.kind))
+        .collect();
     assert_eq!(
         head,
         vec![
             ("head.2.weight", vec![2 * BODY_FEATURES], ParamKind::Norm),
             ("head.2.bias", vec![2 * BODY_FEATURES], ParamKind::Norm),
-            ("head.4.weight", vec![HEAD_HIDDEN, 2 * BODY_FEATURES], ParamKind::Weight),
+            (
+                "head.4.weight",
+                vec![HEAD_HIDDEN, 2 * BODY_FEATURES],
+                ParamKind::Weight
+            ),
             ("head.6.weight", vec![HEAD_HIDDEN], ParamKind::Norm),
             ("head.6.bias", vec![HEAD_HIDDEN], ParamKind::Norm),
             ("head.8.weight", vec![37, HEAD_HIDDEN], ParamKind::Weight),
@@ -96,26 +128,45 @@ fn head_has_fastais_layers_and_init() {
         let b = &vars[&format!("{bn}.bias")];
         assert_eq!(w.min().double_value(&[]), 1.0);
         assert_eq!(w.max().double_value(&[]), 1.0);
-        assert!((b.min().double_value(&[]) - 1e-3).abs() < 1e-9 && (b.max().double_value(&[]) - 1e-3).abs() < 1e-9);
+        assert!(
+            (b.min().double_value(&[]) - 1e-3).abs() < 1e-9
+                && (b.max().double_value(&[]) - 1e-3).abs() < 1e-9
+        );
     }
     // Kaiming normal, fan_in, gain sqrt(2): std sqrt(2 / fan_in), mean 0.
     for (name, fan_in) in [("head.4.weight", 1024.0f64), ("head.8.weight", 512.0)] {
         let w = vars[name].to_kind(Kind::Double);
-        let (std, mean) = (w.std(true).double_value(&[]), w.mean(Kind::Double).double_value(&[]));
+        let (std, mean) = (
+            w.std(true).double_value(&[]),
+            w.mean(Kind::Double).double_value(&[]),
+        );
         let want = (2.0 / fan_in).sqrt();
-        assert!((std / want - 1.0).abs() < 0.05, "{name}: std {std}, want {want}");
+        assert!(
+            (std / want - 1.0).abs() < 0.05,
+            "{name}: std {std}, want {want}"
+        );
         assert!(mean.abs() < 0.1 * want, "{name}: mean {mean}");
     }
     // torchvision's body init: convs kaiming normal with fan_out, BatchNorm 1 and 0.
     let w = vars["layer3.0.conv2.weight"].to_kind(Kind::Double);
     let want = (2.0f64 / (256.0 * 9.0)).sqrt();
     assert!((w.std(true).double_value(&[]) / want - 1.0).abs() < 0.05);
-    assert_eq!(vars["layer2.1.bn1.weight"].mean(Kind::Double).double_value(&[]), 1.0);
+    assert_eq!(
+        vars["layer2.1.bn1.weight"]
+            .mean(Kind::Double)
+            .double_value(&[]),
+        1.0
+    );
     assert_eq!(vars["layer2.1.bn1.bias"].abs().max().double_value(&[]), 0.0);
     // No linear has a bias; every body name is torchvision's.
-    assert!(!vars.keys().any(|k| k.starts_with("head.4.bias") || k.starts_with("head.8.bias") || k.starts_with("fc.")));
+    assert!(!vars.keys().any(|k| k.starts_with("head.4.bias")
+        || k.starts_with("head.8.bias")
+        || k.starts_with("fc.")));
     // torchvision's state_dict without fc and num_batches_tracked: 20 convs and 20 BatchNorms of 4 tensors.
-    assert_eq!(vars.keys().filter(|k| !k.starts_with("head.")).count(), 20 + 20 * 4);
+    assert_eq!(
+        vars.keys().filter(|k| !k.starts_with("head.")).count(),
+        20 + 20 * 4
+    );
 }
 
 #[test]
@@ -127,20 +178,45 @@ fn forward_gives_logits_per_class() {
     assert_eq!(train.size(), vec![3, 5]);
     let eval = tch_no_grad(|| m.forward(&x, None).unwrap());
     assert_eq!(eval.size(), vec![3, 5]);
-    let err = m.forward(&Tensor::zeros([3, 1, 32, 32], (Kind::Float, test_device())), None).unwrap_err();
-    assert!(err.to_string().contains("expected images shaped (batch, 3, height, width)"), "{err}");
+    let err = m
+        .forward(
+            &Tensor::zeros([3, 1, 32, 32], (Kind::Float, test_device())),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected images shaped (batch, 3, height, width)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn dropout_masks_come_from_the_rng() {
     let m = model(4, 3);
     let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, test_device()));
-    let run = |seed| tch_no_grad(|| m.head_forward(&m.body_forward(&x, false).unwrap(), Some(&mut ChaCha8Rng::seed_from_u64(seed))).unwrap());
+    let run = |seed| {
+        tch_no_grad(|| {
+            m.head_forward(
+                &m.body_forward(&x, false).unwrap(),
+                Some(&mut ChaCha8Rng::seed_from_u64(seed)),
+            )
+            .unwrap()
+        })
+    };
     assert_eq!(max_abs_diff(&run(1), &run(1)), 0.0);
     assert!(max_abs_diff(&run(1), &run(2)) > 0.0);
-    let masked = mix_tch::model::dropout(&Tensor::ones([1000], (Kind::Float, Device::Cpu)), 0.25, Some(&mut ChaCha8Rng::seed_from_u64(0))).unwrap();
+    let masked = mix_tch::model::dropout(
+        &Tensor::ones([1000], (Kind::Float, Device::Cpu)),
+        0.25,
+        Some(&mut ChaCha8Rng::seed_from_u64(0)),
+    )
+    .unwrap();
     let zeros = masked.eq(0.0).sum(Kind::Int64).int64_value(&[]);
-    assert!((200..300).contains(&zeros), "{zeros} of 1000 dropped at p=0.25");
+    assert!(
+        (200..300).contains(&zeros),
+        "{zeros} of 1000 dropped at p=0.25"
+    );
     let kept = masked.max().double_value(&[]);
     assert!((kept - 1.0 / 0.75).abs() < 1e-6);
 }
@@ -165,11 +241,28 @@ fn pretrained_loading_freezes_the_body_but_not_batchnorm() {
     assert!(m.is_frozen());
     let file = read(&weights);
     let vars = m.variables();
-    assert_eq!(max_abs_diff(&vars["layer1.0.conv1.weight"], &file["layer1.0.conv1.weight"]), 0.0);
-    assert_eq!(max_abs_diff(&vars["layer3.1.bn2.running_var"], &file["layer3.1.bn2.running_var"]), 0.0);
+    assert_eq!(
+        max_abs_diff(
+            &vars["layer1.0.conv1.weight"],
+            &file["layer1.0.conv1.weight"]
+        ),
+        0.0
+    );
+    assert_eq!(
+        max_abs_diff(
+            &vars["layer3.1.bn2.running_var"],
+            &file["layer3.1.bn2.running_var"]
+        ),
+        0.0
+    );
     for p in m.params() {
         let want = !p.in_body || p.kind == ParamKind::Norm;
-        assert_eq!(p.tensor.requires_grad(), want, "{} trainable should be {want}", p.name);
+        assert_eq!(
+            p.tensor.requires_grad(),
+            want,
+            "{} trainable should be {want}",
+            p.name
+        );
     }
     m.unfreeze();
     assert!(m.params().iter().all(|p| p.tensor.requires_grad()));
@@ -182,10 +275,20 @@ fn pretrained_files_that_do_not_fit_are_refused() {
     let mut file: Vec<(String, Tensor)> = Tensor::read_safetensors(&weights).unwrap();
     // One tensor missing.
     let missing = dir.path().join("missing.safetensors");
-    let kept: Vec<(String, Tensor)> = file.iter().filter(|(n, _)| n != "layer2.0.downsample.1.running_mean").map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let kept: Vec<(String, Tensor)> = file
+        .iter()
+        .filter(|(n, _)| n != "layer2.0.downsample.1.running_mean")
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
     Tensor::write_safetensors(&kept, &missing).unwrap();
-    let err = model(3, 5).load_pretrained(&missing).unwrap_err().to_string();
-    assert!(err.contains("1 missing (first: layer2.0.downsample.1.running_mean)"), "{err}");
+    let err = model(3, 5)
+        .load_pretrained(&missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("1 missing (first: layer2.0.downsample.1.running_mean)"),
+        "{err}"
+    );
     // One tensor of the wrong shape.
     for (n, t) in file.iter_mut() {
         if n == "conv1.weight" {
@@ -195,7 +298,10 @@ fn pretrained_files_that_do_not_fit_are_refused() {
     let wrong = dir.path().join("wrong.safetensors");
     Tensor::write_safetensors(&file, &wrong).unwrap();
     let err = model(3, 5).load_pretrained(&wrong).unwrap_err().to_string();
-    assert!(err.contains("conv1.weight: expected shape [64, 3, 7, 7], found [64, 3, 3, 3]"), "{err}");
+    assert!(
+        err.contains("conv1.weight: expected shape [64, 3, 7, 7], found [64, 3, 3, 3]"),
+        "{err}"
+    );
     // Not a safetensors file at all.
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not safetensors").unwrap();

@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 
 fn param(values: &[f32]) -> Tensor {
-    Tensor::from_slice(values).to_device(test_device()).set_requires_grad(true)
+    Tensor::from_slice(values)
+        .to_device(test_device())
+        .set_requires_grad(true)
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
@@ -32,7 +34,10 @@ fn adam_step_matches_fastais_formulas() {
     let p_decay = param(&[0.5, -1.0, 2.0]);
     let p_norm = param(&[1.0, 0.25]);
     let mut opt = Adam::from_params(
-        vec![("w".into(), p_decay.shallow_clone(), true), ("bn".into(), p_norm.shallow_clone(), false)],
+        vec![
+            ("w".into(), p_decay.shallow_clone(), true),
+            ("bn".into(), p_norm.shallow_clone(), false),
+        ],
         AdamConfig::default(),
     );
     opt.wd = 0.01;
@@ -68,7 +73,10 @@ fn adam_step_matches_fastais_formulas() {
         }
         for (i, p) in [&p_decay, &p_norm].iter().enumerate() {
             for (got, w) in values(p).iter().zip(&want[i]) {
-                assert!((got - w).abs() <= 1e-6 * w.abs().max(1.0), "step {step}, param {i}: {got} vs {w}");
+                assert!(
+                    (got - w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "step {step}, param {i}: {got} vs {w}"
+                );
             }
         }
     }
@@ -80,7 +88,10 @@ fn parameters_without_gradient_are_left_alone() {
     let frozen = param(&[3.0]);
     let _ = frozen.set_requires_grad(false);
     let mut opt = Adam::from_params(
-        vec![("a".into(), trained.shallow_clone(), true), ("b".into(), frozen.shallow_clone(), true)],
+        vec![
+            ("a".into(), trained.shallow_clone(), true),
+            ("b".into(), frozen.shallow_clone(), true),
+        ],
         AdamConfig::default(),
     );
     set_grads(&[&trained], &[vec![1.0, 1.0]]);
@@ -96,9 +107,19 @@ fn parameters_without_gradient_are_left_alone() {
 #[test]
 fn weight_decay_skips_batchnorm_parameters() {
     let model = VisionModel::new(3, test_device(), &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-    let before: Vec<Vec<f64>> = model.params().iter().map(|p| values(&p.tensor.flatten(0, -1).narrow(0, 0, 2))).collect();
+    let before: Vec<Vec<f64>> = model
+        .params()
+        .iter()
+        .map(|p| values(&p.tensor.flatten(0, -1).narrow(0, 0, 2)))
+        .collect();
     // Zero gradients: the Adam update is 0, so only the decoupled decay moves a parameter.
-    let loss = model.params().iter().map(|p| (&p.tensor * 0.0).sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, test_device())), |a, b| a + b);
+    let loss = model
+        .params()
+        .iter()
+        .map(|p| (&p.tensor * 0.0).sum(Kind::Float))
+        .fold(Tensor::zeros([], (Kind::Float, test_device())), |a, b| {
+            a + b
+        });
     loss.backward();
     let mut opt = Adam::new(&model, AdamConfig::default());
     opt.lr = 1.0;
@@ -108,7 +129,11 @@ fn weight_decay_skips_batchnorm_parameters() {
         let after = values(&p.tensor.flatten(0, -1).narrow(0, 0, 2));
         let factor = if p.kind == ParamKind::Norm { 1.0 } else { 0.9 };
         for (a, b) in after.iter().zip(b) {
-            assert!((a - b * factor).abs() <= 1e-6 * b.abs().max(1e-3), "{}: {a} vs {b} x {factor}", p.name);
+            assert!(
+                (a - b * factor).abs() <= 1e-6 * b.abs().max(1e-3),
+                "{}: {a} vs {b} x {factor}",
+                p.name
+            );
         }
     }
 }
@@ -117,8 +142,14 @@ fn weight_decay_skips_batchnorm_parameters() {
 fn state_round_trip_continues_identically() {
     let make = || param(&[0.1, 0.2, 0.3]);
     let (p1, p2) = (make(), make());
-    let mut a = Adam::from_params(vec![("p".into(), p1.shallow_clone(), true)], AdamConfig::default());
-    let mut b = Adam::from_params(vec![("p".into(), p2.shallow_clone(), true)], AdamConfig::default());
+    let mut a = Adam::from_params(
+        vec![("p".into(), p1.shallow_clone(), true)],
+        AdamConfig::default(),
+    );
+    let mut b = Adam::from_params(
+        vec![("p".into(), p2.shallow_clone(), true)],
+        AdamConfig::default(),
+    );
     for opt_p in [(&mut a, &p1), (&mut b, &p2)] {
         set_grads(&[opt_p.1], &[vec![0.5, -0.5, 0.25]]);
         opt_p.0.step().unwrap();
@@ -126,8 +157,13 @@ fn state_round_trip_continues_identically() {
     }
     let (tensors, steps) = a.state();
     let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
-    let p3 = Tensor::from_slice(&values(&p1).iter().map(|&v| v as f32).collect::<Vec<_>>()).to_device(test_device()).set_requires_grad(true);
-    let mut c = Adam::from_params(vec![("p".into(), p3.shallow_clone(), true)], AdamConfig::default());
+    let p3 = Tensor::from_slice(&values(&p1).iter().map(|&v| v as f32).collect::<Vec<_>>())
+        .to_device(test_device())
+        .set_requires_grad(true);
+    let mut c = Adam::from_params(
+        vec![("p".into(), p3.shallow_clone(), true)],
+        AdamConfig::default(),
+    );
     c.load_state(&tensors, &steps).unwrap();
     for opt_p in [(&mut b, &p2), (&mut c, &p3)] {
         set_grads(&[opt_p.1], &[vec![-0.1, 0.3, 0.7]]);
@@ -138,7 +174,10 @@ fn state_round_trip_continues_identically() {
 
 #[test]
 fn loss_scaler_unscales_skips_and_grows() {
-    let mut s = LossScaler { growth_interval: 2, ..LossScaler::default() };
+    let mut s = LossScaler {
+        growth_interval: 2,
+        ..LossScaler::default()
+    };
     let g = Tensor::from_slice(&[65536.0f32, -131072.0]).to_device(test_device());
     assert!(s.unscale_and_check(&[g.shallow_clone()]).unwrap());
     assert_eq!(values(&g), vec![1.0, -2.0]);
@@ -149,7 +188,9 @@ fn loss_scaler_unscales_skips_and_grows() {
     assert!(!s.unscale_and_check(&[nan]).unwrap());
     assert_eq!((s.scale, s.skipped), (16384.0, 2));
     for _ in 0..2 {
-        assert!(s.unscale_and_check(&[Tensor::ones([2], (Kind::Float, test_device()))]).unwrap());
+        assert!(s
+            .unscale_and_check(&[Tensor::ones([2], (Kind::Float, test_device()))])
+            .unwrap());
     }
     assert_eq!((s.scale, s.good_steps), (32768.0, 0));
     let loss = Tensor::from_slice(&[0.5f32]).to_device(test_device());

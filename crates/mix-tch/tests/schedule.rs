@@ -9,12 +9,18 @@ use mix_tch::OneCycle;
 fn fastai_values(pct: f64, start: f64, middle: f64, end: f64, n: usize) -> Vec<(f64, f64)> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sched.safetensors");
-    let args: Vec<String> =
-        [pct, start, middle, end].iter().map(|v| format!("{v:e}")).chain([n.to_string()]).collect();
+    let args: Vec<String> = [pct, start, middle, end]
+        .iter()
+        .map(|v| format!("{v:e}"))
+        .chain([n.to_string()])
+        .collect();
     let mut os: Vec<&std::ffi::OsStr> = vec![out.as_os_str()];
     os.extend(args.iter().map(|a| std::ffi::OsStr::new(a.as_str())));
     common::run_python("fastai_sched.py", &os);
-    let t: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&out).unwrap().into_iter().collect();
+    let t: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&out)
+        .unwrap()
+        .into_iter()
+        .collect();
     let pos = Vec::<f64>::try_from(&t["pos"]).unwrap();
     let val = Vec::<f64>::try_from(&t["value"]).unwrap();
     pos.into_iter().zip(val).collect()
@@ -28,7 +34,10 @@ fn one_cycle_lr_and_mom_match_fastai_combined_cos() {
     for (sched, name) in [(lr, "lr"), (mom, "mom")] {
         for (pos, want) in fastai_values(sched.pct, sched.start, sched.middle, sched.end, 200) {
             let got = sched.at(pos);
-            assert!((got - want).abs() <= 1e-12 * want.abs(), "{name} at {pos}: {got} vs fastai {want}");
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs(),
+                "{name} at {pos}: {got} vs fastai {want}"
+            );
         }
     }
 }
@@ -36,7 +45,10 @@ fn one_cycle_lr_and_mom_match_fastai_combined_cos() {
 #[test]
 fn one_cycle_defaults_are_fastais() {
     let s = OneCycle::default();
-    assert_eq!((s.lr_max, s.div, s.div_final, s.pct_start, s.moms, s.wd), (1e-3, 25.0, 1e5, 0.25, (0.95, 0.85, 0.95), 0.01));
+    assert_eq!(
+        (s.lr_max, s.div, s.div_final, s.pct_start, s.moms, s.wd),
+        (1e-3, 25.0, 1e5, 0.25, (0.95, 0.85, 0.95), 0.01)
+    );
     let total = 400;
     let (lr0, mom0) = s.at_step(0, total);
     assert_eq!((lr0, mom0), (1e-3 / 25.0, 0.95));
@@ -67,9 +79,18 @@ fn sched_cos_endpoints() {
 #[test]
 fn invalid_schedules_are_rejected() {
     for bad in [
-        OneCycle { pct_start: 1.0, ..OneCycle::default() },
-        OneCycle { lr_max: 0.0, ..OneCycle::default() },
-        OneCycle { moms: (0.95, 1.2, 0.95), ..OneCycle::default() },
+        OneCycle {
+            pct_start: 1.0,
+            ..OneCycle::default()
+        },
+        OneCycle {
+            lr_max: 0.0,
+            ..OneCycle::default()
+        },
+        OneCycle {
+            moms: (0.95, 1.2, 0.95),
+            ..OneCycle::default()
+        },
     ] {
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("expected a one-cycle schedule"), "{err}");

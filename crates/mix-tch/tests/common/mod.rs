@@ -31,7 +31,12 @@ pub fn test_device_choice() -> mix_tch::DeviceChoice {
 
 /// `n` RGB images `size` x `size` of `n_classes` classes that a network separates quickly: class `k` has a
 /// colour and a stripe direction of its own, plus seeded noise. Labels cycle through the classes.
-pub fn striped_images(n: usize, n_classes: usize, size: usize, seed: u64) -> (Array4<u8>, Vec<usize>) {
+pub fn striped_images(
+    n: usize,
+    n_classes: usize,
+    size: usize,
+    seed: u64,
+) -> (Array4<u8>, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let labels: Vec<usize> = (0..n).map(|i| i % n_classes).collect();
     let mut images = Array4::<u8>::zeros((n, 3, size, size));
@@ -62,21 +67,33 @@ pub fn small_config(n_classes: usize, size: i64) -> LearnerConfig {
 }
 
 /// Train and valid sources over striped images: `n_train` shuffled with drop_last, `n_valid` in order.
-pub fn small_data(n_train: usize, n_valid: usize, n_classes: usize, bs: usize) -> (InMemory, InMemory) {
+pub fn small_data(
+    n_train: usize,
+    n_valid: usize,
+    n_classes: usize,
+    bs: usize,
+) -> (InMemory, InMemory) {
     let (ti, tl) = striped_images(n_train, n_classes, 32, 1);
     let (vi, vl) = striped_images(n_valid, n_classes, 32, 2);
-    (InMemory::new(ti, tl, bs, Some(3), true).unwrap(), InMemory::new(vi, vl, bs, None, false).unwrap())
+    (
+        InMemory::new(ti, tl, bs, Some(3), true).unwrap(),
+        InMemory::new(vi, vl, bs, None, false).unwrap(),
+    )
 }
 
 /// The Python with torch 2.11.0 and torchvision: `MIX_TORCH_PYTHON`, else the venv `cargo xtask setup` makes.
 /// Panics with what to do when it is missing.
 pub fn torch_python() -> PathBuf {
-    let path = std::env::var_os("MIX_TORCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"));
-        cache.join("mix/libtorch-2.11.0/bin/python")
-    });
+    let path = std::env::var_os("MIX_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
+                });
+            cache.join("mix/libtorch-2.11.0/bin/python")
+        });
     assert!(
         path.exists(),
         "the torch Python {} is missing: run `cargo xtask setup` (or point MIX_TORCH_PYTHON at a Python with \
@@ -88,7 +105,9 @@ pub fn torch_python() -> PathBuf {
 
 /// Runs `tests/python/<script>` with the torch Python and `args`, panicking with its output on failure.
 pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let out = std::process::Command::new(torch_python())
         .arg(&script)
         .args(args)
@@ -116,7 +135,9 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 pub fn to_tensor(x: &Array4<f32>, device: Device) -> Tensor {
     let x = x.as_standard_layout();
     let (n, c, h, w) = x.dim();
-    Tensor::from_slice(x.as_slice().unwrap()).view([n as i64, c as i64, h as i64, w as i64]).to_device(device)
+    Tensor::from_slice(x.as_slice().unwrap())
+        .view([n as i64, c as i64, h as i64, w as i64])
+        .to_device(device)
 }
 
 /// A tensor back to an f32 ndarray batch.
@@ -124,7 +145,11 @@ pub fn to_array(t: &Tensor) -> Array4<f32> {
     let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
     let s = t.size();
     let v: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
-    Array4::from_shape_vec((s[0] as usize, s[1] as usize, s[2] as usize, s[3] as usize), v).unwrap()
+    Array4::from_shape_vec(
+        (s[0] as usize, s[1] as usize, s[2] as usize, s[3] as usize),
+        v,
+    )
+    .unwrap()
 }
 
 // ---- proptest strategies ----
@@ -139,7 +164,12 @@ fn perm_of(n: usize) -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn bbox_in(h: usize, w: usize) -> impl Strategy<Value = BBox> {
-    (0..=w, 0..=w, 0..=h, 0..=h).prop_map(|(a, b, c, d)| BBox { x1: a.min(b), x2: a.max(b), y1: c.min(d), y2: c.max(d) })
+    (0..=w, 0..=w, 0..=h, 0..=h).prop_map(|(a, b, c, d)| BBox {
+        x1: a.min(b),
+        x2: a.max(b),
+        y1: c.min(d),
+        y2: c.max(d),
+    })
 }
 
 fn sample_mix(h: usize, w: usize) -> impl Strategy<Value = SampleMix> {
@@ -159,7 +189,11 @@ pub fn mix_params(n: usize, h: usize, w: usize) -> impl Strategy<Value = MixPara
         proptest::collection::vec(bbox_in(h, w), n).prop_map(PixelMix::Boxes),
         proptest::collection::vec(sample_mix(h, w), n).prop_map(PixelMix::PerSample),
     ];
-    (proptest::collection::vec(0.0f32..=1.0, n), perm_of(n), pixels)
+    (
+        proptest::collection::vec(0.0f32..=1.0, n),
+        perm_of(n),
+        pixels,
+    )
         .prop_map(|(lam, perm, pixels)| MixParams { lam, perm, pixels })
 }
 
