@@ -99,8 +99,13 @@ impl Step {
                 // What MixCallback does: one copy of the params to the device, then apply and mixed loss.
                 let on_device = mix::DeviceParams::new(&params, self.device).expect("params");
                 let xb = on_device.apply(&params, &self.x).expect("apply");
-                let pred = self.model.forward(&xb, Some(&mut self.rng)).expect("forward");
-                on_device.mixed_loss(&CrossEntropyFlat, &pred, &self.y).expect("mixed loss")
+                let pred = self
+                    .model
+                    .forward(&xb, Some(&mut self.rng))
+                    .expect("forward");
+                on_device
+                    .mixed_loss(&CrossEntropyFlat, &pred, &self.y)
+                    .expect("mixed loss")
             }
         };
         loss.backward();

@@ -177,17 +177,18 @@ fn find_coeffs(p1: &[(f64, f64); 4], p2: &[(f64, f64); 4]) -> [f64; 8] {
         a[2 * i] = [x2, y2, 1.0, 0.0, 0.0, 0.0, -x1 * x2, -x1 * y2, x1];
         a[2 * i + 1] = [0.0, 0.0, 0.0, x2, y2, 1.0, -y1 * x2, -y1 * y2, y1];
     }
-    // Gaussian elimination with partial pivoting on the augmented matrix.
+    // Gauss-Jordan elimination with partial pivoting on the augmented matrix.
     for col in 0..8 {
         let pivot = (col..8)
             .max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))
             .unwrap_or(col);
         a.swap(col, pivot);
-        for r in 0..8 {
+        let pivot_row = a[col];
+        for (r, row) in a.iter_mut().enumerate() {
             if r != col {
-                let f = a[r][col] / a[col][col];
-                for c in col..9 {
-                    a[r][c] -= f * a[col][c];
+                let f = row[col] / pivot_row[col];
+                for (x, p) in row.iter_mut().zip(pivot_row.iter()).skip(col) {
+                    *x -= f * p;
                 }
             }
         }

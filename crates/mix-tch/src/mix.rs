@@ -148,7 +148,7 @@ impl DeviceParams {
 /// `w` (N,) viewed as (N, 1, ...) to broadcast over `x`, in `x`'s kind.
 fn per_sample(w: &Tensor, x: &Tensor) -> Tensor {
     let mut shape = vec![-1i64];
-    shape.extend(std::iter::repeat_n(1, x.dim().saturating_sub(1)));
+    shape.extend(std::iter::repeat(1).take(x.dim().saturating_sub(1)));
     w.to_kind(x.kind()).view(shape.as_slice())
 }
 
