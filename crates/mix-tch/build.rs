@@ -20,6 +20,8 @@ fn main() {
         // torch-sys fails with its own message when it finds no libtorch; nothing to add here.
         return;
     };
+    // Tests compare the linked libraries against this folder.
+    println!("cargo:rustc-env=MIX_TCH_LIBTORCH_LIB={}", lib.display());
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
@@ -30,6 +32,4 @@ fn main() {
     }
     println!("cargo:rustc-link-arg=-ltorch");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    // Tests compare the linked libraries against this folder.
-    println!("cargo:rustc-env=MIX_TCH_LIBTORCH_LIB={}", lib.display());
 }

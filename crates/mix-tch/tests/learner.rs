@@ -275,7 +275,10 @@ fn the_loss_is_restored_when_training_fails() {
 }
 
 /// Checks targets at `after_pred`: one-hot (or lerped) floats for a BCE loss.
-struct TargetSpy(Arc<Mutex<Vec<(bool, Vec<f32>)>>>);
+/// `(training, targets)` per batch.
+type SeenTargets = Arc<Mutex<Vec<(bool, Vec<f32>)>>>;
+
+struct TargetSpy(SeenTargets);
 
 impl Callback for TargetSpy {
     fn name(&self) -> &str {

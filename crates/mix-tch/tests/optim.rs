@@ -24,7 +24,7 @@ fn values(t: &Tensor) -> Vec<f64> {
 fn set_grads(params: &[&Tensor], grads: &[Vec<f32>]) {
     let mut loss = Tensor::zeros([], (Kind::Float, test_device()));
     for (p, g) in params.iter().zip(grads) {
-        loss = loss + (*p * Tensor::from_slice(g).to_device(test_device())).sum(Kind::Float);
+        loss += (*p * Tensor::from_slice(g).to_device(test_device())).sum(Kind::Float);
     }
     loss.backward();
 }
@@ -43,8 +43,8 @@ fn adam_step_matches_fastais_formulas() {
     opt.wd = 0.01;
     // fastai's state, computed by hand in f64.
     let mut want: Vec<Vec<f64>> = vec![vec![0.5, -1.0, 2.0], vec![1.0, 0.25]];
-    let mut avg = vec![vec![0.0; 3], vec![0.0; 2]];
-    let mut sqr = vec![vec![0.0; 3], vec![0.0; 2]];
+    let mut avg = [vec![0.0; 3], vec![0.0; 2]];
+    let mut sqr = [vec![0.0; 3], vec![0.0; 2]];
     let steps = [
         (1e-2, 0.95, vec![vec![0.3f32, -0.2, 1.5], vec![-0.7, 0.1]]),
         (3e-2, 0.9, vec![vec![-0.1f32, 0.4, 0.0], vec![0.2, -0.3]]),
