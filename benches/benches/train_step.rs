@@ -10,6 +10,9 @@
 //! `MIX_BENCH_DEVICE=cuda`, `MIX_BENCH_BATCH` and `MIX_BENCH_SIZE` change the device (each step then ends
 //! with a CUDA synchronize), the batch and the image side; the peer takes `--device`, `--batch`, `--size`.
 
+// criterion_group! defines an undocumented public function.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mix_core::{BatchShape, CutMix, Mix, MixUp};
 use mix_tch::loss::{CrossEntropyFlat, LossFunc};

@@ -16,6 +16,8 @@ pub fn ci(torch: &Libtorch) -> Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        // The libtorch benchmarks sit behind mix-benches' `tch` feature; CI lints them too.
+        "--all-features",
         "--",
         "-D",
         "warnings",
