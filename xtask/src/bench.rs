@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -95,8 +96,8 @@ const PAIRS: &[(BenchSpec, PeerSpec)] = &[
         PeerSpec {
             stem: "torch_train_step",
             format: PeerFormat::ImagesPerSecond,
-            quick_args: &["--steps", "20"],
-            full_args: &["--steps", "60"],
+            quick_args: &["--steps", "10"],
+            full_args: &["--steps", "50"],
         },
     ),
 ];
@@ -143,10 +144,14 @@ impl Mode {
     fn describe(self) -> &'static str {
         match self {
             Mode::Quick => {
-                "quick (criterion: --warm-up-time 0.5 --measurement-time 2 --sample-size 10; \
-                 peers: their --quick repeat counts)"
+                "quick (criterion: --warm-up-time 0.5 --measurement-time 2 --sample-size 10, \
+                 except where a bench group sets its own, which criterion lets win; peers: \
+                 --quick, the train step --steps 10)"
             }
-            Mode::Full => "full (criterion's default times; peers' full repeat counts)",
+            Mode::Full => {
+                "full (criterion's default times; peers' full repeat counts, the train step \
+                 --steps 50)"
+            }
         }
     }
 }
@@ -196,6 +201,8 @@ pub struct Results {
     pub labels: BTreeMap<String, String>,
     /// Benches or peers that did not run or failed, with the reason.
     pub problems: Vec<String>,
+    /// Wall seconds of each bench and peer run, in run order.
+    pub stages: Vec<(String, f64)>,
 }
 
 impl Results {
@@ -492,17 +499,26 @@ pub fn bench(argv: &[String]) -> Result<()> {
     let peer_out = data.join("peers");
     std::fs::create_dir_all(&peer_out)
         .with_context(|| format!("cannot create {}", peer_out.display()))?;
-    prebuild(&root, &torch);
+    let env = BenchEnv {
+        root: &root,
+        mode,
+        corpus: &corpus,
+        features: bench_features(&root),
+    };
+    prebuild(&env, &torch);
     let load_before = load_average();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     for (bench, peer) in PAIRS {
-        let env = BenchEnv {
-            root: &root,
-            mode,
-            corpus: &corpus,
-        };
+        let t = Instant::now();
         run_bench(&env, &torch, bench, &criterion_home, &mut results);
+        results
+            .stages
+            .push((format!("bench {}", bench.name), t.elapsed().as_secs_f64()));
+        let t = Instant::now();
         run_peer(&env, &python, peer, &peer_out, &mut results);
+        results
+            .stages
+            .push((format!("peer {}", peer.stem), t.elapsed().as_secs_f64()));
     }
     let load_after = load_average();
     let wall_s = started.elapsed().as_secs_f64();
@@ -780,35 +796,48 @@ struct BenchEnv<'a> {
     mode: Mode,
     /// The corpus's images folder, passed as `MIX_BENCH_CORPUS`.
     corpus: &'a Path,
+    /// Cargo features of every bench build, see [`bench_features`].
+    features: Vec<&'static str>,
+}
+
+/// The features every bench run is built with: the union of those the present benches need, so
+/// that one build serves them all (a different feature set per run would rebuild each time).
+fn bench_features(root: &Path) -> Vec<&'static str> {
+    let mut features: Vec<&'static str> = PAIRS
+        .iter()
+        .filter(|(bench, _)| bench_file(root, bench.name).exists())
+        .flat_map(|(bench, _)| bench.features.iter().copied())
+        .collect();
+    features.sort_unstable();
+    features.dedup();
+    features
+}
+
+fn bench_file(root: &Path, name: &str) -> PathBuf {
+    root.join("benches")
+        .join("benches")
+        .join(format!("{name}.rs"))
 }
 
 /// Builds every bench that exists in one cargo call, so that compiling happens before the first
 /// measurement and never between a bench and its peer. A failure is only reported here: each
 /// bench's own run then records what failed.
-fn prebuild(root: &Path, torch: &Libtorch) {
-    let mut cmd = cargo(Some(torch));
-    cmd.args(["bench", "-p", "mix-benches", "--no-run"]);
-    let mut features: Vec<&str> = Vec::new();
-    let mut any = false;
-    for (bench, _) in PAIRS {
-        if root
-            .join("benches")
-            .join("benches")
-            .join(format!("{}.rs", bench.name))
-            .exists()
-        {
-            cmd.args(["--bench", bench.name]);
-            features.extend(bench.features);
-            any = true;
-        }
-    }
-    if !any {
+fn prebuild(env: &BenchEnv<'_>, torch: &Libtorch) {
+    let present: Vec<&str> = PAIRS
+        .iter()
+        .map(|(bench, _)| bench.name)
+        .filter(|name| bench_file(env.root, name).exists())
+        .collect();
+    if present.is_empty() {
         return;
     }
-    if !features.is_empty() {
-        features.sort_unstable();
-        features.dedup();
-        cmd.args(["--features", &features.join(",")]);
+    let mut cmd = cargo(Some(torch));
+    cmd.args(["bench", "-p", "mix-benches", "--no-run"]);
+    for name in present {
+        cmd.args(["--bench", name]);
+    }
+    if !env.features.is_empty() {
+        cmd.args(["--features", &env.features.join(",")]);
     }
     if let Err(e) = process::run(&mut cmd) {
         eprintln!("warning: building the benches failed ({e:#}); each bench is tried on its own");
@@ -824,12 +853,7 @@ fn run_bench(
     results: &mut Results,
 ) {
     let name = spec.name;
-    let file = env
-        .root
-        .join("benches")
-        .join("benches")
-        .join(format!("{name}.rs"));
-    if !file.exists() {
+    if !bench_file(env.root, name).exists() {
         results.problems.push(format!(
             "bench `{name}` missing: no benches/benches/{name}.rs"
         ));
@@ -837,13 +861,15 @@ fn run_bench(
     }
     let mut cmd = cargo(Some(torch));
     cmd.args(["bench", "-p", "mix-benches", "--bench", name]);
-    if !spec.features.is_empty() {
-        cmd.args(["--features", &spec.features.join(",")]);
+    if !env.features.is_empty() {
+        cmd.args(["--features", &env.features.join(",")]);
     }
     cmd.arg("--")
         .args(env.mode.criterion_args())
         .env("CRITERION_HOME", criterion_home)
         .env("MIX_BENCH_CORPUS", env.corpus)
+        // criterion lets a group's own times win over the command line, so a bench that sets them
+        // can read this to shorten them in quick mode.
         .env(
             "MIX_BENCH_QUICK",
             if env.mode == Mode::Quick { "1" } else { "0" },
@@ -1342,9 +1368,15 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
         );
     }
     if let Some(wall) = machine.wall_s {
+        let stages: Vec<String> = results
+            .stages
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.0} s"))
+            .collect();
         let _ = writeln!(
             w,
-            "- Wall time of the benches and peers: {wall:.0} s (after building the benches)"
+            "- Wall time of the benches and peers: {wall:.0} s after building the benches ({})",
+            stages.join(", ")
         );
     }
     let _ = writeln!(w, "- Mode: {}\n", mode.describe());
@@ -1654,6 +1686,10 @@ mod tests {
             .insert(FASTAI_MIXUP.owned(), "fastai 2.8.12 MixUp".to_string());
         r.problems
             .push("peer `pil_resize` missing: no benches/peers/pil_resize.py".to_string());
+        r.stages = vec![
+            ("bench mix_core".to_string(), 150.2),
+            ("peer mix_ops".to_string(), 49.9),
+        ];
         let machine = Machine {
             cpu: "Test CPU".to_string(),
             cores: 2,
@@ -1667,7 +1703,7 @@ mod tests {
         let text = render(&machine, Mode::Quick, &r);
         assert!(text.contains("Test CPU, 2 logical cores"), "{text}");
         assert!(
-            text.contains("- Wall time of the benches and peers: 200 s"),
+            text.contains("- Wall time of the benches and peers: 200 s after building the benches (bench mix_core 150 s, peer mix_ops 50 s)"),
             "{text}"
         );
         assert!(
