@@ -64,7 +64,7 @@ impl Step {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let model = VisionModel::new(CLASSES as usize, device, &mut rng).expect("model");
         let mut opt = Adam::new(&model, AdamConfig::default());
-        opt.lr = 1e-3;
+        opt.set_lr(1e-3);
         opt.mom = 0.9;
         mix_tch::tch::manual_seed(0);
         let x = Tensor::randn([batch, 3, size, size], (Kind::Float, device));

@@ -15,9 +15,15 @@ pub struct Opt {
 #[derive(Debug, Default)]
 pub struct Parsed {
     values: BTreeMap<String, String>,
+    positionals: Vec<String>,
 }
 
 impl Parsed {
+    /// The arguments that are not options, in order (only where the task takes them).
+    pub fn positionals(&self) -> &[String] {
+        &self.positionals
+    }
+
     /// The value of `--name`, if given.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
@@ -43,9 +49,10 @@ impl Parsed {
     }
 }
 
-/// Help text for a task: its one-line description and its options.
-pub fn help(task: &str, about: &str, opts: &[Opt]) -> String {
-    let mut text = format!("usage: cargo xtask {task} [options]\n\n{about}\n\noptions:\n");
+/// Help text for a task: its one-line description, its options and what else it takes.
+fn help_with(task: &str, about: &str, opts: &[Opt], positional: Option<&str>) -> String {
+    let tail = positional.map(|p| format!(" {p}")).unwrap_or_default();
+    let mut text = format!("usage: cargo xtask {task} [options]{tail}\n\n{about}\n\noptions:\n");
     for opt in opts {
         let left = match opt.value {
             Some(v) => format!("--{} {v}", opt.name),
@@ -59,6 +66,29 @@ pub fn help(task: &str, about: &str, opts: &[Opt]) -> String {
 
 /// Parses `args` against `opts`. `Ok(None)` means `--help` was asked for and has been printed.
 pub fn parse(task: &str, about: &str, opts: &[Opt], args: &[String]) -> Result<Option<Parsed>> {
+    parse_inner(task, about, opts, None, args)
+}
+
+/// [`parse`] for a task that also takes arguments that are not options (`positional` names them in
+/// the help, e.g. `IMAGE...`); they are kept in order in [`Parsed::positionals`].
+pub fn parse_with_positionals(
+    task: &str,
+    about: &str,
+    opts: &[Opt],
+    positional: &str,
+    args: &[String],
+) -> Result<Option<Parsed>> {
+    parse_inner(task, about, opts, Some(positional), args)
+}
+
+fn parse_inner(
+    task: &str,
+    about: &str,
+    opts: &[Opt],
+    positional: Option<&str>,
+    args: &[String],
+) -> Result<Option<Parsed>> {
+    let help = |_: &str, about: &str, opts: &[Opt]| help_with(task, about, opts, positional);
     let mut parsed = Parsed::default();
     let mut i = 0;
     while i < args.len() {
@@ -68,6 +98,11 @@ pub fn parse(task: &str, about: &str, opts: &[Opt], args: &[String]) -> Result<O
             return Ok(None);
         }
         let Some(body) = arg.strip_prefix("--") else {
+            if positional.is_some() {
+                parsed.positionals.push(arg.clone());
+                i += 1;
+                continue;
+            }
             bail!(
                 "unexpected argument `{arg}` (options start with `--`)\n\n{}",
                 help(task, about, opts)

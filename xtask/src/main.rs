@@ -13,6 +13,9 @@ mod train;
 // Shared with the mix-train binary (`#[path]`), which uses all of it; xtask uses the parser.
 #[allow(dead_code)]
 mod train_opts;
+// Shared with the mix-train binary (`#[path]`).
+#[allow(dead_code)]
+mod weights;
 
 use std::path::PathBuf;
 
@@ -28,7 +31,9 @@ tasks:
   test       setup, then ci (the README's test command)
   download   fetch and extract a dataset into the cache (Oxford-IIIT Pet by default); prints its folder
   preview    write one MixUp or CutMix training batch as a captioned 3x3 PNG grid (no libtorch)
-  train      train ResNet18 with MixUp/CutMix and fit_one_cycle (runs the mix-train binary)
+  train      train ResNet18 with MixUp/CutMix and fit_one_cycle or fine_tune (runs the mix-train binary)
+  lr-find    fastai's lr_find on the same data and model: a loss-vs-lr PNG and the suggested rate
+  predict    fastai's learn.predict with a finished run: top classes of each image
   bench      criterion benches and peer scripts side by side; writes docs/performance.md
 
 run `cargo xtask <task> --help` for a task's options";
@@ -75,6 +80,8 @@ fn run() -> Result<()> {
         "download" => download::download(&rest),
         "preview" => preview::preview(&rest),
         "train" => train::train(&rest),
+        "lr-find" => train::lr_find(&rest),
+        "predict" => train::predict(&rest),
         "bench" => bench::bench(&rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -28,7 +28,9 @@ const OPTS: &[Opt] = &[
     Opt {
         name: "alpha",
         value: Some("A"),
-        help: "Beta(A, A) concentration (default: mixup 0.4, cutmix 1.0, as fastai)",
+        help:
+            "Beta(A, A) concentration (default 1.0, the seed's MixUp(1.) and CutMix(1.); fastai's \
+               class default is 0.4 for MixUp)",
     },
     Opt {
         name: "seed",
@@ -83,11 +85,8 @@ pub fn preview(rest: &[String]) -> Result<()> {
         "cutmix" => Kind::CutMix,
         other => bail!("--mix {other}: expected mixup or cutmix"),
     };
-    let default_alpha = match kind {
-        Kind::MixUp => Alpha::MIXUP_DEFAULT,
-        Kind::CutMix => Alpha::CUTMIX_DEFAULT,
-    };
-    let alpha = opts.parse_or("alpha", default_alpha.get())?;
+    // The seed notebook runs `MixUp(1.)` and `CutMix(1.)`, whatever the classes' defaults.
+    let alpha = opts.parse_or("alpha", crate::train_opts::SEED_ALPHA)?;
     let alpha = Alpha::new(alpha)
         .map_err(|_| anyhow::anyhow!("--alpha {alpha}: expected a finite number > 0"))?;
     let seed: u64 = opts.parse_or("seed", 0)?;

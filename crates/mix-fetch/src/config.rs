@@ -1,11 +1,12 @@
-//! Where datasets are cached and how patiently they are downloaded.
+//! Where datasets and files are cached and how patiently they are downloaded.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// The environment variable that overrides the cache folder (it then holds `archive/` and `data/`).
+/// The environment variable that overrides the cache folder (it then holds `archive/`, `data/` and
+/// `models/`).
 pub const CACHE_ENV: &str = "MIX_DATA_HOME";
 
 /// fastai's own environment variable for its home folder (default `~/.fastai`).
@@ -62,10 +63,11 @@ impl Retries {
     }
 }
 
-/// Everything [`crate::untar_data`] needs to know besides what to fetch.
+/// Everything [`crate::untar_data`] and [`crate::fetch_file`] need to know besides what to fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchConfig {
-    /// The cache folder: archives go to `archive/`, extracted datasets to `data/`.
+    /// The cache folder: archives go to `archive/`, extracted datasets to `data/`, single files
+    /// ([`crate::fetch_file`]) to `models/`.
     pub cache_dir: PathBuf,
     /// fastai's home folder (`~/.fastai`); a dataset already extracted under its `data/`, or an
     /// archive already downloaded to its `archive/`, is used from there. `None` looks nowhere else.

@@ -1,5 +1,6 @@
-//! Resumable HTTP download of one archive: stream to `<name>.part`, retry transient failures with a
-//! `Range` request, verify size and checksum, then rename into place.
+//! Resumable HTTP download of one file (an archive or model weights): stream to `<name>.part`,
+//! retry transient failures with a `Range` request, verify size and checksum, then rename into
+//! place.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -14,8 +15,87 @@ use reqwest::StatusCode;
 
 use crate::config::FetchConfig;
 use crate::error::{io_err, Error, Result};
-use crate::source::RemoteArchive;
-use crate::verify;
+use crate::source::{Checksum, RemoteArchive};
+use crate::verify::{self, Mismatch};
+
+/// What a download is for; it decides which errors say what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A dataset archive for [`crate::untar_data`]: [`Error::Unreachable`], [`Error::HttpStatus`].
+    Archive,
+    /// A single file for [`crate::fetch_file`]: [`Error::FileUnreachable`],
+    /// [`Error::FileHttpStatus`].
+    File,
+}
+
+/// One download: where from, where to, and what the result must match.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Job<'a> {
+    /// The http(s) URL.
+    pub url: &'a str,
+    /// The final path; the bytes go to its [`part_path`] until verified.
+    pub dest: &'a Path,
+    /// The exact size in bytes, when known.
+    pub size: Option<u64>,
+    /// The expected checksum, when known.
+    pub checksum: Option<&'a Checksum>,
+    /// Which errors to report.
+    pub kind: Kind,
+}
+
+impl<'a> Job<'a> {
+    /// The download of a dataset archive to `dest`.
+    pub(crate) fn archive(remote: &'a RemoteArchive, dest: &'a Path) -> Job<'a> {
+        Job {
+            url: &remote.url,
+            dest,
+            size: remote.size,
+            checksum: remote.checksum.as_ref(),
+            kind: Kind::Archive,
+        }
+    }
+
+    fn unreachable(&self, attempts: u32, reason: String) -> Error {
+        let (url, path) = (self.url.to_string(), self.dest.to_path_buf());
+        match self.kind {
+            Kind::Archive => Error::Unreachable {
+                url,
+                archive: path,
+                attempts,
+                reason,
+            },
+            Kind::File => Error::FileUnreachable {
+                url,
+                path,
+                attempts,
+                reason,
+                checked: matches!(self.checksum, Some(Checksum::Sha256(_))),
+            },
+        }
+    }
+
+    fn http_status(&self, status: u16) -> Error {
+        let (url, path) = (self.url.to_string(), self.dest.to_path_buf());
+        match self.kind {
+            Kind::Archive => Error::HttpStatus {
+                url,
+                status,
+                archive: path,
+            },
+            Kind::File => Error::FileHttpStatus { url, status, path },
+        }
+    }
+
+    fn mismatch(&self, m: Mismatch) -> Error {
+        Error::Mismatch {
+            path: self.dest.to_path_buf(),
+            url: self.url.to_string(),
+            what: m.what,
+            expected: m.expected,
+            found: m.found,
+        }
+    }
+}
 
 /// The partial-download file for `dest`: `dest` with `.part` appended, in the same folder so that
 /// the final rename is atomic.
@@ -25,21 +105,21 @@ pub(crate) fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-/// Downloads `remote` to `dest`, resuming from an existing `.part` file.
+/// Downloads `job.url` to `job.dest`, resuming from an existing `.part` file.
 ///
-/// On success `dest` holds the complete, verified archive. A file that fails verification is
+/// On success `job.dest` holds the complete, verified file. A file that fails verification is
 /// removed ([`Error::Mismatch`]); a download that keeps failing ends with [`Error::Unreachable`]
-/// and keeps its `.part` file for the next run to resume.
-pub(crate) fn download(remote: &RemoteArchive, dest: &Path, cfg: &FetchConfig) -> Result<()> {
-    let part = part_path(dest);
-    let client = client(remote, dest, cfg)?;
-    let progress = progress_bar(cfg, remote, dest);
+/// (or [`Error::FileUnreachable`]) and keeps its `.part` file for the next run to resume.
+pub(crate) fn download(job: &Job<'_>, cfg: &FetchConfig) -> Result<()> {
+    let part = part_path(job.dest);
+    let client = client(job, cfg)?;
+    let progress = progress_bar(cfg, job);
     let mut attempts = 0u32;
     let mut failures = 0u32;
     let mut longest = file_len(&part);
     loop {
         attempts += 1;
-        match attempt(&client, remote, dest, &part, &progress) {
+        match attempt(&client, job, &part, &progress) {
             Ok(()) => break,
             Err(Failure::Fatal(e)) => {
                 progress.abandon();
@@ -56,29 +136,18 @@ pub(crate) fn download(remote: &RemoteArchive, dest: &Path, cfg: &FetchConfig) -
                 failures += 1;
                 if failures >= cfg.retries.max_attempts.max(1) {
                     progress.abandon();
-                    return Err(Error::Unreachable {
-                        url: remote.url.clone(),
-                        archive: dest.to_path_buf(),
-                        attempts,
-                        reason,
-                    });
+                    return Err(job.unreachable(attempts, reason));
                 }
                 thread::sleep(cfg.retries.backoff(failures));
             }
         }
     }
     progress.finish_and_clear();
-    if let Some(m) = verify::check(&part, remote)? {
+    if let Some(m) = verify::check(&part, job.size, job.checksum)? {
         fs::remove_file(&part).map_err(io_err("remove", &part))?;
-        return Err(Error::Mismatch {
-            path: dest.to_path_buf(),
-            url: remote.url.clone(),
-            what: m.what,
-            expected: m.expected,
-            found: m.found,
-        });
+        return Err(job.mismatch(m));
     }
-    fs::rename(&part, dest).map_err(io_err(format!("rename {} to", part.display()), dest))
+    fs::rename(&part, job.dest).map_err(io_err(format!("rename {} to", part.display()), job.dest))
 }
 
 /// How one attempt failed.
@@ -89,23 +158,23 @@ enum Failure {
     Fatal(Error),
 }
 
-fn client(remote: &RemoteArchive, dest: &Path, cfg: &FetchConfig) -> Result<Client> {
+fn client(job: &Job<'_>, cfg: &FetchConfig) -> Result<Client> {
     let mut builder = Client::builder()
         .user_agent(concat!("mix-fetch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(cfg.timeouts.connect)
         // In reqwest's blocking client this bounds the wait for the headers and for each body read,
         // not the whole transfer: exactly a stall timeout.
         .timeout(cfg.timeouts.read);
-    if is_loopback(&remote.url) {
+    if is_loopback(job.url) {
         // A proxy from the environment must never see requests meant for this machine (tests, local
         // mirrors).
         builder = builder.no_proxy();
     }
-    builder.build().map_err(|e| Error::Unreachable {
-        url: remote.url.clone(),
-        archive: dest.to_path_buf(),
-        attempts: 0,
-        reason: format!("could not set up the http client: {}", chain(&e)),
+    builder.build().map_err(|e| {
+        job.unreachable(
+            0,
+            format!("could not set up the http client: {}", chain(&e)),
+        )
     })
 }
 
@@ -124,12 +193,25 @@ fn is_loopback(url: &str) -> bool {
     }
 }
 
-fn progress_bar(cfg: &FetchConfig, remote: &RemoteArchive, dest: &Path) -> ProgressBar {
+fn progress_bar(cfg: &FetchConfig, job: &Job<'_>) -> ProgressBar {
     if !cfg.progress {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(remote.size, ProgressDrawTarget::stderr());
-    let template = if remote.size.is_some() {
+    let bar = ProgressBar::with_draw_target(job.size, ProgressDrawTarget::stderr());
+    set_style(&bar, job.size.is_some());
+    bar.set_prefix(
+        job.dest
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+    );
+    bar
+}
+
+/// A bar with a total and time left when the length is known, a spinner otherwise.
+fn set_style(bar: &ProgressBar, length_known: bool) {
+    let template = if length_known {
         "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
     } else {
         "{prefix} {spinner} {bytes} {binary_bytes_per_sec}"
@@ -137,13 +219,6 @@ fn progress_bar(cfg: &FetchConfig, remote: &RemoteArchive, dest: &Path) -> Progr
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_prefix(
-        dest.file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned(),
-    );
-    bar
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -153,8 +228,7 @@ fn file_len(path: &Path) -> u64 {
 /// One request: resume from the `.part` file if it has bytes, stream the body into it.
 fn attempt(
     client: &Client,
-    remote: &RemoteArchive,
-    dest: &Path,
+    job: &Job<'_>,
     part: &Path,
     progress: &ProgressBar,
 ) -> std::result::Result<(), Failure> {
@@ -163,7 +237,7 @@ fn attempt(
         move |e: io::Error| Failure::Fatal(io_err(action, part)(e))
     };
     let mut have = file_len(part);
-    if let Some(size) = remote.size {
+    if let Some(size) = job.size {
         if have == size {
             // Complete from an earlier run that stopped before the rename; the caller verifies it.
             return Ok(());
@@ -173,11 +247,11 @@ fn attempt(
             have = 0;
         }
     }
-    let mut request = client.get(&remote.url);
+    let mut request = client.get(job.url);
     if have > 0 {
         request = request.header(RANGE, format!("bytes={have}-"));
     }
-    let mut response = request.send().map_err(|e| classify(e, remote, dest))?;
+    let mut response = request.send().map_err(|e| classify(e, job))?;
     let status = response.status();
     let (mut file, start) = match status {
         StatusCode::PARTIAL_CONTENT => match content_range(&response) {
@@ -215,28 +289,17 @@ fn attempt(
         {
             return Err(Failure::Transient(format!("the server answered {s}")));
         }
-        s => {
-            return Err(Failure::Fatal(Error::HttpStatus {
-                url: remote.url.clone(),
-                status: s.as_u16(),
-                archive: dest.to_path_buf(),
-            }))
-        }
+        s => return Err(Failure::Fatal(job.http_status(s.as_u16()))),
     };
     let body_len = response.content_length();
     if let Some(len) = body_len {
+        if progress.length().is_none() {
+            set_style(progress, true);
+        }
         progress.set_length(start + len);
     }
     progress.set_position(start);
-    let received = stream(
-        &mut response,
-        &mut file,
-        start,
-        remote,
-        dest,
-        part,
-        progress,
-    )?;
+    let received = stream(&mut response, &mut file, start, job, part, progress)?;
     if let Some(len) = body_len {
         if received < len {
             return Err(Failure::Transient(format!(
@@ -253,8 +316,7 @@ fn stream(
     response: &mut Response,
     file: &mut File,
     start: u64,
-    remote: &RemoteArchive,
-    dest: &Path,
+    job: &Job<'_>,
     part: &Path,
     progress: &ProgressBar,
 ) -> std::result::Result<u64, Failure> {
@@ -279,17 +341,15 @@ fn stream(
             .map_err(|e| Failure::Fatal(io_err("write", part)(e)))?;
         received += n as u64;
         progress.inc(n as u64);
-        if let Some(size) = remote.size {
+        if let Some(size) = job.size {
             if start + received > size {
                 // Larger than the file we expect: stop now rather than download the rest.
                 let _ = fs::remove_file(part);
-                return Err(Failure::Fatal(Error::Mismatch {
-                    path: dest.to_path_buf(),
-                    url: remote.url.clone(),
+                return Err(Failure::Fatal(job.mismatch(Mismatch {
                     what: "size",
                     expected: format!("{size} bytes"),
                     found: format!("more than {size} bytes"),
-                }));
+                })));
             }
         }
     }
@@ -310,20 +370,15 @@ fn content_range(response: &Response) -> Option<(u64, Option<u64>)> {
     Some((start, total))
 }
 
-fn classify(e: reqwest::Error, remote: &RemoteArchive, dest: &Path) -> Failure {
+fn classify(e: reqwest::Error, job: &Job<'_>) -> Failure {
     if e.is_builder() {
         return Failure::Fatal(Error::BadUrl {
-            url: remote.url.clone(),
+            url: job.url.to_string(),
             reason: chain(&e),
         });
     }
     if e.is_redirect() {
-        return Failure::Fatal(Error::Unreachable {
-            url: remote.url.clone(),
-            archive: dest.to_path_buf(),
-            attempts: 1,
-            reason: chain(&e),
-        });
+        return Failure::Fatal(job.unreachable(1, chain(&e)));
     }
     Failure::Transient(chain(&e))
 }

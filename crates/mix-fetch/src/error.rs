@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Everything that can go wrong while fetching, verifying or extracting a dataset.
+/// Everything that can go wrong while fetching, verifying or extracting a dataset or a file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server could not be reached, or kept failing, after every allowed attempt.
@@ -37,7 +37,54 @@ pub enum Error {
         archive: PathBuf,
     },
 
-    /// A downloaded (or hand-placed) archive does not have the expected size or checksum.
+    /// A single file ([`crate::fetch_file`]) could not be downloaded after every allowed attempt:
+    /// the server could not be reached, or kept failing.
+    #[error(
+        "could not download {url} after {attempts} attempt(s): {reason}; \
+         to work offline put the file by hand at {path} ({})",
+        hand_placed_check(*.checked)
+    )]
+    FileUnreachable {
+        /// The URL that was asked for.
+        url: String,
+        /// Where the file would have been saved, and where it can be put by hand.
+        path: PathBuf,
+        /// How many requests were made.
+        attempts: u32,
+        /// The last failure, in words.
+        reason: String,
+        /// Whether a file put there by hand is checked against a known SHA-256.
+        checked: bool,
+    },
+
+    /// The server answered a single-file request with a status that retrying will not fix (a 404,
+    /// a 403).
+    #[error(
+        "the server answered {status} for {url}, expected 200 or 206: check the url, \
+         or put the file by hand at {path}"
+    )]
+    FileHttpStatus {
+        /// The URL that was asked for.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// Where the file would have been saved, and where it can be put by hand.
+        path: PathBuf,
+    },
+
+    /// A SHA-256 given for a file is not 64 hexadecimal characters.
+    #[error(
+        "{value:?} is not a sha-256 digest ({reason}): expected 64 hexadecimal characters, \
+         as printed by sha256sum"
+    )]
+    BadChecksum {
+        /// The digest as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A downloaded (or hand-placed) archive or file does not have the expected size or checksum.
     #[error(
         "{path} has the wrong {what}: expected {expected}, found {found}; \
          the file was removed, run again to fetch it anew (if this repeats, the file at {url} changed)"
@@ -76,7 +123,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// The URL cannot be used: not http(s), or its file name is not a `.tgz`/`.tar.gz` archive.
+    /// The URL cannot be used: not http(s), no file name, or (for [`crate::untar_data`]) not a
+    /// `.tgz`/`.tar.gz` archive.
     #[error("cannot fetch {url:?}: {reason}")]
     BadUrl {
         /// The URL as given.
@@ -92,7 +140,7 @@ pub enum Error {
     DestinationExists(PathBuf),
 
     /// No cache directory could be found for this user.
-    #[error("found no user cache directory: set MIX_DATA_HOME to the folder that should hold archive/ and data/")]
+    #[error("found no user cache directory: set MIX_DATA_HOME to the folder that should hold archive/, data/ and models/")]
     NoCacheDir,
 
     /// A file-system operation failed.
@@ -109,6 +157,15 @@ pub enum Error {
 
 /// Result with mix-fetch's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The end of [`Error::FileUnreachable`]'s message: what happens to a file put there by hand.
+fn hand_placed_check(checked: bool) -> &'static str {
+    if checked {
+        "its SHA-256 is checked there"
+    } else {
+        "it is used from there unchecked, as no SHA-256 was given"
+    }
+}
 
 /// Builds an [`Error::Io`]; used as `.map_err(io_err("create", &path))`.
 pub(crate) fn io_err(

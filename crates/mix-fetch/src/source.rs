@@ -1,5 +1,5 @@
-//! What to fetch: the table of known datasets, arbitrary URLs, and their expected size and
-//! checksum.
+//! What to fetch: the table of known datasets, arbitrary archive URLs, their expected size and
+//! checksum, and the URL rules shared with single files.
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 /// `f.read(2**20)`).
 pub const FASTAI_PREFIX_BYTES: u64 = 1 << 20;
 
-/// An expected digest of an archive file.
+/// An expected digest of a downloaded file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Checksum {
     /// fastai's check: lower-case hex md5 of the first [`FASTAI_PREFIX_BYTES`] bytes of the file
@@ -18,6 +18,8 @@ pub enum Checksum {
     Md5Prefix(String),
     /// Lower-case hex md5 of the whole file.
     Md5(String),
+    /// Lower-case hex SHA-256 of the whole file (what Hugging Face and timm publish for weights).
+    Sha256(String),
 }
 
 impl Checksum {
@@ -26,13 +28,14 @@ impl Checksum {
         match self {
             Checksum::Md5Prefix(_) => "md5 of the first MiB",
             Checksum::Md5(_) => "md5",
+            Checksum::Sha256(_) => "sha256",
         }
     }
 
     /// The expected hex digest.
     pub fn hex(&self) -> &str {
         match self {
-            Checksum::Md5Prefix(h) | Checksum::Md5(h) => h,
+            Checksum::Md5Prefix(h) | Checksum::Md5(h) | Checksum::Sha256(h) => h,
         }
     }
 }
@@ -189,6 +192,31 @@ impl Source {
     }
 }
 
+/// The last path segment of an http(s) URL (query and fragment cut off); empty when the URL ends
+/// in `/` or has no path. Fails with [`Error::BadUrl`] for any other scheme.
+pub(crate) fn url_file_name(url: &str) -> Result<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| Error::BadUrl {
+            url: url.to_string(),
+            reason: "expected an http:// or https:// url".to_string(),
+        })?;
+    let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    Ok(match path.rfind('/') {
+        Some(i) => &path[i + 1..],
+        None => "",
+    })
+}
+
+/// Whether `name` can be used as a file name in the cache: one plain, visible path component.
+pub(crate) fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '%'])
+        && !name.chars().any(char::is_control)
+}
+
 /// The local names derived from an archive URL, as fastdownload derives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ArchiveName {
@@ -205,16 +233,7 @@ impl ArchiveName {
             url: url.to_string(),
             reason: reason.to_string(),
         };
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .ok_or_else(|| bad("expected an http:// or https:// url"))?;
-        let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
-        let path = &rest[..path_end];
-        let file = match path.rfind('/') {
-            Some(i) => &path[i + 1..],
-            None => "",
-        };
+        let file = url_file_name(url)?;
         let stem = file
             .strip_suffix(".tgz")
             .or_else(|| file.strip_suffix(".tar.gz"))

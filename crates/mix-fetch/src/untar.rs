@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use fs4::fs_std::FileExt;
 
 use crate::config::FetchConfig;
-use crate::download::download;
+use crate::download::{download, Job};
 use crate::error::{io_err, Error, Result};
 use crate::extract::{temp_dir_in, unpack_tgz};
 use crate::source::{ArchiveName, RemoteArchive, Source};
@@ -65,7 +65,11 @@ pub fn untar_data(source: &Source, cfg: &FetchConfig) -> Result<PathBuf> {
     for dir in [&archive_dir, &data_dir] {
         fs::create_dir_all(dir).map_err(io_err("create the folder", dir))?;
     }
-    let _lock = lock(&archive_dir.join(format!("{}.lock", name.file)), &name, cfg)?;
+    let _lock = lock(
+        &archive_dir.join(format!("{}.lock", name.file)),
+        &name.file,
+        cfg,
+    )?;
     // Whoever held the lock before us may have finished the job.
     if paths.data.is_dir() {
         return Ok(paths.data);
@@ -81,7 +85,7 @@ pub fn untar_data(source: &Source, cfg: &FetchConfig) -> Result<PathBuf> {
             if archive == paths.archive {
                 remove_file(&paths.archive)?;
             }
-            download(&remote, &paths.archive, cfg)?;
+            download(&Job::archive(&remote, &paths.archive), cfg)?;
             extract_fresh(&paths.archive, &paths.data, &data_dir, &name.stem)?;
         }
         Err(Error::Corrupt { path, reason }) => {
@@ -124,7 +128,7 @@ fn find_or_download(
     cfg: &FetchConfig,
 ) -> Result<(PathBuf, bool)> {
     if ours.is_file() {
-        if verify::check(ours, remote)?.is_none() {
+        if verify::check(ours, remote.size, remote.checksum.as_ref())?.is_none() {
             return Ok((ours.to_path_buf(), false));
         }
         // fastdownload prints "Downloading a new version of this dataset..." here and downloads
@@ -133,11 +137,13 @@ fn find_or_download(
     }
     if let Some(fastai) = &cfg.fastai_dir {
         let theirs = fastai.join("archive").join(&name.file);
-        if theirs.is_file() && verify::check(&theirs, remote)?.is_none() {
+        if theirs.is_file()
+            && verify::check(&theirs, remote.size, remote.checksum.as_ref())?.is_none()
+        {
             return Ok((theirs, false));
         }
     }
-    download(remote, ours, cfg)?;
+    download(&Job::archive(remote, ours), cfg)?;
     Ok((ours.to_path_buf(), true))
 }
 
@@ -192,7 +198,8 @@ fn remove_stale_extractions(data_dir: &Path, stem: &str) -> Result<()> {
     Ok(())
 }
 
-fn remove_file(path: &Path) -> Result<()> {
+/// Removes `path`; one that is already gone is fine.
+pub(crate) fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
         _ => Ok(()),
@@ -201,7 +208,8 @@ fn remove_file(path: &Path) -> Result<()> {
 
 /// An exclusive advisory lock (flock on unix) held until the file is dropped. Each call opens its
 /// own file description, so two threads of one process exclude each other as two processes do.
-fn lock(path: &Path, name: &ArchiveName, cfg: &FetchConfig) -> Result<File> {
+/// `what` names the archive or file in the message shown while waiting.
+pub(crate) fn lock(path: &Path, what: &str, cfg: &FetchConfig) -> Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -212,8 +220,7 @@ fn lock(path: &Path, name: &ArchiveName, cfg: &FetchConfig) -> Result<File> {
     if !locked {
         if cfg.progress {
             eprintln!(
-                "waiting for another process fetching {} (lock file {})",
-                name.file,
+                "waiting for another process fetching {what} (lock file {})",
                 path.display()
             );
         }

@@ -1,13 +1,14 @@
-//! Size and checksum checks of an archive on disk.
+//! Size and checksum checks of a downloaded file on disk (an archive or a single file).
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
 use md5::{Digest, Md5};
+use sha2::Sha256;
 
 use crate::error::{io_err, Result};
-use crate::source::{Checksum, RemoteArchive, FASTAI_PREFIX_BYTES};
+use crate::source::{Checksum, FASTAI_PREFIX_BYTES};
 
 /// A failed check: what was checked, expected and found.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,14 +18,18 @@ pub(crate) struct Mismatch {
     pub found: String,
 }
 
-/// Checks `path` against the size and checksum in `remote` (each only when known). The size is
-/// checked first because it is free, as in fastdownload's `path_stats` comparison.
-pub(crate) fn check(path: &Path, remote: &RemoteArchive) -> Result<Option<Mismatch>> {
+/// Checks `path` against `size` and `checksum` (each only when known). The size is checked first
+/// because it is free, as in fastdownload's `path_stats` comparison.
+pub(crate) fn check(
+    path: &Path,
+    size: Option<u64>,
+    checksum: Option<&Checksum>,
+) -> Result<Option<Mismatch>> {
     let len = path
         .metadata()
         .map_err(io_err("read the size of", path))?
         .len();
-    if let Some(size) = remote.size {
+    if let Some(size) = size {
         if len != size {
             return Ok(Some(Mismatch {
                 what: "size",
@@ -33,14 +38,14 @@ pub(crate) fn check(path: &Path, remote: &RemoteArchive) -> Result<Option<Mismat
             }));
         }
     }
-    let Some(checksum) = &remote.checksum else {
+    let Some(checksum) = checksum else {
         return Ok(None);
     };
-    let limit = match checksum {
-        Checksum::Md5Prefix(_) => FASTAI_PREFIX_BYTES,
-        Checksum::Md5(_) => u64::MAX,
+    let found = match checksum {
+        Checksum::Md5Prefix(_) => digest_hex::<Md5>(path, FASTAI_PREFIX_BYTES)?,
+        Checksum::Md5(_) => digest_hex::<Md5>(path, u64::MAX)?,
+        Checksum::Sha256(_) => digest_hex::<Sha256>(path, u64::MAX)?,
     };
-    let found = md5_hex(path, limit)?;
     if found.eq_ignore_ascii_case(checksum.hex()) {
         Ok(None)
     } else {
@@ -52,11 +57,16 @@ pub(crate) fn check(path: &Path, remote: &RemoteArchive) -> Result<Option<Mismat
     }
 }
 
-/// Lower-case hex md5 of the first `limit` bytes of `path` (all of it when shorter).
-pub(crate) fn md5_hex(path: &Path, limit: u64) -> Result<String> {
+/// Lower-case hex digest of the first `limit` bytes of `path` (all of it when shorter).
+/// Lower-case hex SHA-256 of the whole file at `path` (to record which weights a run used).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    digest_hex::<Sha256>(path, u64::MAX)
+}
+
+fn digest_hex<D: Digest>(path: &Path, limit: u64) -> Result<String> {
     let file = File::open(path).map_err(io_err("open", path))?;
     let mut reader = file.take(limit);
-    let mut hasher = Md5::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = reader.read(&mut buf).map_err(io_err("read", path))?;

@@ -25,10 +25,14 @@ const PREFIX: &str = "epoch-";
 pub struct Progress {
     /// [`FORMAT`].
     pub format: u32,
-    /// Epochs completed.
+    /// Epochs of this fit completed.
     pub epochs_done: usize,
     /// Epochs the fit was asked for.
     pub n_epoch: usize,
+    /// Epochs of earlier fits of the same run (`fine_tune`'s frozen phase); the checkpoint folder is
+    /// named after `epoch_offset + epochs_done`.
+    #[serde(default)]
+    pub epoch_offset: usize,
     /// Training steps completed.
     pub train_iter: usize,
     /// The one-cycle schedule being followed.
@@ -89,7 +93,10 @@ pub fn save(
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io("syncing", &p, e))?;
     }
-    let dest = root.join(format!("{PREFIX}{:04}", progress.epochs_done));
+    let dest = root.join(format!(
+        "{PREFIX}{:04}",
+        progress.epoch_offset + progress.epochs_done
+    ));
     if dest.exists() {
         std::fs::remove_dir_all(&dest).map_err(|e| Error::io("removing the stale", &dest, e))?;
     }

@@ -43,6 +43,14 @@ pub enum Error {
         /// What is missing or mismatched, and what to do.
         problem: String,
     },
+    /// A saved model (a run's `model.safetensors`) does not fit the model being built.
+    #[error("model weights {path}: {problem}")]
+    Weights {
+        /// The `.safetensors` file.
+        path: PathBuf,
+        /// What is missing or mismatched.
+        problem: String,
+    },
     /// A checkpoint folder is missing, incomplete or from a different run.
     #[error("checkpoint {path}: {problem}")]
     Checkpoint {

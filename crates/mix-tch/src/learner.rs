@@ -10,7 +10,7 @@ use crate::loss::{default_loss, LossFunc};
 use crate::model::VisionModel;
 use crate::optim::{Adam, AdamConfig, LossScaler};
 use crate::recorder::{self, EpochRow, SmoothLoss, StepRow};
-use crate::schedule::OneCycle;
+use crate::schedule::{CombinedCos, FineTune, OneCycle};
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mix_data::Batch;
@@ -81,15 +81,18 @@ pub struct Learn {
     pub device: Device,
     /// Training (true) or validating (false).
     pub training: bool,
-    /// Current epoch, 0-based.
+    /// Current epoch of this fit, 0-based.
     pub epoch: usize,
     /// Epochs in this fit.
     pub n_epoch: usize,
+    /// Epochs of earlier fits of the same run (`fine_tune`'s frozen phase); the run's history numbers
+    /// epochs from the run's start, `epoch_offset + epoch`.
+    pub epoch_offset: usize,
     /// Batch index within the current pass.
     pub iter: usize,
     /// Batches in the current pass.
     pub n_iter: usize,
-    /// Training steps done in this fit.
+    /// Training steps done in this fit (the recorded history numbers steps from the run's start).
     pub train_iter: usize,
     /// Fraction of training done, the schedule's position.
     pub pct_train: f64,
@@ -132,6 +135,13 @@ struct Core {
     cbs: Vec<Slot>,
     cfg: LearnerConfig,
     sched: OneCycle,
+    /// Per parameter group, the learning-rate schedule of this fit; `None` leaves the learning rate and
+    /// momentum to callbacks (lr_find).
+    lr_scheds: Option<Vec<CombinedCos>>,
+    /// Set when the current fit was cancelled (a callback's `Cancel::Fit`).
+    fit_cancelled: bool,
+    /// No epoch table, no run-folder files (lr_find's `no_logging`).
+    quiet: bool,
     scaler: Option<LossScaler>,
     steps: Vec<StepRow>,
     epochs: Vec<EpochRow>,
@@ -194,6 +204,7 @@ impl Learner {
             training: false,
             epoch: 0,
             n_epoch: 0,
+            epoch_offset: 0,
             iter: 0,
             n_iter: 0,
             train_iter: 0,
@@ -211,6 +222,9 @@ impl Learner {
             learn,
             cbs: Vec::new(),
             sched: OneCycle::default(),
+            lr_scheds: None,
+            fit_cancelled: false,
+            quiet: false,
             scaler,
             steps: Vec::new(),
             epochs: Vec::new(),
@@ -268,18 +282,177 @@ impl Learner {
                 "expected at least one epoch to fit, found 0".into(),
             ));
         }
+        self.clear_history();
+        self.with_fit_callbacks(cbs, |l| l.fit_phase(n_epoch, 0, Some(sched)))?;
+        Ok(self.summary())
+    }
+
+    /// fastai's `fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div)`: freeze the body,
+    /// `fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99)`, halve `base_lr`, unfreeze,
+    /// `fit_one_cycle(epochs, slice(base_lr/lr_mult, base_lr), pct_start, div)`. `cbs` run in both fits.
+    /// The run's history (table, CSVs, checkpoints) numbers the second fit's epochs after the first's.
+    pub fn fine_tune(
+        &mut self,
+        epochs: usize,
+        ft: FineTune,
+        cbs: Vec<Box<dyn Callback>>,
+    ) -> Result<FitSummary> {
+        ft.validate()?;
+        if epochs == 0 {
+            return Err(Error::Invalid(
+                "expected at least one epoch to fine-tune, found 0".into(),
+            ));
+        }
+        self.clear_history();
+        self.with_fit_callbacks(cbs, |l| {
+            l.core.learn.model.freeze_body();
+            if ft.freeze_epochs > 0 && !l.fit_phase(ft.freeze_epochs, 0, Some(ft.frozen_phase()))? {
+                return Ok(false);
+            }
+            l.start_unfrozen_phase(&ft);
+            l.fit_phase(epochs, 0, Some(ft.unfrozen_phase()))
+        })?;
+        Ok(self.summary())
+    }
+
+    /// Continues a `fine_tune(epochs, ft)` run in `run_dir` from its newest checkpoint: the rest of the
+    /// phase it stopped in, then the unfrozen phase if it stopped in the frozen one.
+    pub fn resume_fine_tune(
+        &mut self,
+        epochs: usize,
+        ft: FineTune,
+        cbs: Vec<Box<dyn Callback>>,
+    ) -> Result<FitSummary> {
+        ft.validate()?;
+        let progress = self.load_latest_checkpoint()?;
+        let in_frozen_phase = ft.freeze_epochs > 0 && progress.epoch_offset == 0;
+        self.with_fit_callbacks(cbs, |l| {
+            if progress.epochs_done < progress.n_epoch
+                && !l.fit_phase(progress.n_epoch, progress.epochs_done, Some(progress.sched))?
+            {
+                return Ok(false);
+            }
+            if !in_frozen_phase {
+                return Ok(true);
+            }
+            l.start_unfrozen_phase(&ft);
+            l.fit_phase(epochs, 0, Some(ft.unfrozen_phase()))
+        })?;
+        Ok(self.summary())
+    }
+
+    /// fastai's `lr_find`: a mock training whose learning rate grows exponentially from `cfg.start_lr`
+    /// to `cfg.end_lr` over `cfg.num_it` steps (no validation, no table, no run-folder files), stopped
+    /// early when the smoothed loss passes 4 times its minimum (or turns non-finite). The model, the
+    /// optimizer and the recorded history are restored afterwards, bit for bit.
+    pub fn lr_find(&mut self, cfg: LrFind) -> Result<LrFindResult> {
+        cfg.validate()?;
+        let n_batches = self.train.num_batches();
+        if n_batches == 0 {
+            return Err(Error::Data(
+                "lr_find needs at least one training batch, found none".into(),
+            ));
+        }
+        let num_it = cfg.num_it.max(6);
+        let n_epoch = num_it / n_batches + 1;
+        let saved = self.save_state();
+        self.core.quiet = true;
+        self.clear_history();
+        let finder = LrFinder {
+            start_lr: cfg.start_lr,
+            end_lr: cfg.end_lr,
+            num_it,
+            stop_div: cfg.stop_div,
+            best: f64::INFINITY,
+        };
+        let result =
+            self.with_fit_callbacks(vec![Box::new(finder)], |l| l.fit_phase(n_epoch, 0, None));
+        let lrs: Vec<f64> = self.core.steps.iter().map(|s| s.lr).collect();
+        let losses: Vec<f64> = self.core.steps.iter().map(|s| s.smooth_loss).collect();
+        self.restore_state(saved)?;
+        match result {
+            // A loss that turns inf or NaN ends the search like a diverging one.
+            Ok(_) | Err(Error::NonFiniteLoss { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let valley = suggest_valley(&lrs, &losses, num_it);
+        Ok(LrFindResult {
+            lrs,
+            losses,
+            valley,
+        })
+    }
+
+    fn clear_history(&mut self) {
         let core = &mut self.core;
         core.steps.clear();
         core.epochs.clear();
+        core.learn.epoch_offset = 0;
         core.learn.smooth_loss = SmoothLoss::default();
         core.learn.train_iter = 0;
         core.learn.pct_train = 0.0;
-        self.run_fit(n_epoch, 0, sched, cbs)
+    }
+
+    /// Between `fine_tune`'s fits: the second fit's epochs come after the first's, the body trains.
+    fn start_unfrozen_phase(&mut self, ft: &FineTune) {
+        let learn = &mut self.core.learn;
+        learn.epoch_offset = ft.freeze_epochs;
+        learn.model.unfreeze();
+    }
+
+    /// Everything lr_find changes, deep-copied.
+    fn save_state(&self) -> SavedState {
+        let learn = &self.core.learn;
+        SavedState {
+            vars: learn
+                .model
+                .variables()
+                .into_iter()
+                .map(|(n, t)| (n, t.detach().copy()))
+                .collect(),
+            opt: learn.opt.snapshot(),
+            steps: self.core.steps.clone(),
+            epochs: self.core.epochs.clone(),
+            smooth: learn.smooth_loss,
+            train_iter: learn.train_iter,
+            epoch_offset: learn.epoch_offset,
+            last_checkpoint: self.core.last_checkpoint.clone(),
+        }
+    }
+
+    fn restore_state(&mut self, saved: SavedState) -> Result<()> {
+        let core = &mut self.core;
+        core.quiet = false;
+        let vars = core.learn.model.variables();
+        for (name, src) in &saved.vars {
+            let mut dst = vars[name].shallow_clone();
+            tch::no_grad(|| dst.f_copy_(src))?;
+        }
+        core.learn.opt.restore(saved.opt);
+        core.learn.opt.zero_grad();
+        core.steps = saved.steps;
+        core.epochs = saved.epochs;
+        core.learn.smooth_loss = saved.smooth;
+        core.learn.train_iter = saved.train_iter;
+        core.learn.epoch_offset = saved.epoch_offset;
+        core.last_checkpoint = saved.last_checkpoint;
+        Ok(())
     }
 
     /// Continues the run in `run_dir` from its newest checkpoint: weights, optimizer state, schedule
     /// position and history are restored, and the remaining epochs of the same one-cycle schedule run.
     pub fn resume(&mut self, cbs: Vec<Box<dyn Callback>>) -> Result<FitSummary> {
+        let progress = self.load_latest_checkpoint()?;
+        if progress.epochs_done >= progress.n_epoch {
+            return Ok(self.summary());
+        }
+        self.with_fit_callbacks(cbs, |l| {
+            l.fit_phase(progress.n_epoch, progress.epochs_done, Some(progress.sched))
+        })?;
+        Ok(self.summary())
+    }
+
+    fn load_latest_checkpoint(&mut self) -> Result<Progress> {
         let root = self.checkpoint_root().ok_or_else(|| {
             Error::Invalid(
                 "resuming needs a run folder: set LearnerConfig::run_dir to the run to continue"
@@ -290,11 +463,7 @@ impl Learner {
             path: root.clone(),
             problem: "no checkpoint to resume from; start the run with fit_one_cycle".into(),
         })?;
-        let progress = self.load_checkpoint(&dir)?;
-        if progress.epochs_done >= progress.n_epoch {
-            return Ok(self.summary());
-        }
-        self.run_fit(progress.n_epoch, progress.epochs_done, progress.sched, cbs)
+        self.load_checkpoint(&dir)
     }
 
     /// Restores weights, optimizer state, schedule position and history from checkpoint folder `dir`.
@@ -336,6 +505,7 @@ impl Learner {
         core.learn.opt.load_state(&loaded.optimizer, &p.opt_steps)?;
         core.learn.opt.cfg = p.adam;
         core.learn.train_iter = p.train_iter;
+        core.learn.epoch_offset = p.epoch_offset;
         core.learn.smooth_loss = p.smooth;
         if core.scaler.is_some() {
             core.scaler = Some(p.scaler.clone().unwrap_or_default());
@@ -378,31 +548,58 @@ impl Learner {
         }
     }
 
-    fn run_fit(
+    /// Adds `cbs` for the duration of `body` (fastai's `fit(cbs=...)`), then removes them, whatever
+    /// `body` returns.
+    fn with_fit_callbacks<T>(
         &mut self,
-        n_epoch: usize,
-        start_epoch: usize,
-        sched: OneCycle,
         cbs: Vec<Box<dyn Callback>>,
-    ) -> Result<FitSummary> {
+        body: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
         for cb in cbs {
             self.core.insert(cb, true);
         }
-        self.core.sched = sched;
-        self.core.learn.opt.wd = sched.wd;
-        self.core.learn.n_epoch = n_epoch;
-        if let Some(dir) = &self.core.cfg.run_dir {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                self.core.cbs.retain(|s| !s.temporary);
-                return Err(Error::io("creating the run folder", dir, e));
+        let result = body(self);
+        self.core.bar.finish_and_clear();
+        self.core.cbs.retain(|s| !s.temporary);
+        result
+    }
+
+    /// One fit from epoch `start_epoch` to `n_epoch` (fastai's `fit`): the events, the epochs, the
+    /// table. `sched` drives learning rate and momentum; `None` leaves them to the callbacks. Returns
+    /// whether the fit ran to its end (false when a callback cancelled it).
+    fn fit_phase(
+        &mut self,
+        n_epoch: usize,
+        start_epoch: usize,
+        sched: Option<OneCycle>,
+    ) -> Result<bool> {
+        let core = &mut self.core;
+        if start_epoch == 0 {
+            // fastai's TrainEvalCallback and Recorder `before_fit`: each fit counts its own steps and
+            // smooths its own loss.
+            core.learn.train_iter = 0;
+            core.learn.pct_train = 0.0;
+            core.learn.smooth_loss = SmoothLoss::default();
+        }
+        core.fit_cancelled = false;
+        core.lr_scheds = sched.map(|s| s.lr_scheds(core.learn.opt.n_groups()));
+        if let Some(sched) = sched {
+            core.sched = sched;
+            core.learn.opt.wd = sched.wd;
+        }
+        core.learn.n_epoch = n_epoch;
+        if !core.quiet {
+            if let Some(dir) = &core.cfg.run_dir {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io("creating the run folder", dir, e))?;
             }
         }
         let (train, valid) = (&*self.train, &*self.valid);
         let core = &mut self.core;
-        if core.cfg.progress {
+        if core.cfg.progress && !core.quiet {
             println!("{}", recorder::table_header());
         }
-        let result = core.with_events(
+        core.with_events(
             Cancel::Fit,
             |core| {
                 for epoch in start_epoch..n_epoch {
@@ -416,10 +613,176 @@ impl Learner {
                 Ok(())
             },
             |_| Ok(()),
-        );
+        )?;
         self.core.bar.finish_and_clear();
-        self.core.cbs.retain(|s| !s.temporary);
-        result.map(|()| self.summary())
+        Ok(!self.core.fit_cancelled)
+    }
+}
+
+/// What lr_find puts back.
+struct SavedState {
+    vars: Vec<(String, Tensor)>,
+    opt: crate::optim::AdamSnapshot,
+    steps: Vec<StepRow>,
+    epochs: Vec<EpochRow>,
+    smooth: SmoothLoss,
+    train_iter: usize,
+    epoch_offset: usize,
+    last_checkpoint: Option<PathBuf>,
+}
+
+/// fastai's `lr_find` arguments, with its defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrFind {
+    /// Learning rate of the first step (fastai 1e-7).
+    pub start_lr: f64,
+    /// Learning rate the schedule would reach at step `num_it` (fastai 10).
+    pub end_lr: f64,
+    /// Steps of the search (fastai 100; fewer than 6 count as 6, as in fastai).
+    pub num_it: usize,
+    /// Stop when the smoothed loss passes 4 times its minimum (fastai `stop_div=True`).
+    pub stop_div: bool,
+}
+
+impl Default for LrFind {
+    fn default() -> Self {
+        LrFind {
+            start_lr: 1e-7,
+            end_lr: 10.0,
+            num_it: 100,
+            stop_div: true,
+        }
+    }
+}
+
+impl LrFind {
+    /// Checks `0 < start_lr < end_lr`, both finite.
+    pub fn validate(&self) -> Result<()> {
+        if self.start_lr.is_finite()
+            && self.end_lr.is_finite()
+            && self.start_lr > 0.0
+            && self.end_lr > self.start_lr
+        {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "expected lr_find rates with 0 < start_lr < end_lr, found start_lr {} and end_lr {}",
+                self.start_lr, self.end_lr
+            )))
+        }
+    }
+}
+
+/// What lr_find recorded: per step, the learning rate and the smoothed loss (fastai's
+/// `recorder.lrs` and `recorder.losses`), and fastai's default suggestion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrFindResult {
+    /// Learning rate of every step run.
+    pub lrs: Vec<f64>,
+    /// Smoothed training loss after every step run.
+    pub losses: Vec<f64>,
+    /// fastai's `valley` suggestion as `(lr, loss)`; `None` when too few steps ran to suggest one
+    /// (fastai fails there).
+    pub valley: Option<(f64, f64)>,
+}
+
+/// fastai's `LRFinder` callback: sets the exponential learning rate before each training batch,
+/// cancels validation, stops on divergence or after `num_it` steps.
+#[derive(Debug)]
+struct LrFinder {
+    start_lr: f64,
+    end_lr: f64,
+    num_it: usize,
+    stop_div: bool,
+    best: f64,
+}
+
+impl Callback for LrFinder {
+    fn name(&self) -> &str {
+        "LRFinder"
+    }
+
+    fn order(&self) -> i32 {
+        // After the recorder (fastai: ParamScheduler order 60 > Recorder 50).
+        60
+    }
+
+    fn run_valid(&self) -> bool {
+        false
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
+        match event {
+            Event::BeforeBatch => {
+                let pos = learn.train_iter as f64 / self.num_it as f64;
+                // fastai's SchedExp: start * (end/start) ** pos.
+                learn
+                    .opt
+                    .set_lr(self.start_lr * (self.end_lr / self.start_lr).powf(pos));
+                Ok(())
+            }
+            Event::AfterBatch => {
+                let smooth = learn.smooth_loss.value();
+                if smooth < self.best {
+                    self.best = smooth;
+                }
+                if (self.stop_div && smooth > 4.0 * self.best) || learn.train_iter >= self.num_it {
+                    return Cancel::Fit.err();
+                }
+                Ok(())
+            }
+            Event::BeforeValidate => Cancel::Validate.err(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// fastai's suggestion from an lr_find run: its `valley` on the steps `num_it/10 .. len-5`, cut at the
+/// first NaN loss. `None` when nothing is left to suggest from.
+pub fn suggest_valley(lrs: &[f64], losses: &[f64], num_it: usize) -> Option<(f64, f64)> {
+    let n = lrs.len().min(losses.len());
+    let (start, end) = (num_it / 10, n.saturating_sub(5));
+    if start >= end {
+        return None;
+    }
+    let (mut lrs, mut losses) = (&lrs[start..end], &losses[start..end]);
+    if let Some(nan) = losses.iter().position(|l| l.is_nan()) {
+        lrs = &lrs[..nan];
+        losses = &losses[..nan];
+    }
+    if losses.is_empty() {
+        return None;
+    }
+    let idx = valley_index(losses);
+    Some((lrs[idx], losses[idx]))
+}
+
+/// fastai's `valley`: the longest decreasing subsequence of the losses (computed as fastai does, with
+/// its bookkeeping of where that valley starts) and the index `max_start + int(len/3) + int(len/3/2)`,
+/// about half way down it.
+pub fn valley_index(losses: &[f64]) -> usize {
+    let n = losses.len();
+    // Signed, as in Python: `max_start` is -1 when the valley starts at the first point, and a
+    // negative index then counts from the end, as Python's `lrs[idx]` does.
+    let (mut max_start, mut max_end) = (0isize, 0usize);
+    let mut lds = vec![1usize; n];
+    for i in 1..n {
+        for j in 0..i {
+            if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                lds[i] = lds[j] + 1;
+            }
+            if lds[max_end] < lds[i] {
+                max_end = i;
+                max_start = max_end as isize - lds[max_end] as isize;
+            }
+        }
+    }
+    let sections = (max_end as isize - max_start) as f64 / 3.0;
+    let idx = max_start + sections as isize + (sections / 2.0) as isize;
+    if idx < 0 {
+        (idx + n as isize).max(0) as usize
+    } else {
+        (idx as usize).min(n.saturating_sub(1))
     }
 }
 
@@ -460,7 +823,12 @@ impl Core {
         let (before, after_cancel, after) = kind.events();
         match self.event(before).and_then(|()| body(self)) {
             Ok(()) => {}
-            Err(Error::Cancel(k)) if k == kind => self.event(after_cancel)?,
+            Err(Error::Cancel(k)) if k == kind => {
+                if kind == Cancel::Fit {
+                    self.fit_cancelled = true;
+                }
+                self.event(after_cancel)?
+            }
             Err(Error::Cancel(k)) => return Err(Error::Cancel(k)),
             Err(e) => {
                 // The original error matters more than one raised while cleaning up.
@@ -587,8 +955,13 @@ impl Core {
             let total = (self.learn.n_iter * self.learn.n_epoch).max(1);
             let done = self.learn.epoch * self.learn.n_iter + self.learn.iter;
             self.learn.pct_train = done as f64 / total as f64;
-            self.learn.opt.lr = self.sched.lr_sched().at(self.learn.pct_train);
-            self.learn.opt.mom = self.sched.mom_sched().at(self.learn.pct_train);
+            if let Some(scheds) = &self.lr_scheds {
+                // fastai's ParamScheduler: every group's rate from its own schedule.
+                let pct = self.learn.pct_train;
+                let lrs: Vec<f64> = scheds.iter().map(|s| s.at(pct)).collect();
+                self.learn.opt.set_lrs(&lrs)?;
+                self.learn.opt.mom = self.sched.mom_sched().at(pct);
+            }
         }
         self.with_events(
             Cancel::Batch,
@@ -661,9 +1034,9 @@ impl Core {
             self.learn.smooth_loss.accumulate(loss);
             let smooth = self.learn.smooth_loss.value();
             self.steps.push(StepRow {
-                step: self.learn.train_iter,
-                epoch: self.learn.epoch,
-                lr: self.learn.opt.lr,
+                step: self.steps.len(),
+                epoch: self.learn.epoch_offset + self.learn.epoch,
+                lr: self.learn.opt.lr(),
                 mom: self.learn.opt.mom,
                 loss,
                 smooth_loss: smooth,
@@ -691,13 +1064,16 @@ impl Core {
     fn end_epoch(&mut self) -> Result<()> {
         let (valid_loss, error_rate) = self.valid_metrics();
         let row = EpochRow {
-            epoch: self.learn.epoch,
+            epoch: self.learn.epoch_offset + self.learn.epoch,
             train_loss: self.learn.smooth_loss.value(),
             valid_loss,
             error_rate,
             seconds: self.epoch_start.elapsed().as_secs_f64(),
         };
         self.epochs.push(row);
+        if self.quiet {
+            return Ok(());
+        }
         if self.cfg.progress {
             println!("{}", recorder::table_row(&row));
         }
@@ -712,7 +1088,7 @@ impl Core {
             &dir.join("steps.csv"),
             recorder::steps_csv(&self.steps).as_bytes(),
         )?;
-        let epoch = self.learn.epoch;
+        let epoch = row.epoch;
         let per_epoch = self.steps.iter().filter(|s| s.epoch == epoch).count();
         recorder::curves_png(
             &dir.join("curves.png"),
@@ -727,6 +1103,7 @@ impl Core {
             format: checkpoint::FORMAT,
             epochs_done: self.learn.epoch + 1,
             n_epoch: self.learn.n_epoch,
+            epoch_offset: self.learn.epoch_offset,
             train_iter: self.learn.train_iter,
             sched: self.sched,
             adam: self.learn.opt.cfg,

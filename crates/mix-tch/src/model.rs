@@ -43,6 +43,25 @@ pub struct Param {
     pub kind: ParamKind,
     /// Whether it belongs to the body (the pretrained part).
     pub in_body: bool,
+    /// Its parameter group (fastai's `_resnet_split`): see [`param_group`].
+    pub group: usize,
+}
+
+/// Parameter groups of the model, as fastai's resnet splitter makes them.
+pub const N_GROUPS: usize = 3;
+
+/// The parameter group of a variable, as fastai's `_resnet_split(m) = L(m[0][:6], m[0][6:], m[1:])`
+/// splits a ResNet: 0 is the body up to `layer2` (conv1, bn1, layer1, layer2), 1 is `layer3` and
+/// `layer4`, 2 is the head. Discriminative learning rates (`slice(lo, hi)`) and freezing work on
+/// these groups.
+pub fn param_group(name: &str) -> usize {
+    if name.starts_with("head.") {
+        2
+    } else if name.starts_with("layer3.") || name.starts_with("layer4.") {
+        1
+    } else {
+        0
+    }
 }
 
 #[derive(Debug)]
@@ -280,6 +299,7 @@ impl VisionModel {
             .map(|(name, kind, in_body)| {
                 let tensor = vars[&name].shallow_clone();
                 Param {
+                    group: param_group(&name),
                     name,
                     tensor,
                     kind,
@@ -466,6 +486,42 @@ impl VisionModel {
     pub fn load_pretrained(&mut self, path: &Path) -> Result<()> {
         self.load_body(path)?;
         self.freeze_body();
+        Ok(())
+    }
+
+    /// Loads every variable (body, head and BatchNorm buffers) from a `.safetensors` file written from
+    /// such a model's variables, such as a run's `model.safetensors`. Every name and shape must match,
+    /// so a file for another number of classes is refused with both shapes named.
+    pub fn load_all(&mut self, path: &Path) -> Result<()> {
+        let fail = |problem: String| Error::Weights {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let file: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+            .map_err(|e| fail(format!("cannot read it as safetensors ({e})")))?
+            .into_iter()
+            .collect();
+        let vars = self.vs.variables();
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        for name in names {
+            let src = file.get(name).ok_or_else(|| {
+                fail(format!(
+                    "variable {name} missing; expected a model saved by mix-train"
+                ))
+            })?;
+            let var = &vars[name];
+            if src.size() != var.size() {
+                return Err(fail(format!(
+                    "{name}: expected shape {:?}, found {:?}",
+                    var.size(),
+                    src.size()
+                )));
+            }
+            let src = src.to_kind(var.kind()).to_device(var.device());
+            let mut dst = var.shallow_clone();
+            tch::no_grad(|| dst.f_copy_(&src))?;
+        }
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! fastai's Adam (fastai/optimizer.py): decoupled weight decay, dampened averages, debiased step, with
 //! BatchNorm parameters exempt from weight decay; and a manual loss scaler for mixed precision.
 
-use crate::model::{ParamKind, VisionModel};
+use crate::model::{ParamKind, VisionModel, N_GROUPS};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
@@ -28,18 +28,20 @@ impl Default for AdamConfig {
 struct Slot {
     name: String,
     param: Tensor,
+    group: usize,
     do_wd: bool,
     grad_avg: Option<Tensor>,
     sqr_avg: Option<Tensor>,
     step: u64,
 }
 
-/// Adam over a model's trainable parameters, with state per parameter as in fastai.
+/// Adam over a model's trainable parameters, with state per parameter and hyper-parameters per
+/// parameter group, as in fastai (`Optimizer.param_lists` and `hypers`).
 #[derive(Debug)]
 pub struct Adam {
     slots: Vec<Slot>,
-    /// Learning rate for the next step.
-    pub lr: f64,
+    /// Learning rate of each parameter group for the next step (fastai's `hypers[i]['lr']`).
+    lrs: Vec<f64>,
     /// Beta1 (fastai's `mom`) for the next step.
     pub mom: f64,
     /// Decoupled weight decay for the next step.
@@ -59,6 +61,7 @@ impl Adam {
             .map(|p| Slot {
                 name: p.name.clone(),
                 param: p.tensor.shallow_clone(),
+                group: p.group,
                 do_wd: p.kind != ParamKind::Norm,
                 grad_avg: None,
                 sqr_avg: None,
@@ -67,20 +70,39 @@ impl Adam {
             .collect();
         Adam {
             slots,
-            lr: 1e-3,
+            lrs: vec![1e-3; N_GROUPS],
             mom: 0.9,
             wd: 0.01,
             cfg,
         }
     }
 
-    /// An optimizer over explicit `(name, parameter, decayed)` triples.
+    /// An optimizer over explicit `(name, parameter, decayed)` triples, all in one parameter group.
     pub fn from_params(params: Vec<(String, Tensor, bool)>, cfg: AdamConfig) -> Self {
+        Self::from_groups(
+            params
+                .into_iter()
+                .map(|(name, param, do_wd)| (name, param, do_wd, 0))
+                .collect(),
+            1,
+            cfg,
+        )
+    }
+
+    /// An optimizer over explicit `(name, parameter, decayed, group)` tuples in `n_groups` parameter
+    /// groups (every group index below `n_groups`).
+    pub fn from_groups(
+        params: Vec<(String, Tensor, bool, usize)>,
+        n_groups: usize,
+        cfg: AdamConfig,
+    ) -> Self {
+        let n_groups = n_groups.max(1);
         let slots = params
             .into_iter()
-            .map(|(name, param, do_wd)| Slot {
+            .map(|(name, param, do_wd, group)| Slot {
                 name,
                 param,
+                group: group.min(n_groups - 1),
                 do_wd,
                 grad_avg: None,
                 sqr_avg: None,
@@ -89,11 +111,45 @@ impl Adam {
             .collect();
         Adam {
             slots,
-            lr: 1e-3,
+            lrs: vec![1e-3; n_groups],
             mom: 0.9,
             wd: 0.01,
             cfg,
         }
+    }
+
+    /// Number of parameter groups.
+    pub fn n_groups(&self) -> usize {
+        self.lrs.len()
+    }
+
+    /// The learning rate of the last group (the head), the one fastai's recorder logs
+    /// (`opt.hypers[-1]['lr']`).
+    pub fn lr(&self) -> f64 {
+        *self.lrs.last().expect("at least one group")
+    }
+
+    /// The learning rate of every group, first to last.
+    pub fn lrs(&self) -> &[f64] {
+        &self.lrs
+    }
+
+    /// Sets one learning rate for every group (fastai's `set_hyper('lr', float)`).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lrs.iter_mut().for_each(|l| *l = lr);
+    }
+
+    /// Sets a learning rate per group, first to last.
+    pub fn set_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+        if lrs.len() != self.lrs.len() {
+            return Err(Error::Invalid(format!(
+                "expected {} learning rates, one per parameter group, found {}",
+                self.lrs.len(),
+                lrs.len()
+            )));
+        }
+        self.lrs.copy_from_slice(lrs);
+        Ok(())
     }
 
     /// The defined gradients of all parameters, in order (for loss scaling and checks).
@@ -109,10 +165,11 @@ impl Adam {
     /// `p *= 1 - lr*wd` (if decayed); `grad_avg = mom*grad_avg + (1-mom)*g`;
     /// `sqr_avg = sqr_mom*sqr_avg + (1-sqr_mom)*g²`; `p -= lr/(1-mom^t) * grad_avg / (sqrt(sqr_avg/(1-sqr_mom^t)) + eps)`.
     pub fn step(&mut self) -> Result<()> {
-        let (lr, mom, wd) = (self.lr, self.mom, self.wd);
+        let (mom, wd) = (self.mom, self.wd);
         let AdamConfig { sqr_mom, eps } = self.cfg;
         let _guard = tch::no_grad_guard();
         for s in &mut self.slots {
+            let lr = self.lrs[s.group];
             let g = s.param.grad();
             if !g.defined() {
                 continue;
@@ -133,6 +190,34 @@ impl Adam {
                 .f_addcdiv_(&(&*grad_avg * (-lr / debias1)), &denom)?;
         }
         Ok(())
+    }
+
+    /// A deep copy of the whole state (moments, step counts and hyper-parameters), for
+    /// [`Adam::restore`]: what fastai's `learn.save(..., with_opt=True)` keeps.
+    pub fn snapshot(&self) -> AdamSnapshot {
+        let copy = |t: &Option<Tensor>| t.as_ref().map(|t| t.detach().copy());
+        AdamSnapshot {
+            slots: self
+                .slots
+                .iter()
+                .map(|s| (copy(&s.grad_avg), copy(&s.sqr_avg), s.step))
+                .collect(),
+            lrs: self.lrs.clone(),
+            mom: self.mom,
+            wd: self.wd,
+        }
+    }
+
+    /// Puts back a state taken by [`Adam::snapshot`] of this optimizer.
+    pub fn restore(&mut self, snap: AdamSnapshot) {
+        for (s, (a, q, step)) in self.slots.iter_mut().zip(snap.slots) {
+            s.grad_avg = a;
+            s.sqr_avg = q;
+            s.step = step;
+        }
+        self.lrs = snap.lrs;
+        self.mom = snap.mom;
+        self.wd = snap.wd;
     }
 
     /// Zeroes every gradient (fastai keeps the gradient tensors and zeroes them).
@@ -199,6 +284,15 @@ impl Adam {
         }
         Ok(())
     }
+}
+
+/// An optimizer state taken by [`Adam::snapshot`].
+#[derive(Debug)]
+pub struct AdamSnapshot {
+    slots: Vec<(Option<Tensor>, Option<Tensor>, u64)>,
+    lrs: Vec<f64>,
+    mom: f64,
+    wd: f64,
 }
 
 /// Loss scaling for float16 autocast (PyTorch's `GradScaler` by hand: tch has autocast but no scaler).

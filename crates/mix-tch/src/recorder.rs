@@ -184,6 +184,7 @@ pub fn curves_png(
                     .collect(),
             },
         ],
+        x_log: false,
     };
     let error = Panel {
         title: "error rate".into(),
@@ -196,6 +197,7 @@ pub fn curves_png(
                 .map(|r| (at_end(r.epoch), r.error_rate))
                 .collect(),
         }],
+        x_log: false,
     };
     Ok(mix_viz::plot::curves_png(path, &[loss, error])?)
 }

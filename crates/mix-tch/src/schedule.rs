@@ -45,11 +45,55 @@ impl CombinedCos {
     }
 }
 
+/// `np.array([start * step**i for i in range(n)])` with `step = (stop/start)**(1/(n-1))`: fastai's
+/// `even_mults`, `n` values from `start` to `stop` evenly spaced on a log scale.
+pub fn even_mults(start: f64, stop: f64, n: usize) -> Vec<f64> {
+    if n <= 1 {
+        return vec![start; n];
+    }
+    let step = (stop / start).powf(1.0 / (n - 1) as f64);
+    // Python's `float ** int` is C's pow on doubles, which powf is; powi could differ in the last bit.
+    (0..n).map(|i| start * step.powf(i as f64)).collect()
+}
+
+/// How a learning rate is spread over the parameter groups: fastai's `set_hyper('lr', v)` with a float
+/// or a `slice`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSpread {
+    /// A plain float: every group gets the same rate.
+    #[default]
+    Same,
+    /// `slice(hi)`: every group but the last gets `hi / 10`, the last `hi`.
+    Tenth,
+    /// `slice(lo, hi)`: `even_mults(lo, hi, n_groups)`, `lo` for the first group and `hi` for the last.
+    From(f64),
+}
+
+impl LrSpread {
+    /// The rate of each of `n_groups` groups when the last one gets `hi`.
+    pub fn per_group(&self, hi: f64, n_groups: usize) -> Vec<f64> {
+        let n = n_groups.max(1);
+        match *self {
+            LrSpread::Same => vec![hi; n],
+            LrSpread::Tenth => {
+                let mut v = vec![hi / 10.0; n - 1];
+                v.push(hi);
+                v
+            }
+            LrSpread::From(lo) => even_mults(lo, hi, n),
+        }
+    }
+}
+
 /// `fit_one_cycle`'s arguments with fastai's defaults, plus the weight decay of fastai's Adam.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct OneCycle {
-    /// Peak learning rate (fastai: `lr_max=None` means `defaults.lr = 1e-3`).
+    /// Peak learning rate of the last parameter group (fastai: `lr_max=None` means `defaults.lr = 1e-3`).
     pub lr_max: f64,
+    /// How `lr_max` is spread over the parameter groups (a float, `slice(hi)` or `slice(lo, hi)`).
+    #[serde(default)]
+    pub spread: LrSpread,
     /// The learning rate starts at `lr_max / div`.
     pub div: f64,
     /// The learning rate ends at `lr_max / div_final`.
@@ -66,6 +110,7 @@ impl Default for OneCycle {
     fn default() -> Self {
         OneCycle {
             lr_max: 1e-3,
+            spread: LrSpread::Same,
             div: 25.0,
             div_final: 1e5,
             pct_start: 0.25,
@@ -76,14 +121,33 @@ impl Default for OneCycle {
 }
 
 impl OneCycle {
-    /// The learning-rate schedule: `lr_max/div -> lr_max -> lr_max/div_final`.
+    /// The learning-rate schedule of the last group: `lr_max/div -> lr_max -> lr_max/div_final`.
     pub fn lr_sched(&self) -> CombinedCos {
+        self.sched_for(self.lr_max)
+    }
+
+    fn sched_for(&self, lr_max: f64) -> CombinedCos {
         CombinedCos {
             pct: self.pct_start,
-            start: self.lr_max / self.div,
-            middle: self.lr_max,
-            end: self.lr_max / self.div_final,
+            start: lr_max / self.div,
+            middle: lr_max,
+            end: lr_max / self.div_final,
         }
+    }
+
+    /// The peak learning rate of each of `n_groups` parameter groups (fastai's
+    /// `np.array([h['lr'] for h in self.opt.hypers])` after `set_hyper('lr', lr_max)`).
+    pub fn group_lr_max(&self, n_groups: usize) -> Vec<f64> {
+        self.spread.per_group(self.lr_max, n_groups)
+    }
+
+    /// The learning-rate schedule of each of `n_groups` parameter groups: fastai's
+    /// `combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final)` on the array of group rates.
+    pub fn lr_scheds(&self, n_groups: usize) -> Vec<CombinedCos> {
+        self.group_lr_max(n_groups)
+            .into_iter()
+            .map(|lr| self.sched_for(lr))
+            .collect()
     }
 
     /// The momentum schedule: `moms.0 -> moms.1 -> moms.2`.
@@ -104,7 +168,13 @@ impl OneCycle {
 
     /// Checks the values are usable: positive rates and divisors, `pct_start` in (0, 1).
     pub fn validate(&self) -> crate::Result<()> {
+        let lo_ok = match self.spread {
+            LrSpread::From(lo) => lo.is_finite() && lo > 0.0,
+            LrSpread::Same | LrSpread::Tenth => true,
+        };
         let ok = self.lr_max > 0.0
+            && self.lr_max.is_finite()
+            && lo_ok
             && self.div > 0.0
             && self.div_final > 0.0
             && self.pct_start > 0.0
@@ -117,9 +187,77 @@ impl OneCycle {
             Ok(())
         } else {
             Err(crate::Error::Invalid(format!(
-                "expected a one-cycle schedule with lr_max, div, div_final > 0, pct_start in (0, 1), moms in [0, 1) \
+                "expected a one-cycle schedule with lr_max (and a slice's start), div, div_final > 0, pct_start in (0, 1), moms in [0, 1) \
                  and wd >= 0, found {self:?}"
             )))
         }
+    }
+}
+
+/// `fine_tune`'s arguments with fastai's defaults (fastai/callback/schedule.py), plus the
+/// `fit_one_cycle` settings both of its fits share (`div_final`, `moms`, `wd`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FineTune {
+    /// Peak learning rate of the frozen fit's head; the unfrozen fit peaks at half of it (fastai 2e-3).
+    pub base_lr: f64,
+    /// Epochs with the body frozen (fastai 1; 0 skips that fit).
+    pub freeze_epochs: usize,
+    /// The unfrozen fit's first group trains at `base_lr / 2 / lr_mult` (fastai 100).
+    pub lr_mult: f64,
+    /// `pct_start` of the unfrozen fit (fastai 0.3; the frozen fit uses 0.99).
+    pub pct_start: f64,
+    /// `div` of the unfrozen fit (fastai 5; the frozen fit keeps fit_one_cycle's 25).
+    pub div: f64,
+    /// What both fits share: `div` of the frozen fit, `div_final`, `moms`, `wd` (its `lr_max`,
+    /// `spread` and `pct_start` are ignored).
+    pub base: OneCycle,
+}
+
+impl Default for FineTune {
+    fn default() -> Self {
+        FineTune {
+            base_lr: 2e-3,
+            freeze_epochs: 1,
+            lr_mult: 100.0,
+            pct_start: 0.3,
+            div: 5.0,
+            base: OneCycle::default(),
+        }
+    }
+}
+
+impl FineTune {
+    /// The frozen fit: `fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99)`.
+    pub fn frozen_phase(&self) -> OneCycle {
+        OneCycle {
+            lr_max: self.base_lr,
+            spread: LrSpread::Tenth,
+            pct_start: 0.99,
+            ..self.base
+        }
+    }
+
+    /// The unfrozen fit: `fit_one_cycle(epochs, slice(base_lr/2/lr_mult, base_lr/2), pct_start, div)`.
+    pub fn unfrozen_phase(&self) -> OneCycle {
+        let base_lr = self.base_lr / 2.0;
+        OneCycle {
+            lr_max: base_lr,
+            spread: LrSpread::From(base_lr / self.lr_mult),
+            pct_start: self.pct_start,
+            div: self.div,
+            ..self.base
+        }
+    }
+
+    /// Checks both fits' schedules and `lr_mult > 0`.
+    pub fn validate(&self) -> crate::Result<()> {
+        if !(self.lr_mult.is_finite() && self.lr_mult > 0.0) {
+            return Err(crate::Error::Invalid(format!(
+                "expected fine_tune's lr_mult > 0, found {}",
+                self.lr_mult
+            )));
+        }
+        self.frozen_phase().validate()?;
+        self.unfrozen_phase().validate()
     }
 }

@@ -385,6 +385,7 @@ fn run_config(dir: &std::path::Path) -> LearnerConfig {
 
 const RESUME_SCHED: OneCycle = OneCycle {
     lr_max: 3e-3,
+    spread: mix_tch::LrSpread::Same,
     div: 25.0,
     div_final: 1e5,
     pct_start: 0.25,

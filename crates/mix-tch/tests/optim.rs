@@ -53,7 +53,7 @@ fn adam_step_matches_fastais_formulas() {
     for (t, (lr, mom, grads)) in steps.iter().enumerate() {
         let (lr, mom) = (*lr, *mom);
         set_grads(&[&p_decay, &p_norm], grads);
-        opt.lr = lr;
+        opt.set_lr(lr);
         opt.mom = mom;
         opt.step().unwrap();
         opt.zero_grad();
@@ -95,7 +95,7 @@ fn parameters_without_gradient_are_left_alone() {
         AdamConfig::default(),
     );
     set_grads(&[&trained], &[vec![1.0, 1.0]]);
-    opt.lr = 0.1;
+    opt.set_lr(0.1);
     opt.step().unwrap();
     assert_eq!(values(&frozen), vec![3.0]);
     assert!(values(&trained)[0] < 1.0);
@@ -122,7 +122,7 @@ fn weight_decay_skips_batchnorm_parameters() {
         });
     loss.backward();
     let mut opt = Adam::new(&model, AdamConfig::default());
-    opt.lr = 1.0;
+    opt.set_lr(1.0);
     opt.wd = 0.1;
     opt.step().unwrap();
     for (p, b) in model.params().iter().zip(&before) {

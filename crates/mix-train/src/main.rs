@@ -1,10 +1,11 @@
 //! `mix-train`: the seed notebook's `vision_learner(dls, resnet18, metrics=error_rate)` and
-//! `fit_one_cycle(epochs, lr, cbs=MixUp(alpha))` as a command that writes a run folder.
+//! `fit_one_cycle(epochs, lr, cbs=MixUp(alpha))` (or `fine_tune`) as a command that writes a run
+//! folder; `mix-train lr-find ...` is fastai's `lr_find` and `mix-train predict ...` its `predict`.
 //!
-//! `cargo xtask train` runs this binary with libtorch's environment; it can also be run directly
-//! (`cargo run -p mix-train -- --help`). The option table, the parser and the dataset resolution are
-//! xtask's files, compiled here with `#[path]`, so that xtask checks exactly what this binary
-//! accepts without linking libtorch.
+//! `cargo xtask train`, `lr-find` and `predict` run this binary with libtorch's environment; it can
+//! also be run directly (`cargo run -p mix-train -- --help`). The option tables, the parser and the
+//! dataset and weights resolution are xtask's files, compiled here with `#[path]`, so that xtask
+//! checks exactly what this binary accepts without linking libtorch.
 
 // xtask's option parser; this binary does not use every helper in it.
 #[allow(dead_code)]
@@ -12,14 +13,23 @@
 mod args;
 #[path = "../../../xtask/src/dataset.rs"]
 mod dataset;
+mod lr_find;
+mod predict;
 mod run;
 #[path = "../../../xtask/src/train_opts.rs"]
 mod train_opts;
+#[path = "../../../xtask/src/weights.rs"]
+mod weights;
 
 fn main() {
     passive_openmp();
     let rest: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(err) = run::main(&rest) {
+    let result = match rest.first().map(String::as_str) {
+        Some("lr-find") => lr_find::main(&rest[1..]),
+        Some("predict") => predict::main(&rest[1..]),
+        _ => run::main(&rest),
+    };
+    if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

@@ -12,16 +12,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use mix_core::{CutMix, Mix, MixUp};
 use mix_data::{DataLoaders, LoaderConfig};
+use mix_tch::augment::{IMAGENET_MEAN, IMAGENET_STD};
 use mix_tch::checkpoint::{self, Progress};
 use mix_tch::tch::Tensor;
 use mix_tch::{
-    aug_transforms, Callback, Cancel, DeviceChoice, Event, FitSummary, Learn, Learner,
-    LearnerConfig, MixCallback, OneCycle,
+    aug_transforms, Callback, Cancel, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
+    LearnerConfig, LrSpread, MixCallback, OneCycle,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, DatasetArg};
-use crate::train_opts::{self, MixChoice, TrainArgs, TrainCommand};
+use crate::train_opts::{self, LrSlice, MixChoice, TrainArgs, TrainCommand};
+use crate::weights::{self, Weights};
 
 /// The run's settings, written before training starts and read back by `--resume`.
 pub const CONFIG_FILE: &str = "config.json";
@@ -45,8 +47,19 @@ pub struct RunConfig {
     pub epochs: usize,
     /// Batch size.
     pub bs: usize,
-    /// The `--pretrained` file, if any.
+    /// The pretrained weights file loaded, if any (`weights` says where it came from).
     pub pretrained: Option<PathBuf>,
+    /// The pretrained weights: what `--pretrained` named, the file and its SHA-256; `None` from
+    /// scratch.
+    #[serde(default)]
+    pub weights: Option<Weights>,
+    /// `fine_tune`'s settings when the run fine-tunes (`epochs` is then the unfrozen fit's count);
+    /// `None` for `fit_one_cycle`.
+    #[serde(default)]
+    pub fine_tune: Option<FineTune>,
+    /// Per-channel `(mean, std)` the inputs were normalised with (absent in older runs: ImageNet's).
+    #[serde(default)]
+    pub normalize: Option<([f64; 3], [f64; 3])>,
     /// `--dataset` as given.
     pub dataset: String,
     /// The folder of images it resolved to.
@@ -71,7 +84,8 @@ pub struct RunConfig {
     pub n_train: usize,
     /// Validation images.
     pub n_valid: usize,
-    /// `fit_one_cycle`'s schedule (lr_max and fastai's defaults).
+    /// `fit_one_cycle`'s schedule (lr_max, its spread over the parameter groups and fastai's
+    /// defaults); with `fine_tune`, the settings both fits share.
     pub one_cycle: OneCycle,
     /// The arguments the run was started with.
     pub args: Vec<String>,
@@ -92,8 +106,20 @@ pub fn main(rest: &[String]) -> Result<()> {
     }
 }
 
+impl RunConfig {
+    /// Epochs of the whole run (both fits of `fine_tune`).
+    pub fn total_epochs(&self) -> usize {
+        self.epochs + self.fine_tune.map_or(0, |ft| ft.freeze_epochs)
+    }
+
+    /// The normalisation the model was trained with.
+    pub fn mean_std(&self) -> ([f64; 3], [f64; 3]) {
+        self.normalize.unwrap_or((IMAGENET_MEAN, IMAGENET_STD))
+    }
+}
+
 /// The workspace root, for the bundled sample dataset.
-fn project_root() -> PathBuf {
+pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -102,7 +128,7 @@ fn project_root() -> PathBuf {
 }
 
 /// Resolves `--device` now, so that a missing CUDA fails before any work.
-fn resolve_device(value: &str) -> Result<(DeviceChoice, String)> {
+pub fn resolve_device(value: &str) -> Result<(DeviceChoice, String)> {
     let choice: DeviceChoice = value.parse()?;
     let device = choice
         .resolve()
@@ -114,7 +140,7 @@ fn resolve_device(value: &str) -> Result<(DeviceChoice, String)> {
     Ok((choice, name))
 }
 
-fn loaders(
+pub fn loaders(
     files: &[PathBuf],
     pattern: &str,
     bs: usize,
@@ -159,6 +185,7 @@ fn learner_config(
         device,
         seed: cfg.seed,
         aug: Some(aug_transforms(cfg.size as i64)),
+        normalize: Some(cfg.mean_std()),
         pretrained,
         run_dir: Some(run.to_path_buf()),
         progress: true,
@@ -167,7 +194,12 @@ fn learner_config(
 }
 
 /// The mix callback and the stop-after callback of a run.
-fn callbacks(mix: &str, alpha: f32, stop_after: Option<usize>) -> Result<Vec<Box<dyn Callback>>> {
+fn callbacks(
+    mix: &str,
+    alpha: f32,
+    stop_after: Option<usize>,
+    total_epochs: usize,
+) -> Result<Vec<Box<dyn Callback>>> {
     let mut cbs: Vec<Box<dyn Callback>> = Vec::new();
     let mix: Option<Box<dyn Mix>> = match MixChoice::parse(mix)? {
         MixChoice::MixUp => Some(Box::new(MixUp::new(alpha)?)),
@@ -178,14 +210,21 @@ fn callbacks(mix: &str, alpha: f32, stop_after: Option<usize>) -> Result<Vec<Box
         cbs.push(Box::new(MixCallback::new(mix)));
     }
     if let Some(n) = stop_after {
-        cbs.push(Box::new(StopAfter(n)));
+        cbs.push(Box::new(StopAfter {
+            after: n,
+            total: total_epochs,
+        }));
     }
     Ok(cbs)
 }
 
-/// Cancels the fit after `.0` epochs of the schedule (after that epoch's checkpoint is written).
+/// Cancels the run after `after` of its `total` epochs (after that epoch's checkpoint is written),
+/// counting both fits of `fine_tune`.
 #[derive(Debug)]
-struct StopAfter(usize);
+struct StopAfter {
+    after: usize,
+    total: usize,
+}
 
 impl Callback for StopAfter {
     fn name(&self) -> &str {
@@ -193,15 +232,11 @@ impl Callback for StopAfter {
     }
 
     fn on(&mut self, event: Event, learn: &mut Learn) -> mix_tch::Result<()> {
-        if event == Event::AfterEpoch
-            && learn.epoch + 1 >= self.0
-            && learn.epoch + 1 < learn.n_epoch
-        {
+        let done = learn.epoch_offset + learn.epoch + 1;
+        if event == Event::AfterEpoch && done >= self.after && done < self.total {
             println!(
-                "stopping after epoch {} of {} (--stop-after {}); continue with --resume",
-                learn.epoch + 1,
-                learn.n_epoch,
-                self.0
+                "stopping after epoch {done} of {} (--stop-after {}); continue with --resume",
+                self.total, self.after
             );
             return Cancel::Fit.err();
         }
@@ -221,13 +256,32 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         args.resize,
         &images,
     )?;
+    let weights = weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())?;
+    let one_cycle = OneCycle {
+        lr_max: args.lr,
+        spread: match args.lr_slice {
+            LrSlice::Same => LrSpread::Same,
+            LrSlice::Tenth => LrSpread::Tenth,
+            LrSlice::From(lo) => LrSpread::From(lo),
+        },
+        ..OneCycle::default()
+    };
+    let fine_tune = args.fine_tune.map(|ft| FineTune {
+        base_lr: args.lr,
+        freeze_epochs: ft.freeze_epochs,
+        base: one_cycle,
+        ..FineTune::default()
+    });
     let config = RunConfig {
         format: FORMAT,
         mix: args.mix.name().to_string(),
         alpha: args.alpha,
         epochs: args.epochs,
         bs: args.bs,
-        pretrained: args.pretrained.clone(),
+        pretrained: weights.as_ref().map(|w| w.file.clone()),
+        weights: weights.clone(),
+        fine_tune,
+        normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
         dataset: args.dataset.clone(),
         images: absolute(&images),
         pattern: args.pattern.clone(),
@@ -240,15 +294,22 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         classes: dls.vocab.labels().to_vec(),
         n_train: dls.train.len_items(),
         n_valid: dls.valid.len_items(),
-        one_cycle: OneCycle {
-            lr_max: args.lr,
-            ..OneCycle::default()
-        },
+        one_cycle,
         args: raw.to_vec(),
     };
+    if let Some(ft) = &config.fine_tune {
+        ft.validate()?;
+    } else {
+        config.one_cycle.validate()?;
+    }
     let run = free_run_dir(&args.out)?;
-    let cbs = callbacks(&config.mix, config.alpha, args.stop_after)?;
-    let lcfg = learner_config(&config, device, &run, args.pretrained.clone());
+    let cbs = callbacks(
+        &config.mix,
+        config.alpha,
+        args.stop_after,
+        config.total_epochs(),
+    )?;
+    let lcfg = learner_config(&config, device, &run, config.pretrained.clone());
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
     // Every check has passed: claim the folder and record the settings before the first epoch.
     std::fs::create_dir_all(&args.out)
@@ -257,15 +318,19 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         .with_context(|| format!("cannot create the run folder {}", run.display()))?;
     write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
     announce(&config, &run);
-    let summary = learner.fit_one_cycle(config.epochs, config.one_cycle, cbs)?;
-    finish(&learner, &run, &summary, config.epochs)
+    let summary = match config.fine_tune {
+        Some(ft) => learner.fine_tune(config.epochs, ft, cbs)?,
+        None => learner.fit_one_cycle(config.epochs, config.one_cycle, cbs)?,
+    };
+    finish(&learner, &run, &summary, config.total_epochs())
 }
 
-fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result<()> {
+/// Reads and checks `run`'s config.json.
+pub fn read_config(run: &Path) -> Result<RunConfig> {
     let path = run.join(CONFIG_FILE);
     let text = std::fs::read(&path).map_err(|e| {
         anyhow::anyhow!(
-            "--resume {}: cannot read {} ({e}); expected a run folder made by `cargo xtask train` \
+            "{}: cannot read {} ({e}); expected a run folder made by `cargo xtask train` \
              (for example runs/<timestamp>)",
             run.display(),
             path.display()
@@ -284,12 +349,17 @@ fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result
             config.format
         );
     }
+    Ok(config)
+}
+
+fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result<()> {
+    let config = read_config(run)?;
     let done = epochs_done(run)?;
-    if done >= config.epochs {
+    let total = config.total_epochs();
+    if done >= total {
         bail!(
-            "--resume {}: all {} epochs are done already; start a new run instead",
+            "--resume {}: all {total} epochs are done already; start a new run instead",
             run.display(),
-            config.epochs
         );
     }
     if let Some(n) = stop_after.filter(|&n| n <= done) {
@@ -315,19 +385,21 @@ fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result
             dls.vocab.labels()
         );
     }
-    let cbs = callbacks(&config.mix, config.alpha, stop_after)?;
+    let cbs = callbacks(&config.mix, config.alpha, stop_after, total)?;
     // The checkpoint holds every weight and whether the body was frozen: the pretrained file is not
     // needed again.
     let lcfg = learner_config(&config, choice, run, None);
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
     println!(
-        "resuming {} after epoch {done} of {} ({})",
+        "resuming {} after epoch {done} of {total} ({})",
         run.display(),
-        config.epochs,
         describe(&config)
     );
-    let summary = learner.resume(cbs)?;
-    finish(&learner, run, &summary, config.epochs)
+    let summary = match config.fine_tune {
+        Some(ft) => learner.resume_fine_tune(config.epochs, ft, cbs)?,
+        None => learner.resume(cbs)?,
+    };
+    finish(&learner, run, &summary, total)
 }
 
 /// Epochs completed in `run`, from its newest checkpoint.
@@ -345,7 +417,7 @@ fn epochs_done(run: &Path) -> Result<usize> {
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let progress: Progress = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a checkpoint progress file", path.display()))?;
-    Ok(progress.epochs_done)
+    Ok(progress.epoch_offset + progress.epochs_done)
 }
 
 fn describe(c: &RunConfig) -> String {
@@ -353,10 +425,15 @@ fn describe(c: &RunConfig) -> String {
         "none" => "no mix".to_string(),
         m => format!("{m} alpha {}", c.alpha),
     };
+    let lr = match (c.fine_tune, c.one_cycle.spread) {
+        (Some(ft), _) => format!("base_lr {}", ft.base_lr),
+        (None, LrSpread::Same) => format!("lr {}", c.one_cycle.lr_max),
+        (None, LrSpread::Tenth) => format!("lr slice({})", c.one_cycle.lr_max),
+        (None, LrSpread::From(lo)) => format!("lr slice({lo}, {})", c.one_cycle.lr_max),
+    };
     format!(
-        "{mix}, bs {}, lr {}, Resize({}) -> {} px, {} classes, {} train / {} valid images, {}",
+        "{mix}, bs {}, {lr}, Resize({}) -> {} px, {} classes, {} train / {} valid images, {}",
         c.bs,
-        c.one_cycle.lr_max,
         c.resize,
         c.size,
         c.classes.len(),
@@ -368,14 +445,21 @@ fn describe(c: &RunConfig) -> String {
 
 fn announce(c: &RunConfig, run: &Path) {
     println!("run folder {}", run.display());
+    let start = match &c.weights {
+        Some(w) => format!("pretrained ({}, frozen body)", w.describe()),
+        None => "from scratch".to_string(),
+    };
+    let fit = match c.fine_tune {
+        Some(ft) => format!(
+            "fine_tune({}, freeze_epochs={}): {} epoch(s)",
+            c.epochs,
+            ft.freeze_epochs,
+            c.total_epochs()
+        ),
+        None => format!("fit_one_cycle: {} epoch(s)", c.epochs),
+    };
     println!(
-        "training ResNet18 ({}) for {} epoch(s) on {}: {}",
-        if c.pretrained.is_some() {
-            "pretrained, body frozen"
-        } else {
-            "from scratch"
-        },
-        c.epochs,
+        "training ResNet18 {start}, {fit} on {}: {}",
         c.images.display(),
         describe(c)
     );

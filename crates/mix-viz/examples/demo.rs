@@ -72,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     points: valid,
                 },
             ],
+            x_log: false,
         },
         Panel {
             title: "error rate".into(),
@@ -80,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 name: "valid".into(),
                 points: error,
             }],
+            x_log: false,
         },
     ];
     let curves = out.join("mix-viz-curves.png");

@@ -63,6 +63,9 @@ pub struct Panel {
     pub x_label: String,
     /// The curves, coloured in order from [`PALETTE`].
     pub series: Vec<Series>,
+    /// A logarithmic x axis (ticks at powers of ten, labelled `1e-3`); points with `x <= 0` are
+    /// skipped.
+    pub x_log: bool,
 }
 
 /// The colour of series number `index` of a panel.
@@ -226,7 +229,65 @@ impl Rect {
     }
 }
 
+/// The axis for log10 values lo..hi: ticks on whole exponents (every one, or every second, fifth...
+/// so that about `target` intervals show), labelled as powers of ten. Falls back to a linear axis
+/// with power-of-ten labels when fewer than two whole exponents fall in the range.
+fn log_axis(lo: f64, hi: f64, target: usize) -> Axis {
+    let step = nice_step(lo, hi, target).max(1.0).round();
+    let mut ticks = Vec::new();
+    let mut k = (lo / step - 1e-9).ceil() * step;
+    while k <= hi + 1e-9 && ticks.len() < 64 {
+        ticks.push(k);
+        k += step;
+    }
+    if ticks.len() < 2 {
+        let mut lin = axis(lo, hi, target);
+        lin.labels = lin
+            .ticks
+            .iter()
+            .map(|&t| format!("{:.1e}", 10f64.powf(t)))
+            .collect();
+        return lin;
+    }
+    let labels = ticks.iter().map(|&k| format!("1e{}", k as i64)).collect();
+    Axis {
+        lo,
+        hi,
+        ticks,
+        labels,
+    }
+}
+
 fn draw_panel(img: &mut RgbImage, x_off: i64, panel: &Panel) {
+    if panel.x_log {
+        // Draw log10(x) on a linear axis whose ticks are labelled as powers of ten.
+        let logged = Panel {
+            series: panel
+                .series
+                .iter()
+                .map(|s| Series {
+                    name: s.name.clone(),
+                    points: s
+                        .points
+                        .iter()
+                        .map(|&(x, y)| (if x > 0.0 { x.log10() } else { f64::NAN }, y))
+                        .collect(),
+                })
+                .collect(),
+            ..panel.clone()
+        };
+        draw_panel_with(img, x_off, &logged, log_axis);
+    } else {
+        draw_panel_with(img, x_off, panel, axis);
+    }
+}
+
+fn draw_panel_with(
+    img: &mut RgbImage,
+    x_off: i64,
+    panel: &Panel,
+    make_x_axis: fn(f64, f64, usize) -> Axis,
+) {
     let (pw, ph) = (i64::from(PANEL_WIDTH), i64::from(PANEL_HEIGHT));
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let points = || {
@@ -249,7 +310,7 @@ fn draw_panel(img: &mut RgbImage, x_off: i64, panel: &Panel) {
     // Horizontal layout: y tick labels, plot, room for half of the last x tick label.
     let left = x_off + PAD + yaxis.label_width() + 6 + TICK_LEN;
     let mut target = ((x_off + pw - PAD - 24 - left) / 80).clamp(2, 10) as usize;
-    let mut xaxis = axis(xlo, xhi, target);
+    let mut xaxis = make_x_axis(xlo, xhi, target);
     let right = loop {
         let right = x_off + pw - PAD - (xaxis.label_width() / 2).max(8);
         let gaps = xaxis.ticks.len().saturating_sub(1).max(1) as i64;
@@ -260,7 +321,7 @@ fn draw_panel(img: &mut RgbImage, x_off: i64, panel: &Panel) {
             break right;
         }
         target -= 1;
-        xaxis = axis(xlo, xhi, target);
+        xaxis = make_x_axis(xlo, xhi, target);
     };
     let area = Rect {
         x0: left,

@@ -21,6 +21,7 @@ fn panel(series: Vec<Series>) -> Panel {
         title: "loss".into(),
         x_label: "epoch".into(),
         series,
+        x_log: false,
     }
 }
 
@@ -242,4 +243,52 @@ proptest! {
         prop_assert_eq!(img.dimensions(), (PANEL_WIDTH, PANEL_HEIGHT));
         prop_assert_eq!(!pixels_of(&img, PALETTE[0]).is_empty(), drawn);
     }
+}
+
+#[test]
+fn a_log_x_axis_spreads_decades_evenly_and_skips_non_positive_x() {
+    let lrs: Vec<f64> = (0..=60)
+        .map(|i| 1e-7 * 10f64.powf(i as f64 / 10.0))
+        .collect();
+    let points: Vec<(f64, f64)> = lrs.iter().map(|&lr| (lr, -lr.log10())).collect();
+    let log = curves_image(&[Panel {
+        title: "lr_find".into(),
+        x_label: "learning rate".into(),
+        series: vec![Series {
+            name: "loss".into(),
+            points: points.clone(),
+        }],
+        x_log: true,
+    }])
+    .unwrap();
+    // On a log axis y = -log10(x) is a straight line; on a linear one it is not. Take the curve's
+    // topmost coloured pixel in a few columns and check they fall on one line.
+    let [r, g, b] = series_colour(0);
+    let top_of = |x: u32| (0..log.height()).find(|&y| log.get_pixel(x, y).0 == [r, g, b]);
+    let cols: Vec<(f64, f64)> = [200u32, 300, 400, 500]
+        .iter()
+        .filter_map(|&x| top_of(x).map(|y| (f64::from(x), f64::from(y))))
+        .collect();
+    assert_eq!(cols.len(), 4, "the curve crosses every sampled column");
+    let slope = |a: (f64, f64), b: (f64, f64)| (b.1 - a.1) / (b.0 - a.0);
+    let (s1, s2) = (slope(cols[0], cols[1]), slope(cols[2], cols[3]));
+    assert!(
+        (s1 - s2).abs() < 0.05,
+        "slopes {s1} and {s2} differ: not a log axis"
+    );
+    // Zero and negative x are skipped rather than drawn at -inf.
+    let mut with_zero = points;
+    with_zero.insert(0, (0.0, 100.0));
+    with_zero.insert(0, (-1.0, 100.0));
+    let again = curves_image(&[Panel {
+        title: "lr_find".into(),
+        x_label: "learning rate".into(),
+        series: vec![Series {
+            name: "loss".into(),
+            points: with_zero,
+        }],
+        x_log: true,
+    }])
+    .unwrap();
+    assert_eq!(log, again);
 }

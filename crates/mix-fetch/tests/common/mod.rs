@@ -1,5 +1,5 @@
-//! Test helpers: a loopback HTTP server, archive builders that can write unsafe entries, directory
-//! snapshots, and proptest strategies.
+//! Test helpers: a loopback HTTP server, archive builders that can write unsafe entries, a
+//! ResNet18-shaped safetensors file, directory snapshots, and proptest strategies.
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -194,6 +194,84 @@ pub fn assert_tree(root: &Path, files: &[(String, Vec<u8>)]) {
         "file contents differ under {}",
         root.display()
     );
+}
+
+// -------------------------------------------------------------------------------------------------
+// Model weights
+
+/// The parameter and buffer names of torchvision's ResNet18 state dict with their shapes, in
+/// torchvision's order (without the `num_batches_tracked` counters, which timm's
+/// `resnet18.tv_in1k` does not carry).
+pub fn resnet18_tensors() -> Vec<(String, Vec<usize>)> {
+    fn bn(out: &mut Vec<(String, Vec<usize>)>, prefix: &str, c: usize) {
+        for field in ["weight", "bias", "running_mean", "running_var"] {
+            out.push((format!("{prefix}.{field}"), vec![c]));
+        }
+    }
+    let mut out = vec![("conv1.weight".to_string(), vec![64, 3, 7, 7])];
+    bn(&mut out, "bn1", 64);
+    let mut inplanes = 64;
+    for (layer, planes) in [(1, 64), (2, 128), (3, 256), (4, 512)] {
+        for block in 0..2 {
+            let p = format!("layer{layer}.{block}");
+            let in_c = if block == 0 { inplanes } else { planes };
+            out.push((format!("{p}.conv1.weight"), vec![planes, in_c, 3, 3]));
+            bn(&mut out, &format!("{p}.bn1"), planes);
+            out.push((format!("{p}.conv2.weight"), vec![planes, planes, 3, 3]));
+            bn(&mut out, &format!("{p}.bn2"), planes);
+            if block == 0 && inplanes != planes {
+                out.push((
+                    format!("{p}.downsample.0.weight"),
+                    vec![planes, inplanes, 1, 1],
+                ));
+                bn(&mut out, &format!("{p}.downsample.1"), planes);
+            }
+        }
+        inplanes = planes;
+    }
+    out.push(("fc.weight".to_string(), vec![1000, 512]));
+    out.push(("fc.bias".to_string(), vec![1000]));
+    out
+}
+
+/// A `.safetensors` file with [`resnet18_tensors`]' names and shapes, all f32 (about 47 MB), with
+/// small deterministic values (running variances positive). Built once per test binary.
+pub fn resnet18_safetensors() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
+        let tensors = resnet18_tensors();
+        let data: Vec<Vec<u8>> = tensors
+            .iter()
+            .enumerate()
+            .map(|(t, (name, shape))| {
+                let n: usize = shape.iter().product();
+                let positive = name.ends_with("running_var");
+                (0..n)
+                    .flat_map(|i| {
+                        let v = ((i * 7 + t) % 251) as f32 * 1e-3;
+                        let v = if positive { 1.0 + v } else { v - 0.125 };
+                        v.to_le_bytes()
+                    })
+                    .collect()
+            })
+            .collect();
+        let views = tensors.iter().zip(&data).map(|((name, shape), bytes)| {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::tensor::Dtype::F32,
+                shape.clone(),
+                bytes,
+            )
+            .unwrap();
+            (name.clone(), view)
+        });
+        safetensors::tensor::serialize(views, &None).unwrap()
+    })
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 // -------------------------------------------------------------------------------------------------

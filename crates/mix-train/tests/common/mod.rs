@@ -148,3 +148,94 @@ pub fn one_cycle_lr(lr_max: f64, pos: f64) -> f64 {
         cos(lr_max, lr_max / 1e5, (pos - pct) / (1.0 - pct))
     }
 }
+
+/// A loopback HTTP server answering every GET with `body` (200, or 206 for a `Range` request),
+/// counting the requests. It serves until the test process ends.
+pub struct FileServer {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FileServer {
+    pub fn start(name: &str, body: Vec<u8>) -> FileServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/{name}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut start = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(r) = lower.strip_prefix("range: bytes=") {
+                        start = r.trim().trim_end_matches('-').parse().unwrap_or(0);
+                    }
+                }
+                let start = start.min(body.len());
+                let part = &body[start..];
+                let head = if start > 0 {
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+                        part.len(),
+                        body.len() - 1,
+                        body.len()
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        part.len()
+                    )
+                };
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(part);
+            }
+        });
+        FileServer { url, requests }
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// torchvision-format ResNet18 weights (body names and shapes plus `fc.*`), drawn from `seed`, as
+/// the bytes of a `.safetensors` file.
+pub fn resnet18_safetensors(seed: u64) -> Vec<u8> {
+    use mix_tch::tch::{Device, Kind, Tensor};
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let model = mix_tch::VisionModel::new(1000, Device::Cpu, &mut rng).unwrap();
+    let mut named: Vec<(String, Tensor)> = model
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("head."))
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect();
+    named.push((
+        "fc.weight".into(),
+        Tensor::zeros([1000, 512], (Kind::Float, Device::Cpu)),
+    ));
+    named.push((
+        "fc.bias".into(),
+        Tensor::zeros([1000], (Kind::Float, Device::Cpu)),
+    ));
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    Tensor::write_safetensors(&named, &path).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
