@@ -28,7 +28,6 @@ pub mod mix;
 pub mod model;
 pub mod optim;
 pub mod predict;
-pub mod pretrained;
 pub mod recorder;
 pub mod schedule;
 
