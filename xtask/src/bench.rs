@@ -1,15 +1,21 @@
-//! `cargo xtask bench`: runs our criterion benches and the peer scripts in one invocation and writes
-//! the side-by-side figures, with the issue's speed targets judged, to docs/performance.md.
+//! `cargo xtask bench`: runs our criterion benches and the peer scripts step by step and writes the
+//! side-by-side figures, with the issues' speed targets judged, to docs/performance.md; the
+//! `accuracy` step trains mix-train and fastai's own `vision_learner` side by side ([`accuracy`]).
 //!
-//! Every figure in the document comes from the invocation that wrote it: criterion writes into a
-//! folder emptied at the start, and each peer script writes a fresh JSON file. A bench or peer that
-//! is absent or fails leaves its figures marked "missing"; nothing is carried over from older runs.
+//! The document has one section per step between markers ([`doc`]): a run of every step rewrites it
+//! whole, `--only STEP` rewrites that step's section alone. Every figure of a section comes from the
+//! run that wrote it: criterion writes into a folder emptied before each bench, and each peer script
+//! writes a fresh JSON file. A bench or peer that is absent or fails leaves its figures marked
+//! "missing"; nothing is carried over from older runs of the same step.
+
+mod accuracy;
+mod doc;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -21,7 +27,10 @@ use crate::process::{self, cargo};
 const ABOUT: &str = "\
 Run the criterion benches (benches/benches) and the peer scripts (benches/peers) side by side,
 then write docs/performance.md: machine, versions, every median, ours / peer ratios and the
-speed targets. --quick finishes within about 5 minutes on 2 cores once the benches are built.";
+speed targets. The accuracy step trains mix-train and fastai's vision_learner on the sample images
+(3 epochs, seeds 0, 1, 2, in both modes; a few minutes). The steps, in order: mix_core, mix_data,
+train_step, accuracy. --only STEP runs one and rewrites only its section of the report. --quick
+finishes the speed steps within about 5 minutes on 2 cores once the benches are built.";
 
 const OPTS: &[Opt] = &[
     Opt {
@@ -30,15 +39,25 @@ const OPTS: &[Opt] = &[
         help: "short warm-up and measurement times (seconds per figure, not minutes)",
     },
     Opt {
+        name: "only",
+        value: Some("STEP"),
+        help: "run one step (mix_core, mix_data, train_step or accuracy) and rewrite its section",
+    },
+    Opt {
         name: "out",
         value: Some("FILE"),
         help: "where to write the report (default docs/performance.md)",
     },
 ];
 
+/// The step that trains mix-train and fastai side by side ([`accuracy`]).
+pub const ACCURACY: &str = "accuracy";
+
 /// A criterion bench target of the mix-benches package.
 struct BenchSpec {
     name: &'static str,
+    /// The heading of its section in the report.
+    title: &'static str,
     /// Cargo features it needs (train_step needs `tch`, i.e. libtorch).
     features: &'static [&'static str],
 }
@@ -67,6 +86,7 @@ const PAIRS: &[(BenchSpec, PeerSpec)] = &[
     (
         BenchSpec {
             name: "mix_core",
+            title: "mix_core: MixUp and CutMix kernels against torch, numpy and fastai",
             features: &[],
         },
         PeerSpec {
@@ -79,6 +99,7 @@ const PAIRS: &[(BenchSpec, PeerSpec)] = &[
     (
         BenchSpec {
             name: "mix_data",
+            title: "mix_data: decode, Resize(256, crop) and loading against Pillow",
             features: &[],
         },
         PeerSpec {
@@ -91,6 +112,7 @@ const PAIRS: &[(BenchSpec, PeerSpec)] = &[
     (
         BenchSpec {
             name: "train_step",
+            title: "train_step: the ResNet18 CPU training step against PyTorch eager",
             features: &["tch"],
         },
         PeerSpec {
@@ -488,7 +510,35 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
-/// `cargo xtask bench [--quick] [--out FILE]`.
+/// Every step's name, in run and document order: the criterion benches with their peers, then
+/// the accuracy comparison.
+pub fn step_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = PAIRS.iter().map(|(bench, _)| bench.name).collect();
+    names.push(ACCURACY);
+    names
+}
+
+/// Reads `--only`: one of [`step_names`], or an error listing them.
+pub fn parse_only(value: &str) -> Result<&'static str> {
+    let names = step_names();
+    match names.iter().find(|n| **n == value) {
+        Some(name) => Ok(name),
+        None => bail!(
+            "--only {value}: unknown step; expected one of {}",
+            names.join(", ")
+        ),
+    }
+}
+
+/// The command line that wrote a section.
+fn invocation(mode: Mode, only: Option<&str>) -> String {
+    match only {
+        Some(step) => format!("{} --only {step}", mode.command()),
+        None => mode.command().to_string(),
+    }
+}
+
+/// `cargo xtask bench [--quick] [--only STEP] [--out FILE]`.
 pub fn bench(argv: &[String]) -> Result<()> {
     let Some(opts) = args::parse("bench", ABOUT, OPTS, argv)? else {
         return Ok(());
@@ -498,11 +548,26 @@ pub fn bench(argv: &[String]) -> Result<()> {
     } else {
         Mode::Full
     };
+    let only = opts.get("only").map(parse_only).transpose()?;
     let root = crate::project_root();
     let out = opts
         .get("out")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("docs").join("performance.md"));
+    let existing = match only {
+        // Check now that the report can take the section, not after minutes of measuring.
+        Some(step) => {
+            let text = read_report(&out)?;
+            splice_report(&text, step, "")
+                .with_context(|| format!("{} cannot take a new `{step}` section", out.display()))?;
+            Some(text)
+        }
+        None => None,
+    };
+    let selected: Vec<&'static str> = match only {
+        Some(step) => vec![step],
+        None => step_names(),
+    };
 
     let torch = libtorch::setup()?;
     let python = torch.python.clone().context(
@@ -510,40 +575,154 @@ pub fn bench(argv: &[String]) -> Result<()> {
          `cargo xtask setup`, or export MIX_TORCH_PYTHON=/path/to/python with torch 2.11.0",
     )?;
     let versions = python_versions(&python)?;
-    let data = target_dir(&root).join("bench-data");
-    let corpus = ensure_corpus(&root, &data, &python)?;
+    let target = target_dir(&root);
+    let data = target.join("bench-data");
+    let machine = Machine::detect(&root, &versions);
+    let invocation = invocation(mode, only);
 
-    let mut results = Results::default();
-    let criterion_home = data.join("criterion");
-    if criterion_home.exists() {
-        std::fs::remove_dir_all(&criterion_home)
-            .with_context(|| format!("cannot empty {}", criterion_home.display()))?;
+    let mut sections: Vec<(&'static str, String)> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    let pairs: Vec<&(BenchSpec, PeerSpec)> = PAIRS
+        .iter()
+        .filter(|(bench, _)| selected.contains(&bench.name))
+        .collect();
+    if !pairs.is_empty() {
+        let corpus = ensure_corpus(&root, &data, &python)?;
+        let peer_out = data.join("peers");
+        std::fs::create_dir_all(&peer_out)
+            .with_context(|| format!("cannot create {}", peer_out.display()))?;
+        let env = BenchEnv {
+            root: &root,
+            mode,
+            corpus: &corpus,
+            features: bench_features(&root),
+        };
+        let names: Vec<&str> = pairs.iter().map(|(bench, _)| bench.name).collect();
+        prebuild(&env, &torch, &names);
+        for pair in pairs {
+            let mut step_machine = machine.clone();
+            step_machine.load = load_average();
+            let started = Instant::now();
+            let results = run_step(&env, &torch, &python, pair, &data, &peer_out);
+            step_machine.wall_s = Some(started.elapsed().as_secs_f64());
+            print_summary(pair.0.name, &results);
+            problems.extend(results.problems.iter().cloned());
+            sections.push((
+                pair.0.name,
+                render_section(&step_machine, mode, &invocation, pair, &results),
+            ));
+        }
     }
-    let peer_out = data.join("peers");
-    std::fs::create_dir_all(&peer_out)
-        .with_context(|| format!("cannot create {}", peer_out.display()))?;
-    let env = BenchEnv {
-        root: &root,
-        mode,
-        corpus: &corpus,
-        features: bench_features(&root),
+    if selected.contains(&ACCURACY) {
+        let mut step_machine = machine.clone();
+        step_machine.load = load_average();
+        let outcome = accuracy::run(&root, &target, &torch, &python, &data.join(ACCURACY));
+        accuracy::print_summary(&outcome);
+        problems.extend(outcome.problems.iter().cloned());
+        sections.push((
+            ACCURACY,
+            accuracy::render(&outcome, &step_machine, &invocation, mode == Mode::Quick),
+        ));
+    }
+
+    let text = match (only, existing) {
+        (Some(step), Some(existing)) => {
+            let section = sections
+                .iter()
+                .find(|(name, _)| *name == step)
+                .map(|(_, text)| text.as_str())
+                .context("the step wrote no section")?;
+            splice_report(&existing, step, section)?
+        }
+        _ => doc::document(&sections),
     };
-    prebuild(&env, &torch);
-    let load_before = load_average();
-    let started = Instant::now();
-    for (bench, peer) in PAIRS {
-        let t = Instant::now();
-        run_bench(&env, &torch, bench, &criterion_home, &mut results);
-        results
-            .stages
-            .push((format!("bench {}", bench.name), t.elapsed().as_secs_f64()));
-        let t = Instant::now();
-        run_peer(&env, &python, peer, &peer_out, &mut results);
-        results
-            .stages
-            .push((format!("peer {}", peer.stem), t.elapsed().as_secs_f64()));
+    write_atomic(&out, &text)?;
+    eprintln!("wrote {}", out.display());
+    if !problems.is_empty() {
+        bail!(
+            "{} run(s) missing or failed (their figures are marked missing in {}):\n  {}",
+            problems.len(),
+            out.display(),
+            problems.join("\n  ")
+        );
     }
-    let wall_s = started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// The report as it is, or an empty text when it does not exist yet.
+fn read_report(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Which speed step a line of a report written before per-step sections belongs to: a table row
+/// or list item naming one of its figures (`ours:<bench>...`, `<peer>:...`) or its runs.
+pub fn legacy_step(line: &str) -> Option<&'static str> {
+    if !(line.starts_with('|') || line.starts_with("- ")) {
+        return None;
+    }
+    PAIRS.iter().find_map(|(bench, peer)| {
+        let names = [
+            format!("ours:{}", bench.name),
+            format!("`{}:", peer.stem),
+            format!("bench `{}`", bench.name),
+            format!("peer `{}`", peer.stem),
+        ];
+        names
+            .iter()
+            .any(|n| line.contains(n.as_str()))
+            .then_some(bench.name)
+    })
+}
+
+/// [`doc::splice`] with this bench's steps and its rule for reports without markers.
+fn splice_report(existing: &str, step: &str, section: &str) -> Result<String> {
+    let steps: Vec<(&str, &str)> = PAIRS
+        .iter()
+        .map(|(bench, _)| (bench.name, bench.title))
+        .collect();
+    let legacy = doc::Legacy {
+        steps: &steps,
+        attribute: &legacy_step,
+    };
+    doc::splice(existing, step, section, &step_names(), &legacy)
+}
+
+/// Runs one bench and its peer (each peer right after its bench, so that both see the same machine
+/// load) and reads the bench's criterion output.
+fn run_step(
+    env: &BenchEnv<'_>,
+    torch: &Libtorch,
+    python: &Path,
+    (bench, peer): &(BenchSpec, PeerSpec),
+    data: &Path,
+    peer_out: &Path,
+) -> Results {
+    let mut results = Results::default();
+    let criterion_home = data.join("criterion").join(bench.name);
+    if criterion_home.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&criterion_home) {
+            results.problems.push(format!(
+                "bench `{}`: cannot empty {}: {e}",
+                bench.name,
+                criterion_home.display()
+            ));
+            return results;
+        }
+    }
+    let t = Instant::now();
+    run_bench(env, torch, bench, &criterion_home, &mut results);
+    results
+        .stages
+        .push((format!("bench {}", bench.name), t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    run_peer(env, python, peer, peer_out, &mut results);
+    results
+        .stages
+        .push((format!("peer {}", peer.stem), t.elapsed().as_secs_f64()));
     match read_criterion(&criterion_home) {
         Ok(found) => {
             for (id, measure) in found {
@@ -554,23 +733,7 @@ pub fn bench(argv: &[String]) -> Result<()> {
             .problems
             .push(format!("criterion results unreadable: {e:#}")),
     }
-
-    let mut machine = Machine::detect(&root, &versions);
-    machine.load = load_before;
-    machine.wall_s = Some(wall_s);
-    let text = render(&machine, mode, &results);
-    write_atomic(&out, &text)?;
-    eprintln!("wrote {}", out.display());
-    print_summary(&results);
-    if !results.problems.is_empty() {
-        bail!(
-            "{} bench or peer run(s) missing or failed (their figures are marked missing in {}):\n  {}",
-            results.problems.len(),
-            out.display(),
-            results.problems.join("\n  ")
-        );
-    }
-    Ok(())
+    results
 }
 
 /// `CARGO_TARGET_DIR` when set (relative to the workspace root), else `<root>/target`.
@@ -581,9 +744,30 @@ fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// Prints the targets to stderr so that a terminal run shows the outcome without opening the file.
-fn print_summary(results: &Results) {
-    for target in TARGETS {
+/// The speed step a figure belongs to: the bench that measures it, or the bench its peer is
+/// paired with.
+pub fn step_of(key: Key) -> Option<&'static str> {
+    PAIRS.iter().find_map(|(bench, peer)| {
+        let mine = match key {
+            Key::Ours(id) => id.starts_with(bench.name),
+            Key::Peer(stem, _) => stem == peer.stem,
+        };
+        mine.then_some(bench.name)
+    })
+}
+
+/// The step a target belongs to (its first figure's; a test checks that both figures agree).
+fn target_step(target: &Target) -> Option<&'static str> {
+    match target.quantity {
+        Quantity::Ratio { a, .. } => step_of(a),
+        Quantity::Overhead { with, .. } => step_of(with),
+    }
+}
+
+/// Prints a step's targets to stderr so that a terminal run shows the outcome without opening the
+/// file.
+fn print_summary(step: &str, results: &Results) {
+    for target in TARGETS.iter().filter(|t| target_step(t) == Some(step)) {
         let verdict = judge(target, results);
         eprintln!(
             "{:<8} {}",
@@ -604,6 +788,9 @@ for mod, name in [("torch", "torch"), ("torchvision", "torchvision"), ("numpy", 
         out[name] = None
 print(json.dumps(out))
 "#;
+
+/// The fastai release the peers are written against (the accuracy step trains with it).
+const FASTAI_VERSION: &str = "2.8.12";
 
 /// Package versions of the peer environment; installs numpy and Pillow (and fastai where it
 /// installs) when they are absent, never changing torch.
@@ -634,17 +821,18 @@ fn python_versions(python: &Path) -> Result<BTreeMap<String, Option<String>>> {
             libtorch::TORCH_VERSION
         );
         let mut pip = pip_install(python);
-        pip.arg("fastai").args(&pins);
+        pip.arg(format!("fastai=={FASTAI_VERSION}")).args(&pins);
         if process::run(&mut pip).is_err() {
             let mut pip = pip_install(python);
-            pip.args(["--no-deps", "fastai"]);
+            pip.args(["--no-deps", &format!("fastai=={FASTAI_VERSION}")]);
             let _ = process::run(&mut pip);
         }
         versions = read()?;
         if !has(&versions, "fastai") {
             eprintln!(
-                "fastai could not be installed or imported: the fastai figures come from fastai's \
-                 code copied verbatim into the peer script, and are labelled so"
+                "fastai could not be installed or imported: the mix_core fastai figures come from \
+                 fastai's code copied verbatim into the peer script, and are labelled so; the \
+                 accuracy step cannot run its fastai side"
             );
         }
     }
@@ -841,13 +1029,13 @@ fn bench_file(root: &Path, name: &str) -> PathBuf {
         .join(format!("{name}.rs"))
 }
 
-/// Builds every bench that exists in one cargo call, so that compiling happens before the first
+/// Builds every named bench that exists in one cargo call, so that compiling happens before the first
 /// measurement and never between a bench and its peer. A failure is only reported here: each
 /// bench's own run then records what failed.
-fn prebuild(env: &BenchEnv<'_>, torch: &Libtorch) {
-    let present: Vec<&str> = PAIRS
+fn prebuild(env: &BenchEnv<'_>, torch: &Libtorch, names: &[&str]) {
+    let present: Vec<&str> = names
         .iter()
-        .map(|(bench, _)| bench.name)
+        .copied()
         .filter(|name| bench_file(env.root, name).exists())
         .collect();
     if present.is_empty() {
@@ -1279,8 +1467,10 @@ pub struct Machine {
     pub commit: Option<String>,
     /// 1-minute load average just before the first bench (afterwards it counts our own threads).
     pub load: Option<f64>,
-    /// Seconds from the first bench's start to the last peer's end (the benches built before).
+    /// Seconds from the step's bench start to its peer's end (the benches built before).
     pub wall_s: Option<f64>,
+    /// The UTC date of the run, `YYYY-MM-DD`.
+    pub date: String,
 }
 
 impl Machine {
@@ -1307,8 +1497,27 @@ impl Machine {
             commit,
             load: None,
             wall_s: None,
+            date: utc_date(SystemTime::now()),
         }
     }
+}
+
+/// The UTC calendar date of `t` as `YYYY-MM-DD` (days to civil date, after Howard Hinnant's
+/// `civil_from_days`), so that xtask needs no date crate.
+pub fn utc_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// The first `model name` of /proc/cpuinfo.
@@ -1347,24 +1556,11 @@ fn cell(m: Option<Measure>) -> String {
         .map_or_else(|| "missing".to_string(), format_measure)
 }
 
-/// The whole report as Markdown.
-pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
+/// The facts of the machine and the software as a Markdown list (one line each, ending with a
+/// newline), shared by every section.
+pub fn machine_lines(machine: &Machine) -> String {
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(w, "# Performance\n");
-    let _ = writeln!(
-        w,
-        "Written by `{}`; do not edit by hand, rerun the command. Every figure below comes from that one \
-         invocation: our criterion benches (benches/benches) and the peer scripts (benches/peers) ran \
-         one after the other on the same machine. Times are medians; a ratio above 1 in the \
-         side-by-side table means ours is faster. \"missing\" means the figure was not produced by this \
-         run (see Problems).\n",
-        mode.command()
-    );
-    let _ = writeln!(w, "Reproduce: `{}`", mode.command());
-    let _ = writeln!(w, "(full measurement times: `cargo xtask bench`).\n");
-
-    let _ = writeln!(w, "## Machine\n");
     let _ = writeln!(w, "- CPU: {}, {} logical cores", machine.cpu, machine.cores);
     if let Some(mem) = &machine.memory {
         let _ = writeln!(w, "- Memory: {mem}");
@@ -1386,10 +1582,35 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
     if let Some(load) = machine.load {
         let _ = writeln!(
             w,
-            "- Load average (1 min) before the first bench: {load:.2} (other work on the machine \
-             slows every figure; the benches then load the cores themselves)"
+            "- Load average (1 min) before the step: {load:.2} (other work on the machine slows \
+             every figure; the step then loads the cores itself)"
         );
     }
+    s
+}
+
+/// A speed step's section of the report: machine, targets, side by side, every measurement,
+/// problems.
+fn render_section(
+    machine: &Machine,
+    mode: Mode,
+    invocation: &str,
+    (bench, peer): &(BenchSpec, PeerSpec),
+    results: &Results,
+) -> String {
+    let mut s = String::new();
+    let w = &mut s;
+    let step = bench.name;
+    let _ = writeln!(w, "## {}\n", bench.title);
+    let _ = writeln!(
+        w,
+        "Written by `{invocation}` on {} (UTC): benches/benches/{step}.rs, then \
+         benches/peers/{}.py. Reproduce this section alone with `{} --only {step}`.\n",
+        machine.date,
+        peer.stem,
+        mode.command()
+    );
+    let _ = write!(w, "{}", machine_lines(machine));
     if let Some(wall) = machine.wall_s {
         let stages: Vec<String> = results
             .stages
@@ -1398,16 +1619,16 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
             .collect();
         let _ = writeln!(
             w,
-            "- Wall time of the benches and peers: {wall:.0} s after building the benches ({})",
+            "- Wall time of the bench and its peer: {wall:.0} s after building the benches ({})",
             stages.join(", ")
         );
     }
     let _ = writeln!(w, "- Mode: {}\n", mode.describe());
 
-    let _ = writeln!(w, "## Targets\n");
+    let _ = writeln!(w, "### Targets\n");
     let _ = writeln!(w, "| Target | Measured | Verdict | Quantity |");
     let _ = writeln!(w, "|---|---|---|---|");
-    for target in TARGETS {
+    for target in TARGETS.iter().filter(|t| target_step(t) == Some(step)) {
         let verdict = judge(target, results);
         let _ = writeln!(
             w,
@@ -1419,13 +1640,13 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
         );
     }
 
-    let _ = writeln!(w, "\n## Side by side\n");
+    let _ = writeln!(w, "\n### Side by side\n");
     let _ = writeln!(
         w,
         "| Work | Ours | Median (ours) | Peer | Median (peer) | Peer / ours |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|");
-    for row in ROWS {
+    for row in ROWS.iter().filter(|r| step_of(r.ours) == Some(step)) {
         let ours = results.get(row.ours);
         let peer = results.get(row.peer);
         let ratio = match (ours, peer) {
@@ -1447,7 +1668,7 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
         );
     }
 
-    let _ = writeln!(w, "\n## Every measurement\n");
+    let _ = writeln!(w, "\n### Every measurement\n");
     let _ = writeln!(w, "| Figure | Median |");
     let _ = writeln!(w, "|---|---|");
     if results.measures.is_empty() {
@@ -1462,9 +1683,9 @@ pub fn render(machine: &Machine, mode: Mode, results: &Results) -> String {
         let _ = writeln!(w, "| `{key}`{label} | {} |", format_measure(m));
     }
 
-    let _ = writeln!(w, "\n## Problems\n");
+    let _ = writeln!(w, "\n### Problems\n");
     if results.problems.is_empty() {
-        let _ = writeln!(w, "None: every bench and peer ran.");
+        let _ = writeln!(w, "None: the bench and its peer ran.");
     } else {
         for p in &results.problems {
             let _ = writeln!(w, "- {}", p.replace('\n', " "));
@@ -1713,6 +1934,13 @@ mod tests {
             ("bench mix_core".to_string(), 150.2),
             ("peer mix_ops".to_string(), 49.9),
         ];
+        r.measures.insert(
+            DECODE.owned(),
+            Measure {
+                median_s: 1.0,
+                items: None,
+            },
+        );
         let machine = Machine {
             cpu: "Test CPU".to_string(),
             cores: 2,
@@ -1722,20 +1950,38 @@ mod tests {
             commit: Some("abc123".to_string()),
             load: Some(0.5),
             wall_s: Some(200.0),
+            date: "2026-05-13".to_string(),
         };
-        let text = render(&machine, Mode::Quick, &r);
+        let text = render_section(
+            &machine,
+            Mode::Quick,
+            "cargo xtask bench --quick",
+            &PAIRS[0],
+            &r,
+        );
+        assert!(text.starts_with("## mix_core: "), "{text}");
         assert!(text.contains("Test CPU, 2 logical cores"), "{text}");
         assert!(
-            text.contains("- Wall time of the benches and peers: 200 s after building the benches (bench mix_core 150 s, peer mix_ops 50 s)"),
+            text.contains("- Wall time of the bench and its peer: 200 s after building the benches (bench mix_core 150 s, peer mix_ops 50 s)"),
             "{text}"
         );
         assert!(
-            text.contains("- Load average (1 min) before the first bench: 0.50 (other work"),
+            text.contains("- Load average (1 min) before the step: 0.50 (other work"),
             "{text}"
         );
         assert!(text.contains("fastai not installed"), "{text}");
         assert!(
-            text.contains("Reproduce: `cargo xtask bench --quick`"),
+            text.contains("Written by `cargo xtask bench --quick` on 2026-05-13 (UTC)")
+                && text.contains("alone with `cargo xtask bench --quick --only mix_core`"),
+            "{text}"
+        );
+        // Only this step's targets and rows; its own measures, whatever they are.
+        assert!(
+            !text.contains("Pillow per core") && !text.contains("ResNet18"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("| `{}` | 1.000 s |", DECODE.owned())),
             "{text}"
         );
         // 45 ms / 5 ms: ours is 9x faster than fastai's MixUp, and 5 / 3.3 = 1.52x a copy.
@@ -1870,6 +2116,160 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("found none"), "{err}");
+    }
+
+    #[test]
+    fn only_takes_a_step_name_and_refuses_others_with_the_list() {
+        assert_eq!(
+            step_names(),
+            vec!["mix_core", "mix_data", "train_step", "accuracy"]
+        );
+        assert_eq!(parse_only("accuracy").unwrap(), ACCURACY);
+        assert_eq!(parse_only("train_step").unwrap(), "train_step");
+        let err = parse_only("mix_ops").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--only mix_ops: unknown step; expected one of mix_core, mix_data, train_step, accuracy"
+        );
+        assert_eq!(
+            invocation(Mode::Quick, Some("accuracy")),
+            "cargo xtask bench --quick --only accuracy"
+        );
+        assert_eq!(invocation(Mode::Full, None), "cargo xtask bench");
+    }
+
+    #[test]
+    fn every_target_and_row_belongs_to_one_step() {
+        for target in TARGETS {
+            let (a, b) = match target.quantity {
+                Quantity::Ratio { a, b, .. } => (a, b),
+                Quantity::Overhead { with, without } => (with, without),
+            };
+            assert!(step_of(a).is_some(), "{}", target.claim);
+            assert_eq!(step_of(a), step_of(b), "{}", target.claim);
+        }
+        for row in ROWS {
+            assert!(step_of(row.ours).is_some(), "{}", row.what);
+            assert_eq!(step_of(row.ours), step_of(row.peer), "{}", row.what);
+        }
+        assert_eq!(step_of(TORCH_STEP), Some("train_step"));
+        assert_eq!(step_of(PIL_DECODE), Some("mix_data"));
+        assert_eq!(step_of(Key::Peer("nobody", "x")), None);
+    }
+
+    /// The single-invocation layout docs/performance.md had before it had per-step sections.
+    const LEGACY: &str = "# Performance
+
+Written by `cargo xtask bench --quick`; do not edit by hand, rerun the command.
+
+Reproduce: `cargo xtask bench --quick`
+
+## Machine
+
+- CPU: Intel(R) Xeon(R) Processor, 2 logical cores
+- Wall time of the benches and peers: 179 s after building the benches (bench mix_core 21 s, peer mix_ops 7 s, bench mix_data 15 s, peer pil_resize 3 s, bench train_step 114 s, peer torch_train_step 18 s)
+
+## Targets
+
+| Target | Measured | Verdict | Quantity |
+|---|---|---|---|
+| MixUp at least 5x faster than fastai's torch CPU MixUp | 13.05x | met | time of `mix_ops:fastai_mixup` / time of `ours:mix_core_64x3x224x224/blend_into` |
+| decode + Resize(256, crop) at least 2x Pillow per core | 2.62x | met | time per image of `pil_resize:pil_decode_resize_crop_256` / time per image of `ours:mix_data/decode_resize_crop_256` |
+| CPU train step within 5% of PyTorch eager | 0.89x | met | time per image of `ours:train_step_cpu_resnet18_bs32_64px/plain` / time per image of `torch_train_step:plain` |
+
+## Every measurement
+
+| Figure | Median |
+|---|---|
+| `mix_ops:torch_copy` (torch 2.11.0+cu130 CPU, 2 threads) | 3.099 ms (20653 images/s) |
+| `ours:mix_data/loader_epoch/2` | 277.666 ms (1066 images/s) |
+| `torch_train_step:plain` (PyTorch eager 2.11.0+cu130) | 353.318 ms (91 images/s) |
+
+## Problems
+
+None: every bench and peer ran.
+";
+
+    #[test]
+    fn lines_of_the_old_layout_are_given_to_their_steps() {
+        let steps: Vec<Option<&str>> = LEGACY.lines().map(legacy_step).collect();
+        let of = |needle: &str| {
+            let i = LEGACY.lines().position(|l| l.contains(needle)).unwrap();
+            steps[i]
+        };
+        assert_eq!(of("13.05x"), Some("mix_core"));
+        assert_eq!(of("`mix_ops:torch_copy`"), Some("mix_core"));
+        assert_eq!(of("2.62x"), Some("mix_data"));
+        assert_eq!(of("loader_epoch/2"), Some("mix_data"));
+        assert_eq!(of("0.89x"), Some("train_step"));
+        assert_eq!(of("`torch_train_step:plain`"), Some("train_step"));
+        // Shared: headings, table headers, the machine list, the problems line.
+        assert_eq!(of("| Target | Measured"), None);
+        assert_eq!(of("- Wall time"), None);
+        assert_eq!(of("None: every bench"), None);
+        assert_eq!(
+            legacy_step("- bench `mix_data` failed: exit 1"),
+            Some("mix_data")
+        );
+        assert_eq!(
+            legacy_step("- peer `torch_train_step` missing"),
+            Some("train_step")
+        );
+    }
+
+    #[test]
+    fn an_accuracy_run_keeps_the_old_figures_in_marked_step_sections() {
+        let text = splice_report(LEGACY, ACCURACY, "## accuracy: new\n\nfigures\n").unwrap();
+        assert!(text.starts_with(doc::INTRO), "{text}");
+        let order: Vec<usize> = step_names()
+            .iter()
+            .map(|s| text.find(&doc::start_marker(s)).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let section = |step: &str| {
+            let a = text.find(&doc::start_marker(step)).unwrap();
+            let b = text.find(&doc::end_marker(step)).unwrap();
+            &text[a..b]
+        };
+        let core = section("mix_core");
+        assert!(core.contains(&format!("## {}", PAIRS[0].0.title)), "{core}");
+        assert!(
+            core.contains("| MixUp at least 5x faster than fastai's torch CPU MixUp | 13.05x |")
+        );
+        assert!(core.contains("`mix_ops:torch_copy`") && !core.contains("`pil_resize:"));
+        assert!(
+            core.contains("- Wall time of the benches and peers: 179 s"),
+            "{core}"
+        );
+        assert!(
+            core.contains("`cargo xtask bench --only mix_core` replaces it"),
+            "{core}"
+        );
+        let step = section("train_step");
+        assert!(step.contains("| CPU train step within 5% of PyTorch eager | 0.89x |"));
+        assert!(
+            !step.contains("13.05x") && !step.contains("2.62x"),
+            "{step}"
+        );
+        assert!(section(ACCURACY).contains("## accuracy: new\n\nfigures"));
+        // Every old figure line survives in exactly one section.
+        for line in LEGACY.lines().filter(|l| legacy_step(l).is_some()) {
+            assert_eq!(text.matches(line).count(), 1, "{line}");
+        }
+        // A later step run replaces its own section only.
+        let again = splice_report(&text, "mix_data", "## mix_data: fresh\n").unwrap();
+        assert!(again.contains(section("mix_core")) && again.contains(section(ACCURACY)));
+        assert!(again.contains("## mix_data: fresh") && !again.contains("2.62x"));
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        use std::time::Duration;
+        let at = |secs: u64| utc_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01");
+        assert_eq!(at(951_782_400), "2000-02-29");
+        assert_eq!(at(1_778_630_399), "2026-05-12");
+        assert_eq!(at(1_778_630_400), "2026-05-13");
     }
 
     #[test]
