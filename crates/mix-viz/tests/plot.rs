@@ -262,12 +262,17 @@ fn a_log_x_axis_spreads_decades_evenly_and_skips_non_positive_x() {
     }])
     .unwrap();
     // On a log axis y = -log10(x) is a straight line; on a linear one it is not. Take the curve's
-    // topmost coloured pixel in a few columns and check they fall on one line.
+    // lowest coloured pixel in a few columns (the legend's swatch, in a top corner, is above it) and
+    // check they fall on one line.
     let [r, g, b] = series_colour(0);
-    let top_of = |x: u32| (0..log.height()).find(|&y| log.get_pixel(x, y).0 == [r, g, b]);
+    let lowest = |x: u32| {
+        (0..log.height())
+            .rev()
+            .find(|&y| log.get_pixel(x, y).0 == [r, g, b])
+    };
     let cols: Vec<(f64, f64)> = [200u32, 300, 400, 500]
         .iter()
-        .filter_map(|&x| top_of(x).map(|y| (f64::from(x), f64::from(y))))
+        .filter_map(|&x| lowest(x).map(|y| (f64::from(x), f64::from(y))))
         .collect();
     assert_eq!(cols.len(), 4, "the curve crosses every sampled column");
     let slope = |a: (f64, f64), b: (f64, f64)| (b.1 - a.1) / (b.0 - a.0);
