@@ -1,8 +1,8 @@
 //! `resize_crop` against fastai's own `Resize(256, method='crop')` on PIL images, run at test time by
 //! tests/fixtures/fastai_resize.py: training crops at pinned fractions and the validation crop, for
 //! landscape, portrait, small, greyscale and sample photos. Values are within 1 level, except a handful
-//! at 2 levels: Pillow resamples horizontally first, fast_image_resize vertically first for u8 images, and
-//! each rounds its intermediate image to 8 bits. Measured: 2 values in 7.9 million (the same pixel of one
+//! at 2 levels (fast_image_resize's 16-bit weights against Pillow's 22-bit ones, both rounding between
+//! their two passes; see docs/fidelity.md). Measured: 2 values in 7.9 million (the same pixel of one
 //! 260x260 crop, seen by two cases).
 
 use mix_data::{resize_crop, CropPos, RgbImage};
