@@ -1,7 +1,8 @@
 //! CutMix: fastai's box (`rand_bbox`), timm's boxes, the corrected lambda and the paste kernel.
 //!
 //! Checked against fastai/callback/mixup.py (`CutMix.before_batch` and `CutMix.rand_bbox`) and
-//! timm/data/mixup.py (`rand_bbox`, `rand_bbox_minmax`, `cutmix_bbox_and_lam`).
+//! timm/data/mixup.py as released in timm 1.0.31 (`rand_bbox`, `rand_bbox_minmax`,
+//! `cutmix_bbox_and_lam`).
 
 use ndarray::{Array4, ArrayView4, ArrayViewMut4, Axis};
 use rand::Rng;
@@ -100,14 +101,21 @@ pub fn try_rand_bbox(width: usize, height: usize, lam: f32, cx: usize, cy: usize
     Ok(centred_box(width, height, cut_w, cut_h, cx, cy))
 }
 
-/// timm's `rand_bbox` (margin 0) for a given centre: the same as [`rand_bbox`] except that the cut
-/// sizes are truncated, `cut_h = int(height * sqrt(1 - lam))`, in f64 as numpy computes them.
+/// timm's `rand_bbox` (margin 0) for a given centre: the cut sizes are truncated, `cut_h =
+/// int(height * sqrt(1 - lam))`, in f64 as numpy computes them (fastai rounds), and the box spans
+/// `cy - cut_h // 2 .. cy + (cut_h + 1) // 2`, clipped to the image, so an unclipped box is exactly
+/// `cut_h` high even when `cut_h` is odd (fastai's and older timm's lose a pixel there).
 pub fn rand_bbox_timm(width: usize, height: usize, lam: f32, cx: usize, cy: usize) -> Result<BBox> {
     check_centre(width, height, lam, cx, cy)?;
     let ratio = (1.0 - f64::from(lam)).sqrt();
     let cut_w = (width as f64 * ratio) as usize;
     let cut_h = (height as f64 * ratio) as usize;
-    Ok(centred_box(width, height, cut_w, cut_h, cx, cy))
+    Ok(BBox {
+        x1: cx.saturating_sub(cut_w / 2),
+        y1: cy.saturating_sub(cut_h / 2),
+        x2: (cx + cut_w.div_ceil(2)).min(width),
+        y2: (cy + cut_h.div_ceil(2)).min(height),
+    })
 }
 
 fn check_centre(width: usize, height: usize, lam: f32, cx: usize, cy: usize) -> Result<()> {

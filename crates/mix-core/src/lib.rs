@@ -11,8 +11,10 @@
 //! - The kernels ([`mixup::blend_into`], [`cutmix::paste_into`], [`MixParams::apply_into`],
 //!   [`MixParams::apply_u8`]) write into buffers the caller owns, run over the batch axis on rayon
 //!   with the default `rayon` feature, and give identical bits with or without it.
-//! - Randomness comes only from the `rng` you pass; the crate re-exports the [`rand`] and
-//!   [`rand_distr`] it was built with so that your seeded generator matches.
+//! - Randomness comes only from the `rng` you pass; the crate re-exports the [`rand`],
+//!   [`rand_distr`] and [`rand_chacha`] it was built with so that your seeded generator matches.
+//!   [`stream::stream_rng`] derives a run's seeded generators, one stream per [`stream::Purpose`]
+//!   (split, initial weights, each epoch's loader and learner draws), so that no two share numbers.
 //!
 //! # A custom variant
 //!
@@ -67,6 +69,7 @@
 pub mod cutmix;
 pub mod loss;
 pub mod mixup;
+pub mod stream;
 
 mod alpha;
 mod check;
@@ -77,6 +80,7 @@ mod params;
 
 pub use ndarray;
 pub use rand;
+pub use rand_chacha;
 pub use rand_distr;
 
 pub use alpha::Alpha;

@@ -1,8 +1,9 @@
 //! timm's `Mixup` knobs as one config type: MixUp and/or CutMix, apply and switch probabilities,
 //! per-batch, per-pair or per-element draws, min/max boxes, lambda correction, label smoothing.
 //!
-//! Checked against timm/data/mixup.py (`Mixup._params_per_batch`, `_params_per_elem`,
-//! `_mix_batch`, `_mix_pair`, `_mix_elem`, `cutmix_bbox_and_lam`, `mixup_target`). Partners follow
+//! Checked against timm/data/mixup.py as released in timm 1.0.31 (`Mixup.__init__`,
+//! `_params_per_batch`, `_params_per_elem`, `_mix_batch`, `_mix_pair`, `_mix_elem`,
+//! `rand_bbox_minmax`, `cutmix_bbox_and_lam`, `mixup_target`). Partners follow
 //! timm: sample `i` mixes with sample `batch - 1 - i` (`x.flip(0)`), so shuffle the batch first.
 
 use ndarray::Array2;
@@ -33,9 +34,10 @@ pub struct MixConfig {
     pub mixup_alpha: Option<f32>,
     /// `Beta(a, a)` for CutMix draws; `None` turns CutMix off (timm: `cutmix_alpha=0`).
     pub cutmix_alpha: Option<f32>,
-    /// `(min, max)` box side ratios, `0 <= min < max <= 1`: box sides are drawn uniformly between
-    /// `int(side * min)` and `int(side * max)` instead of from lambda. Turns CutMix on with alpha 1
-    /// and always corrects lambda, as timm does.
+    /// `(min, max)` box side ratios, `0 <= min < max <= 1`: box sides are drawn uniformly from
+    /// `int(side * min)..int(side * max)` instead of from lambda, then the top-left corner uniformly
+    /// from every position that keeps the box inside the image. Turns CutMix on with alpha 1 and
+    /// always corrects lambda, as timm does.
     pub cutmix_minmax: Option<(f32, f32)>,
     /// Probability that a batch (pair, element) is mixed at all, in [0, 1].
     pub prob: f32,
@@ -51,7 +53,7 @@ pub struct MixConfig {
 
 impl Default for MixConfig {
     /// timm's `Mixup()` defaults: MixUp with alpha 1, no CutMix, always applied, switch
-    /// probability 0.5, per-batch, corrected lambda, no smoothing.
+    /// probability 0.5, per-batch, corrected lambda, label smoothing 0.1.
     fn default() -> MixConfig {
         MixConfig {
             mixup_alpha: Some(1.0),
@@ -61,7 +63,7 @@ impl Default for MixConfig {
             switch_prob: 0.5,
             mode: MixMode::Batch,
             correct_lam: true,
-            label_smoothing: 0.0,
+            label_smoothing: 0.1,
         }
     }
 }
@@ -224,8 +226,10 @@ impl Mixer {
                         let side = |n: usize, r: f32| (n as f64 * f64::from(r)) as usize;
                         let cut_h = randint(rng, side(height, lo), side(height, hi));
                         let cut_w = randint(rng, side(width, lo), side(width, hi));
-                        let y1 = randint(rng, 0, height - cut_h);
-                        let x1 = randint(rng, 0, width - cut_w);
+                        // timm (since PR #2739): `randint(0, img_h - cut_h + 1)`, so every
+                        // corner that keeps the box inside, the last one included, can come up.
+                        let y1 = randint(rng, 0, height - cut_h + 1);
+                        let x1 = randint(rng, 0, width - cut_w + 1);
                         BBox {
                             x1,
                             y1,

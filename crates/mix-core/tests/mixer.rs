@@ -106,15 +106,16 @@ fn switch_prob_chooses_between_cutmix_and_mixup() {
 
 #[test]
 fn timm_truncates_the_cut_where_fastai_rounds() {
-    // W = H = 9, lam = 0.3: 9 * sqrt(0.7) = 7.53; timm int() gives 7 (half 3), fastai round() 8
-    // (half 4); centred at (4, 4) neither box is clipped.
+    // W = H = 9, lam = 0.3: 9 * sqrt(0.7) = 7.53; timm int() gives 7, fastai round() 8 (half 4).
+    // timm 1.0.31 spans `c - 7 // 2 .. c + (7 + 1) // 2`, so the odd cut keeps all 7 pixels
+    // (older timm, like fastai, cut `c - 3 .. c + 3`); centred at (4, 4) neither box is clipped.
     assert_eq!(
         rand_bbox_timm(9, 9, 0.3, 4, 4),
         Ok(BBox {
             x1: 1,
             y1: 1,
-            x2: 7,
-            y2: 7
+            x2: 8,
+            y2: 8
         })
     );
     assert_eq!(
@@ -186,6 +187,113 @@ fn minmax_boxes_have_bounded_sides_and_corrected_lambdas() {
             assert_eq!(l, b.lam(w, h), "min/max always corrects lambda");
         }
     }
+}
+
+#[test]
+fn timm_boxes_keep_odd_cuts_whole_and_clip_at_the_edges() {
+    // 10 * sqrt(1 - 0.19) = 9 exactly: cut 9 high and wide, 4 above/left and 5 below/right.
+    assert_eq!(
+        rand_bbox_timm(10, 10, 0.19, 5, 5).unwrap(),
+        BBox {
+            x1: 1,
+            y1: 1,
+            x2: 10,
+            y2: 10
+        }
+    );
+    assert_eq!(
+        rand_bbox_timm(10, 10, 0.19, 9, 0).unwrap(),
+        BBox {
+            x1: 5,
+            y1: 0,
+            x2: 10,
+            y2: 5
+        }
+    );
+    // An even cut is split evenly: 10 * sqrt(1 - 0.35) = 8.06 -> 8, 4 on each side.
+    assert_eq!(
+        rand_bbox_timm(10, 10, 0.35, 5, 5).unwrap(),
+        BBox {
+            x1: 1,
+            y1: 1,
+            x2: 9,
+            y2: 9
+        }
+    );
+}
+
+#[test]
+fn minmax_corners_reach_every_position_the_box_fits() {
+    // timm PR #2739: `randint(0, img_h - cut_h + 1)`, so boxes can touch the bottom and right
+    // edges as well as the top and left ones, and every corner in between comes up.
+    let (h, w) = (5, 6);
+    let m = mixer(MixConfig {
+        mixup_alpha: None,
+        cutmix_alpha: None,
+        cutmix_minmax: Some((0.2, 0.8)),
+        mode: MixMode::Elem,
+        ..MixConfig::default()
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for p in draws(&m, BatchShape::new(8, 1, h, w), 400) {
+        let PixelMix::Boxes(boxes) = &p.pixels else {
+            panic!("{p:?}")
+        };
+        for b in boxes {
+            assert!(b.x2 <= w && b.y2 <= h, "{b:?}");
+            seen.insert(("y", b.height(), b.y1));
+            seen.insert(("x", b.width(), b.x1));
+        }
+    }
+    // Sides: int(5 * 0.2) = 1 .. int(5 * 0.8) = 4 (exclusive) and int(6 * 0.2) = 1 .. 4.
+    let mut expected = std::collections::BTreeSet::new();
+    for cut in 1..4 {
+        expected.extend((0..=h - cut).map(|y1| ("y", cut, y1)));
+        expected.extend((0..=w - cut).map(|x1| ("x", cut, x1)));
+    }
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn minmax_boxes_touch_all_four_edges() {
+    let (h, w) = (7, 9);
+    let m = mixer(MixConfig {
+        mixup_alpha: None,
+        cutmix_alpha: None,
+        cutmix_minmax: Some((0.3, 0.9)),
+        mode: MixMode::Elem,
+        ..MixConfig::default()
+    });
+    let boxes: Vec<BBox> = draws(&m, BatchShape::new(8, 1, h, w), 200)
+        .iter()
+        .flat_map(|p| match &p.pixels {
+            PixelMix::Boxes(b) => b.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(boxes.iter().map(|b| b.y1).min(), Some(0));
+    assert_eq!(boxes.iter().map(|b| b.x1).min(), Some(0));
+    assert_eq!(boxes.iter().map(|b| b.y2).max(), Some(h));
+    assert_eq!(boxes.iter().map(|b| b.x2).max(), Some(w));
+}
+
+#[test]
+fn defaults_are_timms_mixup_defaults() {
+    // timm 1.0.31: `Mixup(mixup_alpha=1., cutmix_alpha=0., cutmix_minmax=None, prob=1.0,
+    // switch_prob=0.5, mode='batch', correct_lam=True, label_smoothing=0.1, ...)`.
+    assert_eq!(
+        MixConfig::default(),
+        MixConfig {
+            mixup_alpha: Some(1.0),
+            cutmix_alpha: None,
+            cutmix_minmax: None,
+            prob: 1.0,
+            switch_prob: 0.5,
+            mode: MixMode::Batch,
+            correct_lam: true,
+            label_smoothing: 0.1,
+        }
+    );
 }
 
 #[test]

@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use image::RgbImage;
+use mix_core::stream::{stream_rng, Purpose};
 use ndarray::{Array3, Array4, ArrayViewMut3};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::resize::crop_window_into;
@@ -225,9 +224,7 @@ impl Inner {
                 .map(|i| (i, CropPos::CENTER))
                 .collect(),
             LoaderKind::Train => {
-                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                // Stream 0 is the splitter's; epoch e uses stream e + 1.
-                rng.set_stream(epoch.wrapping_add(1));
+                let mut rng = stream_rng(self.seed, Purpose::LoaderEpoch, epoch);
                 let mut order: Vec<usize> = (0..self.items.len()).collect();
                 order.shuffle(&mut rng);
                 order
@@ -558,9 +555,11 @@ impl DataLoaders {
                 labels.len()
             )));
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        rng.set_stream(0);
-        let split = random_split(files.len(), cfg.valid_pct, &mut rng)?;
+        let split = random_split(
+            files.len(),
+            cfg.valid_pct,
+            &mut stream_rng(cfg.seed, Purpose::Split, 0),
+        )?;
         let vocab = Vocab::new(split.train.iter().map(|&i| &labels[i]));
         let subset = |idx: &[usize]| -> Result<(Vec<PathBuf>, Vec<usize>)> {
             idx.iter()

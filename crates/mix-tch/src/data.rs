@@ -1,11 +1,10 @@
 //! Where the learner's batches come from: any [`BatchSource`] of mix-data's `u8` NCHW batches.
 
 use crate::{Error, Result};
+use mix_core::stream::{stream_rng, Purpose};
 use mix_data::Batch;
 use ndarray::{Array4, Axis};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 /// A finite, re-iterable sequence of batches, one pass per epoch (fastai's `DataLoader`).
 pub trait BatchSource: Send {
@@ -39,7 +38,8 @@ pub struct InMemory {
 
 impl InMemory {
     /// A source over `images` `(N, 3, H, W)` and their `labels`. `shuffle = Some(seed)` shuffles every epoch
-    /// from `(seed, epoch)`; `drop_last` drops a last partial batch (fastai does for training).
+    /// from `(seed, epoch)` (`mix_core::stream::Purpose::InMemoryEpoch`, a stream no other consumer of
+    /// the seed uses); `drop_last` drops a last partial batch (fastai does for training).
     pub fn new(
         images: Array4<u8>,
         labels: Vec<usize>,
@@ -67,9 +67,7 @@ impl InMemory {
     fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.labels.len()).collect();
         if let Some(seed) = self.shuffle {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(epoch);
-            order.shuffle(&mut rng);
+            order.shuffle(&mut stream_rng(seed, Purpose::InMemoryEpoch, epoch));
         }
         order
     }

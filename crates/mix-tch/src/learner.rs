@@ -13,8 +13,8 @@ use crate::recorder::{self, EpochRow, SmoothLoss, StepRow};
 use crate::schedule::{CombinedCos, FineTune, OneCycle};
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use mix_core::stream::{stream_rng, Purpose};
 use mix_data::Batch;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -169,11 +169,10 @@ impl std::fmt::Debug for Learner {
     }
 }
 
+/// The rng of epoch `epoch`'s augmentation, mix params and dropout masks: its own stream
+/// (`Purpose::LearnerEpoch`), apart from the initial weights and from every loader's shuffles.
 fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // Stream 0 draws the initial weights; epoch e uses stream e + 1.
-    rng.set_stream(epoch as u64 + 1);
-    rng
+    stream_rng(seed, Purpose::LearnerEpoch, epoch as u64)
 }
 
 impl Learner {
@@ -190,7 +189,7 @@ impl Learner {
             });
         }
         device::prepare(device);
-        let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut init_rng = stream_rng(cfg.seed, Purpose::InitWeights, 0);
         let mut model = VisionModel::new(cfg.n_classes, device, &mut init_rng)?;
         if let Some(path) = &cfg.pretrained {
             model.load_pretrained(path)?;
@@ -863,7 +862,8 @@ impl Core {
     fn do_epoch(&mut self, train: &dyn BatchSource, valid: &dyn BatchSource) -> Result<()> {
         self.epoch_start = Instant::now();
         let epoch = self.learn.epoch;
-        self.learn.rng = epoch_rng(self.cfg.seed, epoch);
+        // The run's epoch number: fine_tune's second fit does not repeat the first fit's draws.
+        self.learn.rng = epoch_rng(self.cfg.seed, self.learn.epoch_offset + epoch);
         self.learn.training = true;
         self.learn.pct_train = epoch as f64 / self.learn.n_epoch as f64;
         self.with_events(Cancel::Train, |core| core.all_batches(train), |_| Ok(()))?;
@@ -895,7 +895,8 @@ impl Core {
             "valid"
         };
         self.new_bar(self.learn.n_iter, what);
-        for (i, batch) in src.batches(self.learn.epoch as u64).enumerate() {
+        let run_epoch = (self.learn.epoch_offset + self.learn.epoch) as u64;
+        for (i, batch) in src.batches(run_epoch).enumerate() {
             self.learn.iter = i;
             self.one_batch(batch?)?;
         }

@@ -72,7 +72,11 @@ impl Callback for Recorder {
 type Shared<T> = Arc<Mutex<Vec<T>>>;
 
 /// The recorder and what it fills: per-step hyper-parameters and the variables at each fit's start.
-type Recording = (Box<dyn Callback>, Shared<Seen>, Shared<HashMap<String, Tensor>>);
+type Recording = (
+    Box<dyn Callback>,
+    Shared<Seen>,
+    Shared<HashMap<String, Tensor>>,
+);
 
 fn recorder() -> Recording {
     let seen = Arc::new(Mutex::new(Vec::new()));
