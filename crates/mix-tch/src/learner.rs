@@ -303,15 +303,9 @@ impl Learner {
             ));
         }
         self.clear_history();
-        self.with_fit_callbacks(cbs, |l| {
-            l.core.learn.model.freeze_body();
-            if ft.freeze_epochs > 0 && !l.fit_phase(ft.freeze_epochs, 0, Some(ft.frozen_phase()))? {
-                return Ok(false);
-            }
-            l.start_unfrozen_phase(&ft);
-            l.fit_phase(epochs, 0, Some(ft.unfrozen_phase()))
-        })?;
-        Ok(self.summary())
+        self.core.learn.model.freeze_body();
+        let frozen = (ft.freeze_epochs > 0).then(|| (ft.freeze_epochs, 0, ft.frozen_phase()));
+        self.fine_tune_from(epochs, ft, cbs, frozen, true)
     }
 
     /// Continues a `fine_tune(epochs, ft)` run in `run_dir` from its newest checkpoint: the rest of the
@@ -325,13 +319,28 @@ impl Learner {
         ft.validate()?;
         let progress = self.load_latest_checkpoint()?;
         let in_frozen_phase = ft.freeze_epochs > 0 && progress.epoch_offset == 0;
+        let rest = (progress.n_epoch, progress.epochs_done, progress.sched);
+        self.fine_tune_from(epochs, ft, cbs, Some(rest), in_frozen_phase)
+    }
+
+    /// The rest of a `fine_tune`: first the fit `(n_epoch, start_epoch, schedule)` if it has epochs
+    /// left, then, when `then_unfrozen`, the unfrozen fit, all with `cbs`; stops early when a callback
+    /// cancels a fit.
+    fn fine_tune_from(
+        &mut self,
+        epochs: usize,
+        ft: FineTune,
+        cbs: Vec<Box<dyn Callback>>,
+        first: Option<(usize, usize, OneCycle)>,
+        then_unfrozen: bool,
+    ) -> Result<FitSummary> {
         self.with_fit_callbacks(cbs, |l| {
-            if progress.epochs_done < progress.n_epoch
-                && !l.fit_phase(progress.n_epoch, progress.epochs_done, Some(progress.sched))?
-            {
-                return Ok(false);
+            if let Some((n_epoch, start, sched)) = first {
+                if start < n_epoch && !l.fit_phase(n_epoch, start, Some(sched))? {
+                    return Ok(false);
+                }
             }
-            if !in_frozen_phase {
+            if !then_unfrozen {
                 return Ok(true);
             }
             l.start_unfrozen_phase(&ft);

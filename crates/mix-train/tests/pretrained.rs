@@ -124,7 +124,7 @@ fn imagenet_weights_offline_fail_saying_where_to_put_them() {
 }
 
 #[test]
-fn fine_tune_runs_both_fits_into_one_run_folder() {
+fn fine_tune_stops_between_its_fits_and_resumes_into_one_run_folder() {
     let body = resnet18_safetensors(6);
     let sha = sha256_hex(&body);
     let server = FileServer::start("w.safetensors", body);
@@ -138,6 +138,8 @@ fn fine_tune_runs_both_fits_into_one_run_folder() {
         &sha,
         "--mix",
         "none",
+        "--stop-after",
+        "1",
     ]));
     out.assert_ok();
     assert!(
@@ -146,8 +148,17 @@ fn fine_tune_runs_both_fits_into_one_run_folder() {
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("finished 2 of 2"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("stopping after epoch 1 of 2"),
+        "{}",
+        out.stdout
+    );
+    // Stopped after the frozen fit: resuming runs the unfrozen one into the same folder.
     let run = &sb.run_dirs()[0];
+    let again = sb.run(&["--resume", run.to_str().unwrap()]);
+    again.assert_ok();
+    assert!(again.stdout.contains("finished 2 of 2"), "{}", again.stdout);
+    assert_eq!(sb.run_dirs().len(), 1);
     let (_, epochs) = csv(&run.join("metrics.csv"));
     assert_eq!(
         epochs.iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
