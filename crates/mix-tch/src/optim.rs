@@ -55,26 +55,15 @@ impl Adam {
     /// BatchNorm parameters get no weight decay (fastai's `wd_bn_bias=False`; the model has no biases
     /// outside BatchNorm).
     pub fn new(model: &VisionModel, cfg: AdamConfig) -> Self {
-        let slots = model
+        let params = model
             .params()
             .iter()
-            .map(|p| Slot {
-                name: p.name.clone(),
-                param: p.tensor.shallow_clone(),
-                group: p.group,
-                do_wd: p.kind != ParamKind::Norm,
-                grad_avg: None,
-                sqr_avg: None,
-                step: 0,
+            .map(|p| {
+                let do_wd = p.kind != ParamKind::Norm;
+                (p.name.clone(), p.tensor.shallow_clone(), do_wd, p.group)
             })
             .collect();
-        Adam {
-            slots,
-            lrs: vec![1e-3; N_GROUPS],
-            mom: 0.9,
-            wd: 0.01,
-            cfg,
-        }
+        Self::from_groups(params, N_GROUPS, cfg)
     }
 
     /// An optimizer over explicit `(name, parameter, decayed)` triples, all in one parameter group.
