@@ -125,6 +125,7 @@ pub fn resolve(arg: &PretrainedArg, sha256: Option<&str>) -> Result<Option<Weigh
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+/// `path` made absolute when it exists (as given otherwise), for records that outlive the folder.
+pub fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }

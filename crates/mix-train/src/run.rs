@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, DatasetArg};
 use crate::train_opts::{self, LrSlice, MixChoice, TrainArgs, TrainCommand};
-use crate::weights::{self, Weights};
+use crate::weights::{self, absolute, Weights};
 
 /// The run's settings, written before training starts and read back by `--resume`.
 pub const CONFIG_FILE: &str = "config.json";
@@ -498,10 +498,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `<out>/<UTC timestamp>`, with `-2`, `-3`, ... when runs start in the same second.
