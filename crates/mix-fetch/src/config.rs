@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::extract::ExtractLimits;
 
 /// The environment variable that overrides the cache folder (it then holds `archive/`, `data/` and
 /// `models/`).
@@ -12,13 +13,29 @@ pub const CACHE_ENV: &str = "MIX_DATA_HOME";
 /// fastai's own environment variable for its home folder (default `~/.fastai`).
 pub const FASTAI_HOME_ENV: &str = "FASTAI_HOME";
 
+/// The default [`FetchConfig::speed_limit`]: 1 KiB/s, far below any working connection, so that
+/// only a server that has all but stopped is given up on.
+const DEFAULT_SPEED_LIMIT: u64 = 1024;
+
+/// The default [`FetchConfig::speed_time`]: a minute, long enough to ride out a busy moment.
+const DEFAULT_SPEED_TIME: Duration = Duration::from_secs(60);
+
+/// The default [`FetchConfig::deadline_base`]: ten minutes for connecting, retrying and backing
+/// off.
+const DEFAULT_DEADLINE_BASE: Duration = Duration::from_secs(600);
+
+/// The default [`FetchConfig::deadline_rate`]: 16 KiB/s, which gives Oxford-IIIT Pet (811 MB) about
+/// 14 hours: a deadline that only a hopeless transfer reaches.
+const DEFAULT_DEADLINE_RATE: u64 = 16 * 1024;
+
 /// Network timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Longest wait for a TCP (and TLS) connection.
     pub connect: Duration,
     /// Longest wait for the response headers, and for each further piece of the body: a stalled
-    /// server is given up on after this long, however large the file.
+    /// server is given up on after this long, however large the file. A server that trickles
+    /// bytes is caught by [`FetchConfig::speed_limit`] instead.
     pub read: Duration,
 }
 
@@ -78,12 +95,31 @@ pub struct FetchConfig {
     pub timeouts: Timeouts,
     /// Retry policy for transient failures.
     pub retries: Retries,
+    /// The lowest average rate, in bytes per second over [`FetchConfig::speed_time`], that an
+    /// attempt may keep up (curl's `--speed-limit`): a slower attempt is abandoned and retried,
+    /// keeping its `.part` file. This catches a server that trickles bytes just often enough to
+    /// beat the stall timeout. 0 turns the check off.
+    pub speed_limit: u64,
+    /// The window the rate of [`FetchConfig::speed_limit`] is averaged over (curl's
+    /// `--speed-time`). Zero turns the check off.
+    pub speed_time: Duration,
+    /// The fixed part of a download's deadline: all attempts of one download together must end
+    /// within `deadline_base` plus the bytes still missing divided by
+    /// [`FetchConfig::deadline_rate`]. A download past its deadline is given up on at once; its
+    /// `.part` file is kept for the next run to resume.
+    pub deadline_base: Duration,
+    /// The rate, in bytes per second, the deadline allows for each missing byte; 0 turns the
+    /// deadline off. The deadline only applies once the file's size is known (from the caller or
+    /// the server).
+    pub deadline_rate: u64,
+    /// How far an archive may expand when extracted (total bytes, ratio, entries).
+    pub extract: ExtractLimits,
 }
 
 impl FetchConfig {
     /// A configuration caching under `cache_dir`, looking at no fastai folder, with no progress bar
-    /// and default timeouts and retries: a starting point for tests and tools, to adjust with
-    /// struct update syntax.
+    /// and default timeouts, retries, speed limit and deadline: a starting point for tests and
+    /// tools, to adjust with struct update syntax.
     pub fn in_dir(cache_dir: impl Into<PathBuf>) -> FetchConfig {
         FetchConfig {
             cache_dir: cache_dir.into(),
@@ -91,6 +127,11 @@ impl FetchConfig {
             progress: false,
             timeouts: Timeouts::default(),
             retries: Retries::default(),
+            speed_limit: DEFAULT_SPEED_LIMIT,
+            speed_time: DEFAULT_SPEED_TIME,
+            deadline_base: DEFAULT_DEADLINE_BASE,
+            deadline_rate: DEFAULT_DEADLINE_RATE,
+            extract: ExtractLimits::default(),
         }
     }
 

@@ -107,7 +107,7 @@ pub enum Error {
     UnsafeEntry {
         /// The archive being extracted.
         archive: PathBuf,
-        /// The entry's name as stored in the archive.
+        /// The entry's name as stored in the archive, cut to 80 characters when longer.
         entry: String,
         /// Why it was refused.
         reason: String,
@@ -139,6 +139,69 @@ pub enum Error {
     )]
     DestinationExists(PathBuf),
 
+    /// An archive would unpack past [`crate::ExtractLimits`]: too many bytes, too many bytes per
+    /// compressed byte (a decompression bomb), or too many entries.
+    #[error(
+        "refusing to extract {archive}: {reason}; nothing was extracted; if the archive is \
+         genuine, raise the limit in FetchConfig::extract"
+    )]
+    TooLarge {
+        /// The archive.
+        archive: PathBuf,
+        /// Which limit it passed.
+        reason: String,
+    },
+
+    /// The disk would run out of space while extracting an archive.
+    #[error(
+        "not enough free space to extract {archive} into {dir}: entry {entry:?} needs {} free \
+         ({} kept in reserve) and only {} is free, after {} already extracted; nothing was \
+         extracted; free at least {} or set MIX_DATA_HOME to a folder on a larger disk",
+        bytes(*.needed), bytes(crate::FREE_SPACE_RESERVE), bytes(*.available), bytes(*.written),
+        bytes(.needed.saturating_sub(*.available))
+    )]
+    NoSpace {
+        /// The archive.
+        archive: PathBuf,
+        /// The folder being extracted into.
+        dir: PathBuf,
+        /// The entry that did not fit, cut to 80 characters.
+        entry: String,
+        /// The free space the entry needs, reserve included, in bytes.
+        needed: u64,
+        /// The free space found, in bytes.
+        available: u64,
+        /// Bytes of the archive already extracted.
+        written: u64,
+    },
+
+    /// Writing one entry of an archive failed (a name the file system refuses, a full disk).
+    #[error("could not extract entry {entry:?} of {archive}: could not {action}: {source}")]
+    EntryIo {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry, cut to 80 characters.
+        entry: String,
+        /// What was being done, with the path below the extraction folder.
+        action: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+
+    /// An extracted dataset in the cache is not known to come from the source asked for.
+    #[error(
+        "cannot use {data} for {url}: {reason}; remove {data} to fetch {url} again, or pass \
+         --dataset {data} to use the folder as it is"
+    )]
+    CacheConflict {
+        /// The extracted folder.
+        data: PathBuf,
+        /// The URL asked for.
+        url: String,
+        /// Why the folder is not used.
+        reason: String,
+    },
+
     /// No cache directory could be found for this user.
     #[error("found no user cache directory: set MIX_DATA_HOME to the folder that should hold archive/, data/ and models/")]
     NoCacheDir,
@@ -164,6 +227,24 @@ fn hand_placed_check(checked: bool) -> &'static str {
         "its SHA-256 is checked there"
     } else {
         "it is used from there unchecked, as no SHA-256 was given"
+    }
+}
+
+/// A byte count for messages: `1.50 GiB (1610612736 bytes)`, or `512 bytes`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = None;
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = Some(u);
+    }
+    match unit {
+        Some(u) => format!("{value:.2} {u} ({n} bytes)"),
+        None => format!("{n} bytes"),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Single files such as pretrained model weights: fetched with the archives' download code (`.part`
-//! file, `Range` resume, retries, stall timeout, a lock per file) into `<cache>/models/`, checked
-//! against their SHA-256, never extracted.
+//! file, `Range`/`If-Range` resume, retries, stall timeout, speed limit and deadline, a lock per
+//! file) into `<cache>/models/`, checked against their SHA-256, never extracted.
 
 use std::fmt;
 use std::fs;
@@ -150,8 +150,9 @@ pub fn file_path(remote: &RemoteFile, cfg: &FetchConfig) -> PathBuf {
 /// A file already at [`file_path`] (downloaded earlier, or put there by hand) whose size and
 /// SHA-256 match (each when known) is used without any request. Otherwise, holding a lock on
 /// `<cache>/models/<file_name>.lock`, the file is downloaded to `<file_name>.part` (resuming what
-/// an earlier run left), checked, and renamed into place; a cached file that fails the check is
-/// removed first. Other threads and processes asking for the same file wait for the lock and then
+/// an earlier run left, with `If-Range` so that a file changed on the server since is fetched
+/// anew rather than spliced; `<file_name>.part.meta` records which version the bytes are of),
+/// checked, and renamed into place; a cached file that fails the check is removed first. Other threads and processes asking for the same file wait for the lock and then
 /// find it in place.
 ///
 /// Errors: [`Error::FileUnreachable`] when the server cannot be reached after

@@ -400,6 +400,10 @@ pub enum Reply {
     },
     /// Read the request and never answer, holding the connection until the server stops.
     Stall,
+    /// Write each piece exactly as given (status line, headers and body are the caller's, so the
+    /// headers may lie), sleeping its pause after it, then close; the writing stops when the
+    /// client goes away or the server stops.
+    Raw(Vec<(Vec<u8>, Duration)>),
 }
 
 impl Reply {
@@ -578,6 +582,16 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, h
     let mut out = stream;
     match handler(index, &req) {
         Reply::Stall => hold(),
+        Reply::Raw(pieces) => {
+            for (bytes, pause) in pieces {
+                if stop.load(Ordering::SeqCst) || out.write_all(&bytes).is_err() {
+                    return;
+                }
+                let _ = out.flush();
+                thread::sleep(pause);
+            }
+            let _ = out.shutdown(std::net::Shutdown::Both);
+        }
         Reply::Send {
             status,
             headers,
