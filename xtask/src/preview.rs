@@ -92,8 +92,11 @@ pub fn preview(rest: &[String]) -> Result<()> {
     let seed: u64 = opts.parse_or("seed", 0)?;
     let bs: usize = opts.parse_or("bs", 64)?;
     let size: usize = opts.parse_or("resize", 256)?;
-    if bs == 0 || size == 0 {
-        bail!("--bs and --resize must be at least 1, found {bs} and {size}");
+    if bs == 0 || size == 0 || size > mix_data::MAX_ITEM_SIDE {
+        bail!(
+            "--bs must be at least 1 and --resize in 1..={}, found {bs} and {size}",
+            mix_data::MAX_ITEM_SIDE
+        );
     }
     let out = PathBuf::from(opts.get("out").unwrap_or("preview.png"));
     let pattern = opts.get("pattern").unwrap_or(SEED_PATTERN);

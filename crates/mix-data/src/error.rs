@@ -53,6 +53,18 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A file name is not valid UTF-8, so it cannot be labelled without merging it with others.
+    #[error(
+        "file name of {} is not valid UTF-8; expected a UTF-8 name, because labels are text and a \
+         lossy conversion would give names that differ only in invalid bytes the same label; \
+         rename the file to UTF-8 or leave it out of the list",
+        .path.display()
+    )]
+    NonUtf8Name {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// A validation item has a label that no training item has, so the vocab lacks it.
     #[error(
         "label {label:?} of {} appears only in the validation set; expected every label in the \

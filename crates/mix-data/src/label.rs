@@ -50,16 +50,23 @@ impl RegexLabeller {
     }
 
     /// The label of `path`, from its file name.
+    ///
+    /// A file name that is not valid UTF-8 is refused ([`Error::NonUtf8Name`]) rather than
+    /// converted lossily: labels are text, and a lossy conversion would give names that differ
+    /// only in their invalid bytes (`a\xff_1.jpg`, `a\xfe_1.jpg`) the same label. Only the file
+    /// name matters; the folders above it may have any name.
     pub fn label(&self, path: &Path) -> Result<String> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        self.label_str(&name)
+        let name = match path.file_name() {
+            None => "",
+            Some(n) => n.to_str().ok_or_else(|| Error::NonUtf8Name {
+                path: path.to_path_buf(),
+            })?,
+        };
+        self.label_str(name)
             .map(str::to_owned)
             .ok_or_else(|| Error::NoMatch {
                 pattern: self.pattern().to_owned(),
-                name: name.into_owned(),
+                name: name.to_owned(),
                 path: path.to_path_buf(),
             })
     }

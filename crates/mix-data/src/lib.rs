@@ -7,7 +7,8 @@
 //! 2. [`RegexLabeller`] labels each file from its *name* (regex search, capture group 1), and
 //!    [`Vocab`] maps labels to class indices (sorted, built from the training split like fastai).
 //! 3. [`random_split`] shuffles indices with a seeded RNG; the first `valid_pct` are validation.
-//! 4. [`decode_rgb`] decodes any supported file to 8-bit RGB, rejecting truncated files.
+//! 4. [`decode_rgb`] decodes any supported file to 8-bit RGB, rejecting truncated files and
+//!    refusing files and images beyond [`DecodeLimits`] before reading or allocating them.
 //! 5. [`resize_crop`] applies fastai's `Resize(size, method='crop')`: the largest crop with the
 //!    target's aspect ratio, placed at [`CropPos`] (random in training, centred in validation),
 //!    bilinear-resized (SIMD, Pillow's antialiasing filter) to `size x size`.
@@ -38,17 +39,22 @@ mod normalize;
 mod resize;
 mod split;
 
-pub use decode::{decode_rgb, decode_rgb_bytes};
+pub use decode::{
+    decode_rgb, decode_rgb_bytes, decode_rgb_bytes_with, decode_rgb_with, DecodeLimits,
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS,
+};
 pub use error::{Error, Result};
 pub use files::{get_image_files, is_image_file, IMAGE_EXTENSIONS};
 pub use label::{RegexLabeller, Vocab};
 pub use loader::{
     BadImagePolicy, Batch, BatchIter, DataLoader, DataLoaders, LoaderConfig, LoaderKind,
-    SkippedImage,
+    SkippedImage, DEFAULT_MAX_IN_FLIGHT_BYTES, MAX_BATCH_BYTES, MAX_BATCH_SIZE, MAX_PREFETCH,
+    MAX_THREADS,
 };
 pub use normalize::{imagenet_normalize, normalize, normalize_into, IMAGENET_MEAN, IMAGENET_STD};
 pub use resize::{
     crop_box, load_item, resize_crop, resize_crop_into, resize_short_side, CropBox, CropPos,
+    MAX_ITEM_SIDE,
 };
 pub use split::{random_split, Split};
 

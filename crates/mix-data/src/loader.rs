@@ -4,8 +4,13 @@
 //! order and crop positions from `(seed, epoch)`), then a producer thread decodes it window by
 //! window on a rayon pool and sends finished batches through a bounded channel. Planning before
 //! decoding is what makes results identical for any thread count.
+//!
+//! Every size in [`LoaderConfig`] is bounded ([`LoaderConfig::validate`]), buffer sizes are
+//! computed with checked arithmetic, and the decoding threads share a budget of bytes of decoded
+//! pixels ([`LoaderConfig::max_in_flight_bytes`]), so no setting or file can make the loader
+//! abort on an allocation or panic on an overflow.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,11 +22,29 @@ use ndarray::{Array3, Array4, ArrayViewMut3};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
-use crate::resize::crop_window_into;
+use crate::decode::{decode_file, MemoryBudget, Permit};
+use crate::resize::{check_size, crop_window_into};
 use crate::{
-    decode_rgb, imagenet_normalize, random_split, resize_crop_into, resize_short_side, CropPos,
-    Error, RegexLabeller, Result, Vocab,
+    imagenet_normalize, random_split, resize_crop_into, resize_short_side, CropPos, DecodeLimits,
+    Error, RegexLabeller, Result, Vocab, MAX_ITEM_SIDE,
 };
+
+/// Largest [`LoaderConfig::batch_size`]: 65536 items.
+pub const MAX_BATCH_SIZE: usize = 1 << 16;
+
+/// Largest batch in bytes (`batch_size * 3 * item_size^2`): 4 GiB, for example 85 items of
+/// [`MAX_ITEM_SIDE`] or 21845 of 256.
+pub const MAX_BATCH_BYTES: usize = 4 << 30;
+
+/// Largest [`LoaderConfig::threads`]: 1024 decoding threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// Largest [`LoaderConfig::prefetch`]: 64 batches waiting.
+pub const MAX_PREFETCH: usize = 64;
+
+/// Default of [`LoaderConfig::max_in_flight_bytes`]: 1 GiB of decoded pixels at once, whatever
+/// the number of threads.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 1 << 30;
 
 /// What to do with a file that cannot be read or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +84,13 @@ pub struct LoaderConfig {
     pub cache_decoded: bool,
     /// What to do with unreadable or undecodable files.
     pub bad_image: BadImagePolicy,
+    /// Largest file and image decoded; larger ones are bad images (see [`DecodeLimits`]).
+    pub decode: DecodeLimits,
+    /// Bytes of decoded pixels (the decoder's buffer plus the RGB copy) the decoding threads may
+    /// hold at once, shared by the pool: a thread waits before decoding an image that would go
+    /// over it. An image larger than the whole budget is decoded alone. Default
+    /// [`DEFAULT_MAX_IN_FLIGHT_BYTES`]; at least 1.
+    pub max_in_flight_bytes: u64,
 }
 
 impl Default for LoaderConfig {
@@ -74,7 +104,66 @@ impl Default for LoaderConfig {
             prefetch: 2,
             cache_decoded: false,
             bad_image: BadImagePolicy::Skip,
+            decode: DecodeLimits::default(),
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
         }
+    }
+}
+
+impl LoaderConfig {
+    /// Checks every setting against its bounds; the error names the setting, its value and the
+    /// limit. `batch_size` in `1..=`[`MAX_BATCH_SIZE`], `item_size` in `1..=`[`MAX_ITEM_SIDE`],
+    /// a batch at most [`MAX_BATCH_BYTES`], `threads` at most [`MAX_THREADS`], `prefetch` at most
+    /// [`MAX_PREFETCH`], `max_in_flight_bytes` at least 1, and `decode` as
+    /// [`DecodeLimits::validate`] says. `valid_pct` is checked by the split.
+    pub fn validate(&self) -> Result<()> {
+        let range = |name: &str, value: usize, min: usize, max: usize| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::Config(format!(
+                    "{name} is {value}, expected {min}..={max}"
+                )))
+            }
+        };
+        range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)?;
+        check_size("item_size", self.item_size)?;
+        self.batch_bytes()?;
+        range("threads", self.threads, 0, MAX_THREADS)?;
+        range("prefetch", self.prefetch, 0, MAX_PREFETCH)?;
+        if self.max_in_flight_bytes == 0 {
+            return Err(Error::Config(
+                "max_in_flight_bytes is 0, expected at least 1".to_owned(),
+            ));
+        }
+        self.decode.validate()
+    }
+
+    /// Bytes of one item (`3 * item_size^2`), checked.
+    fn item_bytes(&self) -> Result<usize> {
+        self.item_size
+            .checked_mul(self.item_size)
+            .and_then(|n| n.checked_mul(3))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "item_size is {}, expected 1..={MAX_ITEM_SIDE} pixels (MAX_ITEM_SIDE)",
+                    self.item_size
+                ))
+            })
+    }
+
+    /// Bytes of one batch (`batch_size * 3 * item_size^2`), checked against [`MAX_BATCH_BYTES`].
+    fn batch_bytes(&self) -> Result<usize> {
+        self.item_bytes()?
+            .checked_mul(self.batch_size)
+            .filter(|&n| n <= MAX_BATCH_BYTES)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "a batch of batch_size {} items of item_size {} takes more than \
+                     {MAX_BATCH_BYTES} bytes (MAX_BATCH_BYTES); use a smaller batch or size",
+                    self.batch_size, self.item_size
+                ))
+            })
     }
 }
 
@@ -143,18 +232,25 @@ struct Inner {
     kind: LoaderKind,
     batch_size: usize,
     item_size: usize,
+    /// `3 * item_size^2`, computed once with checked arithmetic.
+    item_len: usize,
     seed: u64,
     prefetch: usize,
     policy: BadImagePolicy,
+    decode: DecodeLimits,
     pool: Arc<rayon::ThreadPool>,
+    /// Shared by every loader on `pool`, like the threads.
+    budget: Arc<MemoryBudget>,
     cache: Option<Vec<OnceLock<Cached>>>,
     bad: Vec<AtomicBool>,
     skipped: Mutex<Vec<SkippedImage>>,
 }
 
 impl Inner {
-    fn item_len(&self) -> usize {
-        3 * self.item_size * self.item_size
+    /// Decodes `path` within the limits; the permit holds the image's share of the in-flight
+    /// budget until the caller drops it, after resizing.
+    fn decode(&self, path: &Path) -> Result<(RgbImage, Option<Permit<'_>>)> {
+        decode_file(path, &self.decode, Some(&self.budget))
     }
 
     /// Decodes item `i` at `pos` into `out` (`[3, s, s]`), through the cache when enabled.
@@ -162,11 +258,12 @@ impl Inner {
         let path = &self.items[i];
         let s = self.item_size;
         let Some(cache) = &self.cache else {
-            return resize_crop_into(&decode_rgb(path)?, s, pos, out);
+            let (img, _permit) = self.decode(path)?;
+            return resize_crop_into(&img, s, pos, out);
         };
         let slot = &cache[i];
         if slot.get().is_none() {
-            let img = decode_rgb(path)?;
+            let (img, _permit) = self.decode(path)?;
             let (w, h) = img.dimensions();
             let entry = match self.kind {
                 LoaderKind::Valid => {
@@ -184,7 +281,10 @@ impl Inner {
             let _ = slot.set(entry);
         }
         match slot.get().expect("filled above") {
-            Cached::TooLong => resize_crop_into(&decode_rgb(path)?, s, pos, out),
+            Cached::TooLong => {
+                let (img, _permit) = self.decode(path)?;
+                resize_crop_into(&img, s, pos, out)
+            }
             Cached::Final(px) => {
                 let mut out = out;
                 out.as_slice_mut()
@@ -237,7 +337,7 @@ impl Inner {
 
     /// Producer loop: decodes the plan a batch at a time and sends full batches.
     fn produce(&self, plan: Vec<(usize, CropPos)>, tx: SyncSender<Result<Batch>>) {
-        let (bs, len) = (self.batch_size, self.item_len());
+        let (bs, len) = (self.batch_size, self.item_len);
         let s = self.item_size;
         let mut plan = plan.into_iter().peekable();
         // Good items decoded but not yet sent: CHW pixels back to back, and their labels.
@@ -251,8 +351,17 @@ impl Inner {
                 .filter(|&(i, _)| !self.bad[i].load(Ordering::Relaxed))
                 .take(bs - labels.len())
                 .collect();
-            // Decoded straight into a fresh batch buffer: no copy when every item is good.
-            let mut buf = vec![0u8; window.len() * len];
+            // Decoded straight into a fresh batch buffer: no copy when every item is good. The
+            // size is at most MAX_BATCH_BYTES (checked by the config); checked again here so a
+            // broken invariant is an error, not an abort.
+            let Some(buf_len) = window.len().checked_mul(len) else {
+                let _ = tx.send(Err(Error::Config(format!(
+                    "a batch of {} items of {len} bytes overflows",
+                    window.len()
+                ))));
+                return;
+            };
+            let mut buf = vec![0u8; buf_len];
             let results: Vec<Result<()>> = self.pool.install(|| {
                 buf.par_chunks_mut(len)
                     .zip(window.par_iter())
@@ -324,6 +433,11 @@ impl std::fmt::Debug for DataLoader {
     }
 }
 
+/// The budget of decoded bytes shared by the threads of one pool.
+fn build_budget(cfg: &LoaderConfig) -> Arc<MemoryBudget> {
+    Arc::new(MemoryBudget::new(cfg.max_in_flight_bytes))
+}
+
 fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -340,13 +454,18 @@ fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
 
 impl DataLoader {
     /// A loader over `items` with class indices `labels` (same length), in the given order.
+    ///
+    /// Errors: [`Error::Config`] when a setting is out of bounds ([`LoaderConfig::validate`]) or
+    /// the lengths differ.
     pub fn new(
         items: Vec<PathBuf>,
         labels: Vec<usize>,
         kind: LoaderKind,
         cfg: &LoaderConfig,
     ) -> Result<Self> {
-        Self::with_pool(items, labels, kind, cfg, build_pool(cfg.threads)?)
+        cfg.validate()?;
+        let pool = build_pool(cfg.threads)?;
+        Self::with_pool(items, labels, kind, cfg, pool, build_budget(cfg))
     }
 
     fn with_pool(
@@ -355,6 +474,7 @@ impl DataLoader {
         kind: LoaderKind,
         cfg: &LoaderConfig,
         pool: Arc<rayon::ThreadPool>,
+        budget: Arc<MemoryBudget>,
     ) -> Result<Self> {
         if items.len() != labels.len() {
             return Err(Error::Config(format!(
@@ -363,17 +483,7 @@ impl DataLoader {
                 labels.len()
             )));
         }
-        if cfg.batch_size == 0 {
-            return Err(Error::Config(
-                "batch_size must be at least 1, found 0".to_owned(),
-            ));
-        }
-        if cfg.item_size == 0 || u32::try_from(cfg.item_size).is_err() {
-            return Err(Error::Config(format!(
-                "item_size must be in 1..=u32::MAX, found {}",
-                cfg.item_size
-            )));
-        }
+        cfg.validate()?;
         let cache = cfg
             .cache_decoded
             .then(|| (0..items.len()).map(|_| OnceLock::new()).collect());
@@ -385,10 +495,13 @@ impl DataLoader {
                 kind,
                 batch_size: cfg.batch_size,
                 item_size: cfg.item_size,
+                item_len: cfg.item_bytes()?,
                 seed: cfg.seed,
                 prefetch: cfg.prefetch,
                 policy: cfg.bad_image,
+                decode: cfg.decode,
                 pool,
+                budget,
                 cache,
                 bad,
                 skipped: Mutex::new(Vec::new()),
@@ -537,6 +650,8 @@ impl DataLoaders {
     /// match), splits with [`random_split`] seeded by `cfg.seed`, and builds the vocab from the
     /// training labels.
     pub fn from_name_re(files: &[PathBuf], pattern: &str, cfg: &LoaderConfig) -> Result<Self> {
+        // Settings first: a bad one should not wait for every file to be labelled.
+        cfg.validate()?;
         let labeller = RegexLabeller::new(pattern)?;
         let labels = files
             .iter()
@@ -548,6 +663,7 @@ impl DataLoaders {
     /// Like [`from_name_re`](Self::from_name_re) with labels given (`labels[i]` is the label of
     /// `files[i]`), fastai's `from_lists` without the folder argument.
     pub fn from_labels(files: &[PathBuf], labels: &[String], cfg: &LoaderConfig) -> Result<Self> {
+        cfg.validate()?;
         if files.len() != labels.len() {
             return Err(Error::Config(format!(
                 "expected one label per file, found {} files and {} labels",
@@ -578,6 +694,7 @@ impl DataLoaders {
         let (train_items, train_labels) = subset(&split.train)?;
         let (valid_items, valid_labels) = subset(&split.valid)?;
         let pool = build_pool(cfg.threads)?;
+        let budget = build_budget(cfg);
         Ok(Self {
             train: DataLoader::with_pool(
                 train_items,
@@ -585,8 +702,16 @@ impl DataLoaders {
                 LoaderKind::Train,
                 cfg,
                 Arc::clone(&pool),
+                Arc::clone(&budget),
             )?,
-            valid: DataLoader::with_pool(valid_items, valid_labels, LoaderKind::Valid, cfg, pool)?,
+            valid: DataLoader::with_pool(
+                valid_items,
+                valid_labels,
+                LoaderKind::Valid,
+                cfg,
+                pool,
+                budget,
+            )?,
             vocab,
         })
     }

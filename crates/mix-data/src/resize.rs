@@ -11,6 +11,26 @@ use rand::Rng;
 
 use crate::{decode_rgb, Error, Result};
 
+/// Largest side of an item (the `size` of `Resize(size)`) this crate makes: 4096 pixels, 48 MiB
+/// per item as RGB `u8`. Larger sizes are refused with [`Error::Config`] before anything is
+/// allocated, so a typo such as `--resize 100000` (a 30 GB item) is an error, not an abort.
+pub const MAX_ITEM_SIDE: usize = 4096;
+
+/// Largest image [`resize_short_side`] makes, in pixels: an item of [`MAX_ITEM_SIDE`] four times
+/// as long as wide, the most elongated image the loader's cache keeps (64 Mpx, 192 MiB).
+const MAX_SHORT_SIDE_PIXELS: u64 = 4 * (MAX_ITEM_SIDE as u64) * (MAX_ITEM_SIDE as u64);
+
+/// Checks that `size` is a usable item side: `1..=MAX_ITEM_SIDE`.
+pub(crate) fn check_size(name: &str, size: usize) -> Result<()> {
+    if (1..=MAX_ITEM_SIDE).contains(&size) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{name} is {size}, expected 1..={MAX_ITEM_SIDE} pixels (MAX_ITEM_SIDE)"
+        )))
+    }
+}
+
 /// Where the crop sits inside the slack of the source image, as fractions in `[0, 1]`.
 ///
 /// fastai's `Resize.before_call` sets `pcts = (0.5, 0.5)` on the validation set and
@@ -106,7 +126,11 @@ fn resize_box(
     )
     .map_err(|e| fail(&e))?;
     // The resizer writes every byte, so a reused buffer needs no clearing.
-    dst.resize(dst_w as usize * dst_h as usize * 3, 0);
+    let len = (dst_w as usize)
+        .checked_mul(dst_h as usize)
+        .and_then(|n| n.checked_mul(3))
+        .ok_or_else(|| Error::Resize(format!("a {dst_w}x{dst_h} output does not fit in memory")))?;
+    dst.resize(len, 0);
     let mut dst_img =
         Image::from_slice_u8(dst_w, dst_h, dst, PixelType::U8x3).map_err(|e| fail(&e))?;
     RESIZER.with(|r| {
@@ -156,15 +180,11 @@ fn window_to_chw(
 }
 
 fn check_out(out: &ArrayViewMut3<'_, u8>, size: usize) -> Result<()> {
+    check_size("size", size)?;
     if out.shape() != [3, size, size] {
         return Err(Error::Config(format!(
             "output must have shape [3, {size}, {size}], found {:?}",
             out.shape()
-        )));
-    }
-    if size == 0 || u32::try_from(size).is_err() {
-        return Err(Error::Config(format!(
-            "size must be in 1..=u32::MAX, found {size}"
         )));
     }
     Ok(())
@@ -172,6 +192,8 @@ fn check_out(out: &ArrayViewMut3<'_, u8>, size: usize) -> Result<()> {
 
 /// fastai's `Resize(size, method='crop')` on one image: [`crop_box`] at `pos`, then a bilinear
 /// resize of the crop to `size x size`, written into `out` (shape `[3, size, size]`, CHW).
+///
+/// `size` must be in `1..=`[`MAX_ITEM_SIDE`] ([`Error::Config`] otherwise).
 pub fn resize_crop_into(
     src: &RgbImage,
     size: usize,
@@ -194,6 +216,8 @@ pub fn resize_crop_into(
 
 /// Allocating form of [`resize_crop_into`]: a `[3, size, size]` CHW array.
 pub fn resize_crop(src: &RgbImage, size: usize, pos: CropPos) -> Result<Array3<u8>> {
+    // Checked before the allocation, which an unbounded size would turn into an abort.
+    check_size("size", size)?;
     let mut out = Array3::zeros((3, size, size));
     resize_crop_into(src, size, pos, out.view_mut())?;
     Ok(out)
@@ -202,6 +226,8 @@ pub fn resize_crop(src: &RgbImage, size: usize, pos: CropPos) -> Result<Array3<u
 /// Decodes `path` ([`decode_rgb`]) and applies `Resize(size, method='crop')` at `pos`
 /// ([`resize_crop`]): one dataset item as fastai's `item_tfms` make it, CHW RGB `u8`.
 pub fn load_item(path: &Path, size: usize, pos: CropPos) -> Result<Array3<u8>> {
+    // Checked before decoding, so a bad size does not cost a decode.
+    check_size("size", size)?;
     resize_crop(&decode_rgb(path)?, size, pos)
 }
 
@@ -210,11 +236,13 @@ pub fn load_item(path: &Path, size: usize, pos: CropPos) -> Result<Array3<u8>> {
 ///
 /// The loader caches training images at this scale and cuts the random `size x size` window
 /// from it each epoch (see `LoaderConfig::cache_decoded`).
+///
+/// `size` must be in `1..=`[`MAX_ITEM_SIDE`], and the result at most 64 Mpx (a
+/// [`MAX_ITEM_SIDE`] item four times as long as wide); [`Error::Config`] otherwise, before
+/// anything is allocated.
 pub fn resize_short_side(src: &RgbImage, size: usize) -> Result<RgbImage> {
-    let s = u32::try_from(size)
-        .ok()
-        .filter(|&s| s > 0)
-        .ok_or_else(|| Error::Config(format!("size must be in 1..=u32::MAX, found {size}")))?;
+    check_size("size", size)?;
+    let s = size as u32;
     let (w, h) = src.dimensions();
     let short = w.min(h).max(1);
     let scale = |long: u32| -> u32 {
@@ -222,6 +250,13 @@ pub fn resize_short_side(src: &RgbImage, size: usize) -> Result<RgbImage> {
         (v.min(f64::from(u32::MAX)) as u32).max(s)
     };
     let (nw, nh) = if w <= h { (s, scale(h)) } else { (scale(w), s) };
+    let pixels = u64::from(nw) * u64::from(nh);
+    if pixels > MAX_SHORT_SIDE_PIXELS {
+        return Err(Error::Config(format!(
+            "resizing the {w}x{h} image to a shorter side of {size} gives {nw}x{nh} = {pixels} \
+             pixels, expected at most {MAX_SHORT_SIDE_PIXELS}; use a smaller size or crop first"
+        )));
+    }
     let full = CropBox {
         left: 0,
         top: 0,

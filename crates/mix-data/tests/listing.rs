@@ -235,3 +235,74 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn get_image_files_refuses_links_that_leave_the_listed_folder() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("other-dataset");
+    touch(&outside.join("stolen.jpg"));
+    touch(&root.join("own/a.jpg"));
+
+    // A folder link, a file link and a chain of two links that ends outside: each is an error
+    // naming the link and where it leads.
+    let cases: [(&str, PathBuf); 3] = [
+        ("up", tmp.path().to_path_buf()),
+        ("own/b.jpg", outside.join("stolen.jpg")),
+        ("own/hop", root.join("own/up2")),
+    ];
+    for (name, target) in &cases {
+        let link = root.join(name);
+        symlink(target, &link).unwrap();
+        if *name == "own/hop" {
+            // The second link of the chain: relative, climbing two levels out of the root.
+            symlink("../../other-dataset", root.join("own/up2")).unwrap();
+        }
+        let err = get_image_files(&root).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Io { .. }), "{msg}");
+        assert!(msg.contains("outside the folder being listed"), "{msg}");
+        assert!(
+            msg.contains(link.to_str().unwrap())
+                || msg.contains(root.join("own/up2").to_str().unwrap()),
+            "the message names the link: {msg}"
+        );
+        assert!(msg.contains(tmp.path().to_str().unwrap()), "{msg}");
+        fs::remove_file(&link).unwrap();
+        let _ = fs::remove_file(root.join("own/up2"));
+        assert_eq!(
+            get_image_files(&root).unwrap(),
+            vec![root.join("own/a.jpg")]
+        );
+    }
+
+    // Links the listing would not use anyway are no reason to fail: a hidden folder link and a
+    // link that is not named like an image.
+    symlink(&outside, root.join(".cache")).unwrap();
+    symlink(outside.join("stolen.jpg"), root.join("notes.txt")).unwrap();
+    assert_eq!(
+        get_image_files(&root).unwrap(),
+        vec![root.join("own/a.jpg")]
+    );
+}
+
+#[test]
+fn get_image_files_survives_symlink_loops_and_follows_inside_links() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    touch(&root.join("real/a.png"));
+    // Two links pointing at each other, a link to itself and a dangling link resolve to nothing:
+    // skipped. A relative link to a sibling folder and a link to the root itself stay inside.
+    symlink("b.jpg", root.join("a.jpg")).unwrap();
+    symlink("a.jpg", root.join("b.jpg")).unwrap();
+    symlink("self", root.join("self")).unwrap();
+    symlink("missing", root.join("gone.png")).unwrap();
+    symlink("real", root.join("alias")).unwrap();
+    symlink("..", root.join("real/parent")).unwrap();
+    let started = std::time::Instant::now();
+    let got = get_image_files(root).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(got, vec![root.join("alias/a.png"), root.join("real/a.png")]);
+}
