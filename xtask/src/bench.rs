@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: runs our criterion benches and the peer scripts step by step and writes the
 //! side-by-side figures, with the issues' speed targets judged, to docs/performance.md; the
+//! `epoch` step times one whole training epoch of mix-train against fastai's ([`epoch`]); the
 //! `accuracy` step trains mix-train and fastai's own `vision_learner` side by side ([`accuracy`]).
+//! The speed steps read a pets-like corpus made from the repository's sample photos ([`corpus`]).
 //!
 //! The document has one section per step between markers ([`doc`]): a run of every step rewrites it
 //! whole, `--only STEP` rewrites that step's section alone. Every figure of a section comes from the
@@ -9,7 +11,9 @@
 //! "missing"; nothing is carried over from older runs of the same step.
 
 mod accuracy;
+mod corpus;
 mod doc;
+mod epoch;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,10 +31,13 @@ use crate::process::{self, cargo};
 const ABOUT: &str = "\
 Run the criterion benches (benches/benches) and the peer scripts (benches/peers) side by side,
 then write docs/performance.md: machine, versions, every median, ours / peer ratios and the
-speed targets. The accuracy step trains mix-train and fastai's vision_learner on the sample images
-(3 epochs, seeds 0, 1, 2, in both modes; a few minutes). The steps, in order: mix_core, mix_data,
-train_step, accuracy. --only STEP runs one and rewrites only its section of the report. --quick
-finishes the speed steps within about 5 minutes on 2 cores once the benches are built.";
+speed targets. The epoch step times one whole training epoch of mix-train against fastai's
+fit_one_cycle on a pets-like corpus made from the sample photos (on the CPU by default; --device
+cuda takes the full Pets size). The accuracy step trains mix-train and fastai's vision_learner on
+the sample images (3 epochs, seeds 0, 1, 2, in both modes; a few minutes). The steps, in order:
+mix_core, mix_data, train_step, epoch, accuracy. --only STEP runs one and rewrites only its section
+of the report. --quick finishes the speed steps within about 5 minutes on 2 cores once the benches
+are built.";
 
 const OPTS: &[Opt] = &[
     Opt {
@@ -41,7 +48,15 @@ const OPTS: &[Opt] = &[
     Opt {
         name: "only",
         value: Some("STEP"),
-        help: "run one step (mix_core, mix_data, train_step or accuracy) and rewrite its section",
+        help: "run one step (mix_core, mix_data, train_step, epoch or accuracy) and rewrite its \
+               section",
+    },
+    Opt {
+        name: "device",
+        value: Some("DEVICE"),
+        help:
+            "the epoch step's device: cpu (default; 37 x 10 images, Resize 144, size 128) or cuda \
+               (the full Pets size: 37 x 200 images, Resize 256, size 224)",
     },
     Opt {
         name: "out",
@@ -124,9 +139,10 @@ const PAIRS: &[(BenchSpec, PeerSpec)] = &[
     ),
 ];
 
-/// Images per breed in the pets-like corpus (37 breeds): enough for several loader batches.
+/// Images per breed in the mix_data step's pets-like corpus (37 breeds): enough for several loader
+/// batches.
 const CORPUS_PER_BREED: usize = 8;
-/// Seed of the corpus generator, so that every run times the same files.
+/// Seed of the corpus generator, so that every run times the same files (the epoch step's too).
 const CORPUS_SEED: u64 = 0;
 
 /// How long each side measures.
@@ -510,10 +526,11 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
-/// Every step's name, in run and document order: the criterion benches with their peers, then
-/// the accuracy comparison.
+/// Every step's name, in run and document order: the criterion benches with their peers, the whole
+/// epoch, then the accuracy comparison.
 pub fn step_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = PAIRS.iter().map(|(bench, _)| bench.name).collect();
+    names.push(epoch::STEP);
     names.push(ACCURACY);
     names
 }
@@ -549,6 +566,7 @@ pub fn bench(argv: &[String]) -> Result<()> {
         Mode::Full
     };
     let only = opts.get("only").map(parse_only).transpose()?;
+    let device = epoch::Device::parse(opts.get("device").unwrap_or("cpu"))?;
     let root = crate::project_root();
     let out = opts
         .get("out")
@@ -568,6 +586,14 @@ pub fn bench(argv: &[String]) -> Result<()> {
         Some(step) => vec![step],
         None => step_names(),
     };
+    if device != epoch::Device::Cpu && !selected.contains(&epoch::STEP) {
+        bail!(
+            "--device {}: only the epoch step takes a device, and --only {} leaves it out; pass \
+             --only epoch or drop --device",
+            device.name(),
+            selected.join(",")
+        );
+    }
 
     let torch = libtorch::setup()?;
     let python = torch.python.clone().context(
@@ -578,7 +604,10 @@ pub fn bench(argv: &[String]) -> Result<()> {
     let target = target_dir(&root);
     let data = target.join("bench-data");
     let machine = Machine::detect(&root, &versions);
-    let invocation = invocation(mode, only);
+    let mut invocation = invocation(mode, only);
+    if device != epoch::Device::Cpu {
+        invocation.push_str(&format!(" --device {}", device.name()));
+    }
 
     let mut sections: Vec<(&'static str, String)> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
@@ -587,7 +616,12 @@ pub fn bench(argv: &[String]) -> Result<()> {
         .filter(|(bench, _)| selected.contains(&bench.name))
         .collect();
     if !pairs.is_empty() {
-        let corpus = ensure_corpus(&root, &data, &python)?;
+        let corpus = corpus::ensure(
+            &data,
+            &root.join(accuracy::IMAGES),
+            CORPUS_PER_BREED,
+            CORPUS_SEED,
+        )?;
         let peer_out = data.join("peers");
         std::fs::create_dir_all(&peer_out)
             .with_context(|| format!("cannot create {}", peer_out.display()))?;
@@ -612,6 +646,18 @@ pub fn bench(argv: &[String]) -> Result<()> {
                 render_section(&step_machine, mode, &invocation, pair, &results),
             ));
         }
+    }
+    if selected.contains(&epoch::STEP) {
+        let mut step_machine = machine.clone();
+        step_machine.load = load_average();
+        let recipe = epoch::Recipe::for_device(device);
+        let outcome = epoch::run(&root, &target, &torch, &python, &data, recipe, mode);
+        epoch::print_summary(&outcome);
+        problems.extend(outcome.problems.iter().cloned());
+        sections.push((
+            epoch::STEP,
+            epoch::render(&outcome, &step_machine, &invocation, mode),
+        ));
     }
     if selected.contains(&ACCURACY) {
         let mut step_machine = machine.clone();
@@ -893,111 +939,6 @@ pub fn parse_versions(text: &str) -> Result<BTreeMap<String, Option<String>>> {
         .into_iter()
         .map(|(k, v)| (k, v.as_str().map(str::to_string)))
         .collect())
-}
-
-/// The pets-like corpus, generated once with the shared tool and cached; returns its images folder.
-fn ensure_corpus(root: &Path, data: &Path, python: &Path) -> Result<PathBuf> {
-    let name = format!("pets-like-n{CORPUS_PER_BREED}-s{CORPUS_SEED}");
-    let dir = data.join(&name);
-    let images = dir.join("oxford-iiit-pet").join("images");
-    if dir.join("complete").exists() {
-        return Ok(images);
-    }
-    let tool = corpus_tool(root);
-    if !tool.exists() {
-        bail!(
-            "the pets-like corpus generator is missing: expected {} (the project's shared/ folder \
-             sits beside the repository root, as in CI clones); put shared/tools/make_pets_like.py \
-             and shared/photos there",
-            tool.display()
-        );
-    }
-    let tool = stage_corpus_tool(&tool, &data.join("pets-like-tool"))?;
-    // Generated beside its final place and renamed, so that an interrupted run leaves no
-    // half-made corpus that a later run would time.
-    let tmp = data.join(format!("{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)
-            .with_context(|| format!("cannot remove {}", tmp.display()))?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    process::run(
-        Command::new(python)
-            .arg(&tool)
-            .arg(&tmp)
-            .args(["--per-breed", &CORPUS_PER_BREED.to_string()])
-            .args(["--seed", &CORPUS_SEED.to_string()]),
-    )
-    .context("could not generate the pets-like corpus")?;
-    std::fs::write(tmp.join("complete"), b"")?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove {}", dir.display()))?;
-    }
-    std::fs::rename(&tmp, &dir)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
-    Ok(images)
-}
-
-/// Copies the generator and only the image files of its `../photos` folder into `stage`, and
-/// returns the copy. The generator opens every file of that folder as an image, and the shared
-/// folder also holds LICENSES.md, on which it fails.
-fn stage_corpus_tool(tool: &Path, stage: &Path) -> Result<PathBuf> {
-    let photos = tool
-        .parent()
-        .and_then(Path::parent)
-        .map(|shared| shared.join("photos"))
-        .context("the corpus generator has no parent folder")?;
-    if stage.exists() {
-        std::fs::remove_dir_all(stage)
-            .with_context(|| format!("cannot remove {}", stage.display()))?;
-    }
-    let tools = stage.join("tools");
-    let staged_photos = stage.join("photos");
-    std::fs::create_dir_all(&tools)
-        .with_context(|| format!("cannot create {}", tools.display()))?;
-    std::fs::create_dir_all(&staged_photos)
-        .with_context(|| format!("cannot create {}", staged_photos.display()))?;
-    let entries = std::fs::read_dir(&photos).with_context(|| {
-        format!(
-            "cannot list {}: the corpus generator needs the shared photos beside it",
-            photos.display()
-        )
-    })?;
-    let mut copied = 0;
-    for entry in entries {
-        let path = entry?.path();
-        if is_image_file(&path) {
-            let name = path.file_name().context("a photo without a name")?;
-            std::fs::copy(&path, staged_photos.join(name))
-                .with_context(|| format!("cannot copy {}", path.display()))?;
-            copied += 1;
-        }
-    }
-    if copied == 0 {
-        bail!(
-            "expected JPEG or PNG photos in {} for the corpus generator, found none",
-            photos.display()
-        );
-    }
-    let staged = tools.join("make_pets_like.py");
-    std::fs::copy(tool, &staged).with_context(|| format!("cannot copy {}", tool.display()))?;
-    Ok(staged)
-}
-
-/// Whether a file name ends like a JPEG or PNG image.
-pub fn is_image_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-}
-
-/// `<repo root>/../shared/tools/make_pets_like.py`.
-pub fn corpus_tool(root: &Path) -> PathBuf {
-    root.join("..")
-        .join("shared")
-        .join("tools")
-        .join("make_pets_like.py")
 }
 
 /// What every bench and peer run is given.
@@ -2079,57 +2020,18 @@ mod tests {
     }
 
     #[test]
-    fn the_corpus_tool_is_looked_for_beside_the_repository() {
-        let tool = corpus_tool(Path::new("/src/mix"));
-        assert_eq!(
-            tool,
-            Path::new("/src/mix/../shared/tools/make_pets_like.py")
-        );
-    }
-
-    #[test]
-    fn only_photos_are_staged_for_the_corpus_generator() {
-        assert!(is_image_file(Path::new("/p/a.JPG")) && is_image_file(Path::new("b.png")));
-        assert!(!is_image_file(Path::new("LICENSES.md")) && !is_image_file(Path::new("jpg")));
-        let dir = tempfile::tempdir().unwrap();
-        let shared = dir.path().join("shared");
-        std::fs::create_dir_all(shared.join("tools")).unwrap();
-        std::fs::create_dir_all(shared.join("photos")).unwrap();
-        std::fs::write(shared.join("tools/make_pets_like.py"), "print()").unwrap();
-        std::fs::write(shared.join("photos/LICENSES.md"), "cc0").unwrap();
-        std::fs::write(shared.join("photos/cat.jpg"), "jpeg").unwrap();
-        let staged = stage_corpus_tool(
-            &shared.join("tools/make_pets_like.py"),
-            &dir.path().join("stage"),
-        )
-        .unwrap();
-        assert_eq!(std::fs::read_to_string(&staged).unwrap(), "print()");
-        let photos: Vec<_> = std::fs::read_dir(dir.path().join("stage/photos"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(photos, vec![std::ffi::OsString::from("cat.jpg")]);
-        std::fs::remove_file(shared.join("photos/cat.jpg")).unwrap();
-        let err = stage_corpus_tool(
-            &shared.join("tools/make_pets_like.py"),
-            &dir.path().join("stage"),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("found none"), "{err}");
-    }
-
-    #[test]
     fn only_takes_a_step_name_and_refuses_others_with_the_list() {
         assert_eq!(
             step_names(),
-            vec!["mix_core", "mix_data", "train_step", "accuracy"]
+            vec!["mix_core", "mix_data", "train_step", "epoch", "accuracy"]
         );
         assert_eq!(parse_only("accuracy").unwrap(), ACCURACY);
         assert_eq!(parse_only("train_step").unwrap(), "train_step");
         let err = parse_only("mix_ops").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--only mix_ops: unknown step; expected one of mix_core, mix_data, train_step, accuracy"
+            "--only mix_ops: unknown step; expected one of mix_core, mix_data, train_step, epoch, \
+             accuracy"
         );
         assert_eq!(
             invocation(Mode::Quick, Some("accuracy")),
@@ -2221,8 +2123,11 @@ None: every bench and peer ran.
     fn an_accuracy_run_keeps_the_old_figures_in_marked_step_sections() {
         let text = splice_report(LEGACY, ACCURACY, "## accuracy: new\n\nfigures\n").unwrap();
         assert!(text.starts_with(doc::INTRO), "{text}");
+        // The old layout had no epoch figures, so it gets no epoch section.
+        assert!(!text.contains(&doc::start_marker(epoch::STEP)), "{text}");
         let order: Vec<usize> = step_names()
             .iter()
+            .filter(|s| **s != epoch::STEP)
             .map(|s| text.find(&doc::start_marker(s)).unwrap())
             .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");

@@ -137,6 +137,24 @@ const STOP_AFTER: Opt = Opt {
     value: Some("N"),
     help: "stop after N epochs of the schedule and keep the checkpoint (continue with --resume)",
 };
+const PRECISION: Opt = Opt {
+    name: "precision",
+    value: Some("auto|fp32|bf16|fp16"),
+    help: "arithmetic of the passes: auto is bf16 autocast on a CUDA device that supports it, fp16 with \
+           loss scaling on one that does not, fp32 on the CPU; fp32 is fastai's default (default auto)",
+};
+const MEMORY_FORMAT: Opt = Opt {
+    name: "memory-format",
+    value: Some("channels-last|contiguous"),
+    help: "layout of images and convolution weights; channels-last is faster on CPU and CUDA, contiguous \
+           is fastai's NCHW (default channels-last)",
+};
+const CACHE_IMAGES: Opt = Opt {
+    name: "cache-images",
+    value: Some("auto|on|off"),
+    help: "keep decoded, resized images in memory after their first epoch; auto does when the worst case \
+           takes under half the memory available (default auto)",
+};
 
 /// Every option of `train`, in the order `--help` lists them.
 pub const OPTS: &[Opt] = &[
@@ -158,6 +176,9 @@ pub const OPTS: &[Opt] = &[
     SIZE,
     PATTERN,
     STOP_AFTER,
+    PRECISION,
+    MEMORY_FORMAT,
+    CACHE_IMAGES,
 ];
 
 /// Every option of `lr-find`.
@@ -219,7 +240,58 @@ pub const PREDICT_OPTS: &[Opt] = &[
 ];
 
 /// Options that may come with `--resume` (everything else is fixed by the run's config.json).
-const RESUME_OPTS: &[&str] = &["resume", "device", "stop-after"];
+const RESUME_OPTS: &[&str] = &[
+    "resume",
+    "device",
+    "stop-after",
+    "precision",
+    "memory-format",
+    "cache-images",
+];
+
+/// How a run computes, as opposed to what it computes: may change when a run is resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeedArgs {
+    /// `--precision`: `auto`, `fp32`, `bf16` or `fp16`.
+    pub precision: String,
+    /// `--memory-format channels-last` (true) or `contiguous`.
+    pub channels_last: bool,
+    /// `--cache-images`: `None` for auto, else on or off.
+    pub cache_images: Option<bool>,
+}
+
+impl Default for SpeedArgs {
+    fn default() -> Self {
+        SpeedArgs {
+            precision: "auto".into(),
+            channels_last: true,
+            cache_images: None,
+        }
+    }
+}
+
+fn speed(opts: &Parsed) -> Result<SpeedArgs> {
+    let precision = opts.get("precision").unwrap_or("auto").to_string();
+    if !matches!(precision.as_str(), "auto" | "fp32" | "bf16" | "fp16") {
+        bail!("--precision {precision}: expected auto, fp32, bf16 or fp16");
+    }
+    let channels_last = match opts.get("memory-format").unwrap_or("channels-last") {
+        "channels-last" => true,
+        "contiguous" => false,
+        other => bail!("--memory-format {other}: expected channels-last or contiguous"),
+    };
+    let cache_images = match opts.get("cache-images").unwrap_or("auto") {
+        "auto" => None,
+        "on" => Some(true),
+        "off" => Some(false),
+        other => bail!("--cache-images {other}: expected auto, on or off"),
+    };
+    Ok(SpeedArgs {
+        precision,
+        channels_last,
+        cache_images,
+    })
+}
 
 /// Largest `--resize`/`--size` accepted: a 4096-pixel square item is already 48 MiB as u8.
 pub const MAX_IMAGE_SIDE: usize = 4096;
@@ -346,6 +418,8 @@ pub struct TrainArgs {
     pub pattern: String,
     /// Stop after this many epochs of the schedule.
     pub stop_after: Option<usize>,
+    /// Precision, memory format and image cache.
+    pub speed: SpeedArgs,
 }
 
 /// What the command line asks for.
@@ -361,6 +435,8 @@ pub enum TrainCommand {
         device: Option<String>,
         /// Stop after this many epochs of the schedule.
         stop_after: Option<usize>,
+        /// Precision, memory format and image cache for the rest of the run.
+        speed: SpeedArgs,
     },
 }
 
@@ -520,7 +596,8 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
         {
             bail!(
                 "--{extra} cannot be combined with --resume: a resumed run keeps the settings in its \
-                 config.json (only --device and --stop-after may change)"
+                 config.json (only --device, --stop-after, --precision, --memory-format and \
+                 --cache-images may change)"
             );
         }
         let device = opts.get("device").map(str::to_string);
@@ -531,6 +608,7 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
             run: PathBuf::from(run),
             device,
             stop_after,
+            speed: speed(&opts)?,
         }));
     }
     let mix = MixChoice::parse(opts.get("mix").unwrap_or("mixup"))?;
@@ -591,6 +669,7 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
         size: dm.size,
         pattern: dm.pattern,
         stop_after,
+        speed: speed(&opts)?,
     };
     Ok(Some(TrainCommand::New(args)))
 }
@@ -854,7 +933,8 @@ mod tests {
             TrainCommand::Resume {
                 run: PathBuf::from("runs/a"),
                 device: Some("cpu".into()),
-                stop_after: None
+                stop_after: None,
+                speed: SpeedArgs::default(),
             }
         );
     }

@@ -5,11 +5,11 @@ use crate::augment::{self, AugTransforms, IMAGENET_MEAN, IMAGENET_STD};
 use crate::callback::{Callback, Cancel, Event};
 use crate::checkpoint::{self, Progress};
 use crate::data::BatchSource;
-use crate::device::{self, DeviceChoice};
+use crate::device::{self, DeviceChoice, Precision};
 use crate::loss::{default_loss, LossFunc};
 use crate::model::VisionModel;
 use crate::optim::{Adam, AdamConfig, LossScaler};
-use crate::recorder::{self, EpochRow, SmoothLoss, StepRow};
+use crate::recorder::{self, EpochRow, EpochTiming, SmoothLoss, StepRow};
 use crate::schedule::{CombinedCos, FineTune, OneCycle};
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,8 +28,8 @@ pub struct LearnerConfig {
     pub n_classes: usize,
     /// Where to train.
     pub device: DeviceChoice,
-    /// float16 autocast with loss scaling (CUDA only).
-    pub mixed_precision: bool,
+    /// fp32 (fastai's default), bf16 or fp16 autocast (CUDA only; fp16 with loss scaling), or auto.
+    pub precision: Precision,
     /// Seeds the weights, the augmentation and mixing draws, dropout and nothing else.
     pub seed: u64,
     /// Batch augmentation; `None` feeds the images as they come (after scaling to [0, 1]).
@@ -46,6 +46,17 @@ pub struct LearnerConfig {
     pub loss_func: Arc<dyn LossFunc>,
     /// Adam's fixed hyper-parameters.
     pub adam: AdamConfig,
+    /// Read the training losses back from the device every this many steps (1: every step, as fastai).
+    /// The history, the smoothed loss and the progress bar's loss are updated then, and a NaN loss is
+    /// caught then: at the latest at the end of the training pass, before validation and the checkpoint.
+    /// Callbacks that read `smooth_loss` after every batch need 1 (lr_find uses 1 whatever this says).
+    pub sync_every: usize,
+    /// Synchronise a CUDA device at every phase boundary so that [`EpochTiming`]'s phases measure device
+    /// time (costs throughput; CPU phases are exact either way).
+    pub sync_timing: bool,
+    /// Inputs and convolution weights in the channels_last memory format (faster convolutions with
+    /// cuDNN; the numbers are the same up to float rounding).
+    pub channels_last: bool,
 }
 
 impl LearnerConfig {
@@ -55,7 +66,7 @@ impl LearnerConfig {
         LearnerConfig {
             n_classes,
             device: DeviceChoice::Auto,
-            mixed_precision: false,
+            precision: Precision::Fp32,
             seed: 42,
             aug: Some(augment::aug_transforms(224)),
             normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
@@ -64,6 +75,9 @@ impl LearnerConfig {
             progress: true,
             loss_func: default_loss(),
             adam: AdamConfig::default(),
+            sync_every: 16,
+            sync_timing: false,
+            channels_last: false,
         }
     }
 }
@@ -143,12 +157,25 @@ struct Core {
     /// No epoch table, no run-folder files (lr_find's `no_logging`).
     quiet: bool,
     scaler: Option<LossScaler>,
+    /// The precision in use (never `Auto`) and its autocast dtype (`None`: float32).
+    precision: Precision,
+    autocast: Option<Kind>,
     steps: Vec<StepRow>,
     epochs: Vec<EpochRow>,
-    batch_loss: Option<f64>,
-    valid: (f64, f64, usize),
+    /// The current batch's loss, still on the device.
+    batch_loss: Option<Tensor>,
+    /// Training losses not yet read back, with their step rows (loss and smoothed loss filled when read).
+    pending: Vec<(Tensor, StepRow, usize)>,
+    /// The normalisation's mean and std on the device, made once.
+    norm: Option<(Tensor, Tensor)>,
+    /// Read losses back every this many steps: `cfg.sync_every`, or 1 during lr_find.
+    sync_every: usize,
+    valid: ValidSums,
     bar: ProgressBar,
     epoch_start: Instant,
+    /// The current epoch's [`EpochTiming`], and every finished one of this run.
+    timing: EpochTiming,
+    timings: Vec<EpochTiming>,
     last_checkpoint: Option<PathBuf>,
 }
 
@@ -183,16 +210,21 @@ impl Learner {
         cfg: LearnerConfig,
     ) -> Result<Self> {
         let device = cfg.device.resolve()?;
-        if cfg.mixed_precision && !device.is_cuda() {
-            return Err(Error::CudaUnavailable {
-                what: "mixed precision",
-            });
-        }
+        let precision = cfg.precision.resolve(device)?;
         device::prepare(device);
         let mut init_rng = stream_rng(cfg.seed, Purpose::InitWeights, 0);
         let mut model = VisionModel::new(cfg.n_classes, device, &mut init_rng)?;
         if let Some(path) = &cfg.pretrained {
             model.load_pretrained(path)?;
+        }
+        if cfg.channels_last {
+            // The variables share their storage with the model's: new data, same parameters.
+            for (_, mut var) in model.variables() {
+                if var.dim() == 4 {
+                    let data = tch::no_grad(|| channels_last(&var))?;
+                    var.set_data(&data);
+                }
+            }
         }
         let opt = Adam::new(&model, cfg.adam);
         let learn = Learn {
@@ -216,7 +248,7 @@ impl Learner {
             smooth_loss: SmoothLoss::default(),
             rng: epoch_rng(cfg.seed, 0),
         };
-        let scaler = cfg.mixed_precision.then(LossScaler::default);
+        let scaler = (precision == Precision::Fp16).then(LossScaler::default);
         let core = Core {
             learn,
             cbs: Vec::new(),
@@ -225,12 +257,21 @@ impl Learner {
             fit_cancelled: false,
             quiet: false,
             scaler,
+            precision,
+            autocast: precision.autocast_kind(),
             steps: Vec::new(),
             epochs: Vec::new(),
             batch_loss: None,
-            valid: (0.0, 0.0, 0),
+            pending: Vec::new(),
+            norm: cfg
+                .normalize
+                .map(|(mean, std)| (stats(mean, device), stats(std, device))),
+            sync_every: cfg.sync_every.max(1),
+            valid: ValidSums::new(device),
             bar: ProgressBar::hidden(),
             epoch_start: Instant::now(),
+            timing: EpochTiming::default(),
+            timings: Vec::new(),
             last_checkpoint: None,
             cfg,
         };
@@ -247,6 +288,11 @@ impl Learner {
         &mut self.core.learn
     }
 
+    /// The precision the passes run in: the configured one, `Auto` resolved against the device.
+    pub fn precision(&self) -> Precision {
+        self.core.precision
+    }
+
     /// The configuration.
     pub fn config(&self) -> &LearnerConfig {
         &self.core.cfg
@@ -255,6 +301,11 @@ impl Learner {
     /// Every training step recorded in the current run.
     pub fn steps(&self) -> &[StepRow] {
         &self.core.steps
+    }
+
+    /// Where each epoch's time went (also `timings.json` in the run folder).
+    pub fn timings(&self) -> &[EpochTiming] {
+        &self.core.timings
     }
 
     /// Every epoch recorded in the current run.
@@ -365,6 +416,8 @@ impl Learner {
         let n_epoch = num_it / n_batches + 1;
         let saved = self.save_state();
         self.core.quiet = true;
+        // LRFinder reads the smoothed loss after every batch.
+        self.core.sync_every = 1;
         self.clear_history();
         let finder = LrFinder {
             start_lr: cfg.start_lr,
@@ -431,6 +484,7 @@ impl Learner {
     fn restore_state(&mut self, saved: SavedState) -> Result<()> {
         let core = &mut self.core;
         core.quiet = false;
+        core.sync_every = core.cfg.sync_every.max(1);
         let vars = core.learn.model.variables();
         for (name, src) in &saved.vars {
             let mut dst = vars[name].shallow_clone();
@@ -520,6 +574,14 @@ impl Learner {
         }
         core.steps = p.steps.clone();
         core.epochs = p.epochs.clone();
+        // Earlier epochs' timings are diagnostics: kept when readable, never a reason to refuse a resume.
+        core.timings = core
+            .cfg
+            .run_dir
+            .as_ref()
+            .and_then(|d| std::fs::read(d.join(TIMINGS_FILE)).ok())
+            .and_then(|b| serde_json::from_slice::<Vec<EpochTiming>>(&b).ok())
+            .unwrap_or_default();
         core.last_checkpoint = Some(dir.to_path_buf());
         Ok(p)
     }
@@ -536,7 +598,7 @@ impl Learner {
         core.event(Event::AfterEpoch)?;
         core.event(Event::AfterFit)?;
         core.bar.finish_and_clear();
-        Ok(core.valid_metrics())
+        core.valid_metrics()
     }
 
     fn checkpoint_root(&self) -> Option<PathBuf> {
@@ -806,6 +868,7 @@ impl Core {
     }
 
     fn event(&mut self, event: Event) -> Result<()> {
+        let started = Instant::now();
         let training = self.learn.training;
         for slot in &mut self.cbs {
             let cb = &mut slot.cb;
@@ -815,6 +878,9 @@ impl Core {
                 continue;
             }
             cb.on(event, &mut self.learn)?;
+        }
+        if event == Event::BeforeBatch {
+            self.lap(started, |t| &mut t.mixing_s);
         }
         Ok(())
     }
@@ -875,24 +941,55 @@ impl Core {
         self.learn.rng = epoch_rng(self.cfg.seed, self.learn.epoch_offset + epoch);
         self.learn.training = true;
         self.learn.pct_train = epoch as f64 / self.learn.n_epoch as f64;
-        self.with_events(Cancel::Train, |core| core.all_batches(train), |_| Ok(()))?;
+        self.timing = EpochTiming {
+            epoch: self.learn.epoch_offset + epoch,
+            device: device_name(self.learn.device),
+            ..EpochTiming::default()
+        };
+        let started = self.now();
+        let trained = self.with_events(Cancel::Train, |core| core.all_batches(train), |_| Ok(()));
+        // Losses of a pass cut short are still recorded (and a NaN among them still stops the run).
+        let flushed = self.flush_losses();
+        trained.and(flushed)?;
+        self.timing.train_s = started.elapsed().as_secs_f64();
+        let started = self.now();
         self.do_validate(valid)?;
+        self.timing.valid_s = started.elapsed().as_secs_f64();
         self.end_epoch()
     }
 
     fn do_validate(&mut self, valid: &dyn BatchSource) -> Result<()> {
         self.learn.training = false;
-        self.valid = (0.0, 0.0, 0);
+        self.valid = ValidSums::new(self.learn.device);
         let _guard = tch::no_grad_guard();
         self.with_events(Cancel::Validate, |core| core.all_batches(valid), |_| Ok(()))
     }
 
-    fn valid_metrics(&self) -> (f64, f64) {
-        let (loss, errors, n) = self.valid;
-        if n == 0 {
-            (f64::NAN, f64::NAN)
-        } else {
-            (loss / n as f64, errors / n as f64)
+    /// Validation loss and error rate, read back from the device once per pass.
+    fn valid_metrics(&self) -> Result<(f64, f64)> {
+        let v = &self.valid;
+        if v.n == 0 {
+            return Ok((f64::NAN, f64::NAN));
+        }
+        let sums = Tensor::stack(&[&v.loss, &v.wrong], 0).f_to_device(Device::Cpu)?;
+        let (loss, wrong) = (sums.f_double_value(&[0])?, sums.f_double_value(&[1])?);
+        Ok((loss / v.n as f64, wrong / v.n as f64))
+    }
+
+    /// The current instant, after waiting for the device's queued work when phases are timed on CUDA.
+    fn now(&self) -> Instant {
+        if self.cfg.sync_timing {
+            if let Device::Cuda(i) = self.learn.device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        }
+        Instant::now()
+    }
+
+    /// Adds the time since `started` to a training phase (validation is timed as a whole).
+    fn lap(&mut self, started: Instant, phase: fn(&mut EpochTiming) -> &mut f64) {
+        if self.learn.training {
+            *phase(&mut self.timing) += self.now().duration_since(started).as_secs_f64();
         }
     }
 
@@ -905,7 +1002,13 @@ impl Core {
         };
         self.new_bar(self.learn.n_iter, what);
         let run_epoch = (self.learn.epoch_offset + self.learn.epoch) as u64;
-        for (i, batch) in src.batches(run_epoch).enumerate() {
+        let mut batches = src.batches(run_epoch).enumerate();
+        loop {
+            let waiting = Instant::now();
+            let Some((i, batch)) = batches.next() else {
+                break;
+            };
+            self.lap(waiting, |t| &mut t.data_wait_s);
             self.learn.iter = i;
             self.one_batch(batch?)?;
         }
@@ -916,6 +1019,7 @@ impl Core {
     /// Moves a batch to the device as fastai's batch transforms leave it: floats in [0, 1], augmented (train)
     /// or resized (valid), normalised.
     fn prepare(&mut self, batch: Batch) -> Result<()> {
+        let started = Instant::now();
         let images = batch.images.as_standard_layout();
         let (n, c, h, w) = images.dim();
         if c != 3 || n != batch.labels.len() || n == 0 {
@@ -936,25 +1040,33 @@ impl Core {
             .as_slice()
             .ok_or_else(|| Error::Data("batch images not contiguous".into()))?;
         let raw = Tensor::from_slice(slice).view([n as i64, c as i64, h as i64, w as i64]);
-        let mut x = augment::to_float(&raw, device);
-        if let Some(aug) = &self.cfg.aug {
-            x = if self.learn.training {
+        let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+        let labels = Tensor::from_slice(&labels);
+        let (raw, labels) = (to_device(&raw, device)?, to_device(&labels, device)?);
+        let x = raw.f_to_kind(Kind::Float)? / 255.0;
+        self.lap(started, |t| &mut t.h2d_s);
+        let started = Instant::now();
+        let mut x = match &self.cfg.aug {
+            Some(aug) if self.learn.training => {
                 let draw = aug.draw(n, &mut self.learn.rng);
                 aug.apply(&x, &draw)?
-            } else {
-                aug.apply_valid(&x)?
-            };
+            }
+            Some(aug) => aug.apply_valid(&x)?,
+            None => x,
+        };
+        if let Some((mean, std)) = &self.norm {
+            x = (x - mean) / std;
         }
-        if let Some((mean, std)) = self.cfg.normalize {
-            x = augment::normalize(&x, mean, std);
+        if self.cfg.channels_last {
+            x = channels_last(&x)?;
         }
-        let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-        self.learn.labels = Tensor::from_slice(&labels).to_device(device);
+        self.learn.labels = labels;
         self.learn.yb = self
             .learn
             .loss_func
             .encode_targets(&self.learn.labels, self.cfg.n_classes as i64)?;
         self.learn.xb = x;
+        self.lap(started, |t| &mut t.augment_s);
         Ok(())
     }
 
@@ -981,7 +1093,12 @@ impl Core {
     }
 
     fn do_one_batch(&mut self) -> Result<()> {
-        let amp = self.scaler.is_some();
+        let started = Instant::now();
+        if let Some(kind) = self.autocast {
+            // libtorch keeps the autocast dtype per thread: set it on the thread that runs the pass.
+            crate::ffi::set_cuda_autocast_dtype(kind)?;
+        }
+        let amp = self.autocast.is_some();
         let learn = &mut self.learn;
         let pred = if learn.training {
             let rng: &mut dyn rand::RngCore = &mut learn.rng;
@@ -996,18 +1113,10 @@ impl Core {
         let pred = self.learn.pred.f_to_kind(Kind::Float)?;
         self.learn.loss_grad = self.learn.loss_func.loss(&pred, &self.learn.yb)?;
         self.event(Event::AfterLoss)?;
-        let value = self.learn.loss_grad.f_double_value(&[])?;
-        self.batch_loss = Some(value);
+        // Kept on the device: reading it here would wait for the whole step on every batch.
+        self.batch_loss = Some(self.learn.loss_grad.detach());
         if !self.learn.training {
             return Ok(());
-        }
-        if !value.is_finite() {
-            return Err(Error::NonFiniteLoss {
-                value,
-                epoch: self.learn.epoch,
-                step: self.learn.train_iter,
-                last_checkpoint: self.last_checkpoint.clone(),
-            });
         }
         self.with_events(
             Cancel::Backward,
@@ -1020,8 +1129,11 @@ impl Core {
             },
             |_| Ok(()),
         )?;
+        self.lap(started, |t| &mut t.forward_backward_s);
+        let started = Instant::now();
         self.with_events(Cancel::Step, |core| core.opt_step(), |_| Ok(()))?;
         self.learn.opt.zero_grad();
+        self.lap(started, |t| &mut t.optimizer_s);
         Ok(())
     }
 
@@ -1037,42 +1149,84 @@ impl Core {
 
     /// The Recorder's and TrainEvalCallback's `after_batch`.
     fn record_batch(&mut self) -> Result<()> {
-        let Some(loss) = self.batch_loss else {
+        let started = Instant::now();
+        let Some(loss) = self.batch_loss.take() else {
             return Ok(());
         };
+        let n = self.learn.labels.size()[0] as usize;
         if self.learn.training {
-            self.learn.smooth_loss.accumulate(loss);
-            let smooth = self.learn.smooth_loss.value();
-            self.steps.push(StepRow {
-                step: self.steps.len(),
+            let row = StepRow {
+                step: self.steps.len() + self.pending.len(),
                 epoch: self.learn.epoch_offset + self.learn.epoch,
                 lr: self.learn.opt.lr(),
                 mom: self.learn.opt.mom,
-                loss,
-                smooth_loss: smooth,
-            });
+                loss: f64::NAN,
+                smooth_loss: f64::NAN,
+            };
+            self.pending.push((loss, row, self.learn.train_iter));
             self.learn.train_iter += 1;
-            self.bar.set_message(format!("loss {smooth:.4}"));
+            self.timing.train_items += n;
+            if self.pending.len() >= self.sync_every {
+                self.flush_losses()?;
+            }
         } else {
-            let n = self.learn.labels.size()[0] as usize;
             let wrong = self
                 .learn
                 .pred
                 .f_argmax(-1, false)?
                 .f_ne_tensor(&self.learn.labels)?
-                .f_sum(Kind::Float)?
-                .f_double_value(&[])?;
-            self.valid.0 += loss * n as f64;
-            self.valid.1 += wrong;
-            self.valid.2 += n;
+                .f_sum(Kind::Double)?;
+            let v = &mut self.valid;
+            v.loss = (&v.loss + loss.f_to_kind(Kind::Double)? * n as f64).f_view([1])?;
+            v.wrong = (&v.wrong + wrong).f_view([1])?;
+            v.n += n;
+            self.timing.valid_items += n;
         }
         self.bar.inc(1);
+        self.lap(started, |t| &mut t.logging_s);
         Ok(())
     }
 
-    /// The Recorder's `after_epoch`: table row, CSVs, curves and checkpoint.
+    /// Reads the pending training losses back in one transfer: the smoothed loss, the history and the
+    /// progress bar catch up, and the first non-finite loss stops the run (fastai checks every step).
+    fn flush_losses(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let pending = std::mem::take(&mut self.pending);
+        let losses: Vec<&Tensor> = pending.iter().map(|(l, _, _)| l).collect();
+        let values: Vec<f64> = Vec::try_from(
+            Tensor::stack(&losses, 0)
+                .f_to_kind(Kind::Double)?
+                .f_to_device(Device::Cpu)?,
+        )?;
+        for ((_, row, train_iter), value) in pending.into_iter().zip(values) {
+            if !value.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    value,
+                    epoch: self.learn.epoch_offset + self.learn.epoch,
+                    step: train_iter,
+                    last_checkpoint: self.last_checkpoint.clone(),
+                });
+            }
+            self.learn.smooth_loss.accumulate(value);
+            self.steps.push(StepRow {
+                loss: value,
+                smooth_loss: self.learn.smooth_loss.value(),
+                ..row
+            });
+        }
+        self.bar
+            .set_message(format!("loss {:.4}", self.learn.smooth_loss.value()));
+        self.lap(started, |t| &mut t.logging_s);
+        Ok(())
+    }
+
+    /// The Recorder's `after_epoch`: table row, CSVs, curves, checkpoint and timings.
     fn end_epoch(&mut self) -> Result<()> {
-        let (valid_loss, error_rate) = self.valid_metrics();
+        let started = Instant::now();
+        let (valid_loss, error_rate) = self.valid_metrics()?;
         let row = EpochRow {
             epoch: self.learn.epoch_offset + self.learn.epoch,
             train_loss: self.learn.smooth_loss.value(),
@@ -1088,6 +1242,7 @@ impl Core {
             println!("{}", recorder::table_row(&row));
         }
         let Some(dir) = self.cfg.run_dir.clone() else {
+            self.finish_timing(started, None)?;
             return Ok(());
         };
         recorder::write_atomic(
@@ -1132,6 +1287,76 @@ impl Core {
             &opt_tensors,
             &progress,
         )?);
-        Ok(())
+        self.finish_timing(started, Some(&dir))
     }
+
+    /// Closes the epoch's [`EpochTiming`] and writes `timings.json` when there is a run folder.
+    fn finish_timing(&mut self, started: Instant, dir: Option<&Path>) -> Result<()> {
+        self.timing.logging_s += started.elapsed().as_secs_f64();
+        self.timing.epoch_s = self.epoch_start.elapsed().as_secs_f64();
+        let epoch = self.timing.epoch;
+        self.timings.retain(|t| t.epoch < epoch);
+        self.timings.push(self.timing.clone());
+        match dir {
+            Some(dir) => recorder::write_atomic(
+                &dir.join(TIMINGS_FILE),
+                recorder::timings_json(&self.timings)?.as_bytes(),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The run folder's file of [`EpochTiming`]s.
+pub const TIMINGS_FILE: &str = "timings.json";
+
+/// Validation sums kept on the device: loss times batch size, misclassified count, images.
+struct ValidSums {
+    loss: Tensor,
+    wrong: Tensor,
+    n: usize,
+}
+
+impl ValidSums {
+    fn new(device: Device) -> Self {
+        let zero = || Tensor::zeros([1], (Kind::Double, device));
+        ValidSums {
+            loss: zero(),
+            wrong: zero(),
+            n: 0,
+        }
+    }
+}
+
+/// A per-channel statistic as a `(1, 3, 1, 1)` float tensor on `device`.
+fn stats(v: [f64; 3], device: Device) -> Tensor {
+    Tensor::from_slice(&v.map(|a| a as f32))
+        .to_device(device)
+        .view([1, 3, 1, 1])
+}
+
+/// `cpu` or `cuda:N`, as `timings.json` names the device.
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+/// A host tensor on `device`: on CUDA from pinned memory without waiting (the copy is queued on the
+/// stream, so the host goes on preparing while the device computes); unchanged on the CPU.
+fn to_device(t: &Tensor, device: Device) -> Result<Tensor> {
+    if device.is_cuda() {
+        Ok(t.f_pin_memory(device)?
+            .f_to_device_(device, t.kind(), true, false)?)
+    } else {
+        Ok(t.shallow_clone())
+    }
+}
+
+/// `t` (N, C, H, W) with channels_last strides: the same values, laid out NHWC in memory.
+pub fn channels_last(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_permute([0, 2, 3, 1])?
+        .f_contiguous()?
+        .f_permute([0, 3, 1, 2])?)
 }

@@ -1,10 +1,11 @@
 //! fastai's Adam (fastai/optimizer.py): decoupled weight decay, dampened averages, debiased step, with
 //! BatchNorm parameters exempt from weight decay; and a manual loss scaler for mixed precision.
 
+use crate::ffi::{self, AdamBucket, AdamHypers};
 use crate::model::{ParamKind, VisionModel, N_GROUPS};
 use crate::{Error, Result};
 use std::collections::HashMap;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Adam's fixed hyper-parameters (fastai's defaults); `lr`, `mom` and `wd` are set by the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +25,9 @@ impl Default for AdamConfig {
     }
 }
 
+/// What the parameters of one fused step share: group, whether they are decayed, device.
+type BucketKey = (usize, bool, Device);
+
 #[derive(Debug)]
 struct Slot {
     name: String,
@@ -32,7 +36,12 @@ struct Slot {
     do_wd: bool,
     grad_avg: Option<Tensor>,
     sqr_avg: Option<Tensor>,
+    /// Steps taken: the count that [`Adam::state`], snapshots and checkpoints keep.
     step: u64,
+    /// The same count as a float32 scalar on the parameter's device, which libtorch's fused kernel reads
+    /// (exact up to 2^24 steps). It is a cache of `step`: anything else that changes `step` drops it, and
+    /// the fused step makes it again from `step`.
+    step_t: Option<Tensor>,
 }
 
 /// Adam over a model's trainable parameters, with state per parameter and hyper-parameters per
@@ -96,6 +105,7 @@ impl Adam {
                 grad_avg: None,
                 sqr_avg: None,
                 step: 0,
+                step_t: None,
             })
             .collect();
         Adam {
@@ -150,10 +160,93 @@ impl Adam {
             .collect()
     }
 
-    /// One step on every parameter that has a gradient:
+    /// One step on every parameter that has a gradient, the formula of [`Adam::step_reference`], through
+    /// libtorch's multi-tensor kernels: one fused AdamW call (or one run of `_foreach_` ops) per bucket of
+    /// parameters that share a group, a device and whether they are decayed, instead of about eight small
+    /// operations per parameter. Parameters without a gradient (frozen ones) are left alone.
+    pub fn step(&mut self) -> Result<()> {
+        let (mom, wd) = (self.mom, self.wd);
+        let AdamConfig { sqr_mom, eps } = self.cfg;
+        let _guard = tch::no_grad_guard();
+        // Bucket keys in order of first appearance, so the launches follow the parameters' order.
+        let mut buckets: Vec<(BucketKey, Vec<(usize, Tensor)>)> = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let g = s.param.grad();
+            if !g.defined() {
+                continue;
+            }
+            if s.grad_avg.is_none() {
+                s.grad_avg = Some(g.f_zeros_like()?);
+            }
+            if s.sqr_avg.is_none() {
+                s.sqr_avg = Some(g.f_zeros_like()?);
+            }
+            if s.step_t.is_none() {
+                let device = s.param.device();
+                s.step_t = Some(Tensor::f_full(
+                    [] as [i64; 0],
+                    s.step as f64,
+                    (Kind::Float, device),
+                )?);
+            }
+            let key = (s.group, s.do_wd && wd != 0.0, s.param.device());
+            match buckets.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push((i, g)),
+                None => buckets.push((key, vec![(i, g)])),
+            }
+        }
+        for ((group, decayed, _), members) in buckets {
+            let slots: Vec<&Slot> = members.iter().map(|(i, _)| &self.slots[*i]).collect();
+            // Every slot of a bucket got its moments and step tensor above; were one missing, the lists
+            // would differ in length and the shim would refuse them.
+            let exp_avgs: Vec<&Tensor> = slots.iter().filter_map(|s| s.grad_avg.as_ref()).collect();
+            let exp_avg_sqs: Vec<&Tensor> =
+                slots.iter().filter_map(|s| s.sqr_avg.as_ref()).collect();
+            let state_steps: Vec<&Tensor> =
+                slots.iter().filter_map(|s| s.step_t.as_ref()).collect();
+            let params: Vec<&Tensor> = slots.iter().map(|s| &s.param).collect();
+            let grads: Vec<&Tensor> = members.iter().map(|(_, g)| g).collect();
+            let step_counts: Vec<i64> = slots
+                .iter()
+                .map(|s| i64::try_from(s.step + 1).unwrap_or(i64::MAX))
+                .collect();
+            let done = ffi::adam_step(
+                &AdamBucket {
+                    params: &params,
+                    grads: &grads,
+                    exp_avgs: &exp_avgs,
+                    exp_avg_sqs: &exp_avg_sqs,
+                    state_steps: &state_steps,
+                    step_counts: &step_counts,
+                },
+                AdamHypers {
+                    lr: self.lrs[group],
+                    beta1: mom,
+                    beta2: sqr_mom,
+                    weight_decay: if decayed { wd } else { 0.0 },
+                    eps,
+                },
+            );
+            if done.is_err() {
+                // The shim may have counted the step on the device before the kernel failed; the host
+                // count is the truth, so the step tensors are made again from it next time.
+                for (i, _) in &members {
+                    self.slots[*i].step_t = None;
+                }
+            }
+            done?;
+            for (i, _) in &members {
+                self.slots[*i].step += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The readable reference the fused [`Adam::step`] is tested against: the same step, parameter by
+    /// parameter in about eight tensor operations each:
     /// `p *= 1 - lr*wd` (if decayed); `grad_avg = mom*grad_avg + (1-mom)*g`;
     /// `sqr_avg = sqr_mom*sqr_avg + (1-sqr_mom)*g²`; `p -= lr/(1-mom^t) * grad_avg / (sqrt(sqr_avg/(1-sqr_mom^t)) + eps)`.
-    pub fn step(&mut self) -> Result<()> {
+    pub fn step_reference(&mut self) -> Result<()> {
         let (mom, wd) = (self.mom, self.wd);
         let AdamConfig { sqr_mom, eps } = self.cfg;
         let _guard = tch::no_grad_guard();
@@ -171,6 +264,7 @@ impl Adam {
             let sqr_avg = s.sqr_avg.get_or_insert_with(|| g.zeros_like());
             let _ = sqr_avg.f_lerp_(&g.square(), 1.0 - sqr_mom)?;
             s.step += 1;
+            s.step_t = None;
             let debias1 = 1.0 - mom.powi(s.step as i32);
             let debias2 = 1.0 - sqr_mom.powi(s.step as i32);
             let denom = (&*sqr_avg / debias2).sqrt() + eps;
@@ -203,6 +297,7 @@ impl Adam {
             s.grad_avg = a;
             s.sqr_avg = q;
             s.step = step;
+            s.step_t = None;
         }
         self.lrs = snap.lrs;
         self.mom = snap.mom;
@@ -247,6 +342,7 @@ impl Adam {
                 s.grad_avg = None;
                 s.sqr_avg = None;
                 s.step = 0;
+                s.step_t = None;
                 continue;
             };
             let get = |suffix: &str| {
@@ -266,10 +362,14 @@ impl Adam {
                     a.size()
                 )));
             }
-            let device = s.param.device();
-            s.grad_avg = Some(a.to_kind(Kind::Float).to_device(device));
-            s.sqr_avg = Some(q.to_kind(Kind::Float).to_device(device));
+            let (device, kind) = (s.param.device(), s.param.kind());
+            // Own copies in the parameter's dtype (the fused kernel wants one dtype): on the CPU `to_device`
+            // returns the caller's tensors (those of `state()` alias the moments of the optimizer they came
+            // from), and the step updates the moments in place.
+            s.grad_avg = Some(a.to_kind(kind).to_device(device).copy());
+            s.sqr_avg = Some(q.to_kind(kind).to_device(device).copy());
             s.step = step;
+            s.step_t = None;
         }
         Ok(())
     }

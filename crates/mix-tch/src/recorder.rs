@@ -76,6 +76,48 @@ pub struct EpochRow {
     pub seconds: f64,
 }
 
+/// Where one epoch's time went, written to `timings.json` in the run folder (one object per epoch).
+///
+/// The training phases add up to about `train_s`; validation is one figure. On CUDA the phases are host
+/// times (kernels run asynchronously and their time lands where the host next waits, usually `logging_s`
+/// when the losses are read back) unless `LearnerConfig::sync_timing` synchronises at every boundary.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EpochTiming {
+    /// Epoch of the run, 0-based.
+    pub epoch: usize,
+    /// The device, as `cpu` or `cuda:N`.
+    pub device: String,
+    /// Images in the training batches run.
+    pub train_items: usize,
+    /// Images in the validation batches run.
+    pub valid_items: usize,
+    /// Wall-clock seconds of the training pass.
+    pub train_s: f64,
+    /// Wall-clock seconds of the validation pass.
+    pub valid_s: f64,
+    /// Wall-clock seconds of the whole epoch, end-of-epoch writing included.
+    pub epoch_s: f64,
+    /// Training: waiting for the loader's next batch.
+    pub data_wait_s: f64,
+    /// Training: the `u8` batch to a float tensor on the device.
+    pub h2d_s: f64,
+    /// Training: batch augmentation, normalisation and target encoding.
+    pub augment_s: f64,
+    /// Training: the `before_batch` callbacks (the mix).
+    pub mixing_s: f64,
+    /// Training: forward, loss and backward.
+    pub forward_backward_s: f64,
+    /// Training: the optimizer step and zeroing the gradients.
+    pub optimizer_s: f64,
+    /// Training: reading losses back, the history and progress bar, and the end-of-epoch files.
+    pub logging_s: f64,
+}
+
+/// `timings.json`: every epoch's [`EpochTiming`].
+pub fn timings_json(rows: &[EpochTiming]) -> Result<String> {
+    serde_json::to_string_pretty(rows).map_err(|e| Error::Invalid(format!("cannot write timings: {e}")))
+}
+
 /// fastai's `format_time`: `mm:ss`, or `h:mm:ss` past an hour.
 pub fn format_time(seconds: f64) -> String {
     let t = seconds.max(0.0) as u64;

@@ -593,7 +593,7 @@ fn the_device_is_picked_automatically_and_cuda_is_checked() {
 #[test]
 fn mixed_precision_trains_on_cuda_and_is_refused_without_it() {
     let mut cfg = small_config(2, 32);
-    cfg.mixed_precision = true;
+    cfg.precision = mix_tch::Precision::Fp16;
     cfg.aug = None;
     let (train, valid) = small_data(32, 8, 2, 8);
     let built = Learner::new(Box::new(train), Box::new(valid), cfg);

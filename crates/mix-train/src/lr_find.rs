@@ -34,6 +34,7 @@ fn run(args: &LrFindArgs) -> Result<()> {
         args.seed,
         args.resize,
         &images,
+        None,
     )?;
     let weights = weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -17,12 +17,12 @@ use mix_tch::checkpoint::{self, Progress};
 use mix_tch::tch::Tensor;
 use mix_tch::{
     aug_transforms, Callback, Cancel, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
-    LearnerConfig, LrSpread, MixCallback, OneCycle,
+    LearnerConfig, LrSpread, MixCallback, OneCycle, Precision,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, DatasetArg};
-use crate::train_opts::{self, LrSlice, MixChoice, TrainArgs, TrainCommand};
+use crate::train_opts::{self, LrSlice, MixChoice, SpeedArgs, TrainArgs, TrainCommand};
 use crate::weights::{self, absolute, Weights};
 
 /// The run's settings, written before training starts and read back by `--resume`.
@@ -102,7 +102,8 @@ pub fn main(rest: &[String]) -> Result<()> {
             run,
             device,
             stop_after,
-        } => resume(&run, device.as_deref(), stop_after),
+            speed,
+        } => resume(&run, device.as_deref(), stop_after, &speed),
     }
 }
 
@@ -147,12 +148,14 @@ pub fn loaders(
     seed: u64,
     resize: usize,
     folder: &Path,
+    cache_images: Option<bool>,
 ) -> Result<DataLoaders> {
     let cfg = LoaderConfig {
         batch_size: bs,
         valid_pct: VALID_PCT,
         seed,
         item_size: resize,
+        cache_decoded: cache_images.unwrap_or_else(|| cache_fits(files.len(), resize)),
         ..LoaderConfig::default()
     };
     let dls = DataLoaders::from_name_re(files, pattern, &cfg)?;
@@ -175,13 +178,40 @@ pub fn loaders(
     Ok(dls)
 }
 
+/// Whether every item of a dataset fits the decoded-image cache: its worst case (`3 * 4 * resize^2`
+/// bytes an item, see `LoaderConfig::cache_decoded`) under half the memory available now. Where the
+/// available memory cannot be read (not Linux), no.
+pub fn cache_fits(n_items: usize, resize: usize) -> bool {
+    let need = (n_items as u64)
+        .saturating_mul(12)
+        .saturating_mul((resize as u64).saturating_mul(resize as u64));
+    available_memory().is_some_and(|free| need < free / 2)
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// What the learner's speed settings resolve to (precision is resolved by the learner against the
+/// device).
 fn learner_config(
     cfg: &RunConfig,
     device: DeviceChoice,
     run: &Path,
     pretrained: Option<PathBuf>,
-) -> LearnerConfig {
-    LearnerConfig {
+    speed: &SpeedArgs,
+) -> Result<LearnerConfig> {
+    let precision: Precision = speed
+        .precision
+        .parse()
+        .with_context(|| format!("--precision {}", speed.precision))?;
+    Ok(LearnerConfig {
+        precision,
+        channels_last: speed.channels_last,
         device,
         seed: cfg.seed,
         aug: Some(aug_transforms(cfg.size as i64)),
@@ -190,7 +220,7 @@ fn learner_config(
         run_dir: Some(run.to_path_buf()),
         progress: true,
         ..LearnerConfig::new(cfg.classes.len())
-    }
+    })
 }
 
 /// The mix callback and the stop-after callback of a run.
@@ -248,6 +278,10 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     let (device, device_used) = resolve_device(&args.device)?;
     let data = DatasetArg::parse(&args.dataset);
     let (images, files) = dataset::labelled_files(&data, &project_root(), &args.pattern)?;
+    let cache_images = args
+        .speed
+        .cache_images
+        .unwrap_or_else(|| cache_fits(files.len(), args.resize));
     let dls = loaders(
         &files,
         &args.pattern,
@@ -255,6 +289,7 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         args.seed,
         args.resize,
         &images,
+        Some(cache_images),
     )?;
     let weights = weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())?;
     let one_cycle = OneCycle {
@@ -309,7 +344,13 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         args.stop_after,
         config.total_epochs(),
     )?;
-    let lcfg = learner_config(&config, device, &run, config.pretrained.clone());
+    let lcfg = learner_config(
+        &config,
+        device,
+        &run,
+        config.pretrained.clone(),
+        &args.speed,
+    )?;
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
     // Every check has passed: claim the folder and record the settings before the first epoch.
     std::fs::create_dir_all(&args.out)
@@ -318,6 +359,7 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         .with_context(|| format!("cannot create the run folder {}", run.display()))?;
     write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
     announce(&config, &run);
+    println!("{}", compute_line(&learner, cache_images));
     let summary = match config.fine_tune {
         Some(ft) => learner.fine_tune(config.epochs, ft, cbs)?,
         None => learner.fit_one_cycle(config.epochs, config.one_cycle, cbs)?,
@@ -352,7 +394,12 @@ pub fn read_config(run: &Path) -> Result<RunConfig> {
     Ok(config)
 }
 
-fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result<()> {
+fn resume(
+    run: &Path,
+    device: Option<&str>,
+    stop_after: Option<usize>,
+    speed: &SpeedArgs,
+) -> Result<()> {
     let config = read_config(run)?;
     let done = epochs_done(run)?;
     let total = config.total_epochs();
@@ -368,6 +415,9 @@ fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result
     let (choice, _) = resolve_device(device.unwrap_or(&config.device))?;
     let files = dataset::image_files(&config.images)?;
     dataset::check_pattern(&files, &config.pattern, &config.images)?;
+    let cache_images = speed
+        .cache_images
+        .unwrap_or_else(|| cache_fits(files.len(), config.resize));
     let dls = loaders(
         &files,
         &config.pattern,
@@ -375,6 +425,7 @@ fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result
         config.seed,
         config.resize,
         &config.images,
+        Some(cache_images),
     )?;
     if dls.vocab.labels() != config.classes.as_slice() {
         bail!(
@@ -388,13 +439,14 @@ fn resume(run: &Path, device: Option<&str>, stop_after: Option<usize>) -> Result
     let cbs = callbacks(&config.mix, config.alpha, stop_after, total)?;
     // The checkpoint holds every weight and whether the body was frozen: the pretrained file is not
     // needed again.
-    let lcfg = learner_config(&config, choice, run, None);
+    let lcfg = learner_config(&config, choice, run, None, speed)?;
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
     println!(
         "resuming {} after epoch {done} of {total} ({})",
         run.display(),
         describe(&config)
     );
+    println!("{}", compute_line(&learner, cache_images));
     let summary = match config.fine_tune {
         Some(ft) => learner.resume_fine_tune(config.epochs, ft, cbs)?,
         None => learner.resume(cbs)?,
@@ -463,6 +515,27 @@ fn announce(c: &RunConfig, run: &Path) {
         c.images.display(),
         describe(c)
     );
+}
+
+/// How the run computes: precision, memory format, image cache.
+fn compute_line(learner: &Learner, cache_images: bool) -> String {
+    let cfg = learner.config();
+    let precision = match learner.precision() {
+        Precision::Bf16 => "bf16 autocast",
+        Precision::Fp16 => "fp16 autocast with loss scaling",
+        Precision::Fp32 | Precision::Auto => "fp32",
+    };
+    let layout = if cfg.channels_last {
+        "channels-last"
+    } else {
+        "contiguous (NCHW)"
+    };
+    let cache = if cache_images {
+        "decoded images kept in memory after their first epoch"
+    } else {
+        "images decoded every epoch"
+    };
+    format!("computing in {precision}, {layout} layout; {cache}")
 }
 
 /// Writes the model and says where everything is.

@@ -493,7 +493,9 @@ pub fn run(root: &Path, target: &Path, torch: &Libtorch, python: &Path, dir: &Pa
     outcome
 }
 
-fn build_ours(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf> {
+/// Builds mix-train and copies the binary into `dir` (so that a build running meanwhile cannot swap
+/// it); the epoch step uses it too.
+pub(super) fn build_ours(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf> {
     let mut cmd = process::cargo(Some(torch));
     cmd.args(["build", "--package", "mix-train", "--bin", "mix-train"]);
     process::run(&mut cmd)?;
@@ -514,24 +516,7 @@ fn build_ours(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf> {
 
 fn run_ours(root: &Path, torch: &Libtorch, binary: &Path, seed: u64, dir: &Path) -> Result<Run> {
     let out = dir.join(format!("ours-seed-{seed}"));
-    let mut cmd = Command::new(binary);
-    cmd.current_dir(root).args(RECIPE.ours_args(seed, &out));
-    for (k, v) in torch.env_vars() {
-        cmd.env(k, v);
-    }
-    process::run(&mut cmd)?;
-    let runs: Vec<PathBuf> = std::fs::read_dir(&out)
-        .with_context(|| format!("mix-train made no folder {}", out.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    let [run] = runs.as_slice() else {
-        bail!(
-            "expected one run folder in {}, found {}",
-            out.display(),
-            runs.len()
-        );
-    };
+    let run = run_mix_train(root, torch, binary, &RECIPE.ours_args(seed, &out), &out)?;
     let read = |name: &str| {
         let path = run.join(name);
         std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -543,6 +528,36 @@ fn run_ours(root: &Path, torch: &Libtorch, binary: &Path, seed: u64, dir: &Path)
         .and_then(|t| parse_config_split(&t))
         .ok();
     Ok(parsed)
+}
+
+/// Runs mix-train with `args` (whose `--out` is `out`) in the workspace root with libtorch's
+/// environment, and returns the one run folder it made in `out`; the epoch step uses it too.
+pub(super) fn run_mix_train(
+    root: &Path,
+    torch: &Libtorch,
+    binary: &Path,
+    args: &[OsString],
+    out: &Path,
+) -> Result<PathBuf> {
+    let mut cmd = Command::new(binary);
+    cmd.current_dir(root).args(args);
+    for (k, v) in torch.env_vars() {
+        cmd.env(k, v);
+    }
+    process::run(&mut cmd)?;
+    let runs: Vec<PathBuf> = std::fs::read_dir(out)
+        .with_context(|| format!("mix-train made no folder {}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    match runs.as_slice() {
+        [run] => Ok(run.clone()),
+        _ => bail!(
+            "expected one run folder in {}, found {}",
+            out.display(),
+            runs.len()
+        ),
+    }
 }
 
 fn run_peer(root: &Path, python: &Path, dir: &Path) -> Result<FastaiOutput> {
