@@ -347,15 +347,21 @@ pub enum LrSlice {
     From(f64),
 }
 
-/// Reads `--lr`: `LR`, `..HI` or `LO..HI`, each rate finite and > 0, LO < HI.
+/// The largest learning rate `--lr` takes: lr_find's default end, where every model has diverged.
+pub const MAX_LR: f64 = 10.0;
+/// The largest `--alpha`: Beta(A, A) is then 0.5 within 1%, and far larger concentrations make the
+/// Gamma draws behind it overflow.
+pub const MAX_ALPHA: f32 = 10_000.0;
+
+/// Reads `--lr`: `LR`, `..HI` or `LO..HI`, each rate finite, > 0 and at most [`MAX_LR`], LO < HI.
 pub fn parse_lr(raw: &str) -> Result<(f64, LrSlice)> {
     let rate = |s: &str| -> Result<f64> {
         let v: f64 = s
             .trim()
             .parse()
             .map_err(|e| anyhow::anyhow!("--lr {raw}: cannot read `{s}`: {e}"))?;
-        if !(v.is_finite() && v > 0.0) {
-            bail!("--lr {raw}: expected learning rates that are finite and > 0");
+        if !(v.is_finite() && v > 0.0 && v <= MAX_LR) {
+            bail!("--lr {raw}: expected learning rates that are finite and > 0, at most {MAX_LR}");
         }
         Ok(v)
     };
@@ -508,6 +514,38 @@ fn positive(opts: &Parsed, name: &str, default: usize) -> Result<usize> {
     Ok(n)
 }
 
+/// The most epochs a fit may ask for: far beyond any real run, low enough that epoch and step counts
+/// cannot overflow.
+pub const MAX_EPOCHS: usize = 100_000;
+
+/// Reads an epoch count of at most [`MAX_EPOCHS`]; `min` is 0 or 1.
+fn epochs(opts: &Parsed, name: &str, default: usize, min: usize) -> Result<usize> {
+    let n = if min == 0 {
+        opts.parse_or(name, default)?
+    } else {
+        positive(opts, name, default)?
+    };
+    if n > MAX_EPOCHS {
+        bail!("--{name} {n}: expected at most {MAX_EPOCHS} epochs");
+    }
+    Ok(n)
+}
+
+/// Refuses an option given with an empty value (`--out ""`, `--bs=`), naming it.
+fn no_empty_values(opts: &Parsed, table: &[Opt]) -> Result<()> {
+    if let Some(o) = table
+        .iter()
+        .find(|o| o.value.is_some() && opts.get(o.name) == Some(""))
+    {
+        bail!(
+            "--{}: expected {}, found an empty value",
+            o.name,
+            o.value.unwrap_or("a value")
+        );
+    }
+    Ok(())
+}
+
 fn side(opts: &Parsed, name: &str, default: usize) -> Result<usize> {
     let n = positive(opts, name, default)?;
     if n > MAX_IMAGE_SIDE {
@@ -584,6 +622,7 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
     let Some(opts) = args::parse(task, ABOUT, OPTS, rest)? else {
         return Ok(None);
     };
+    no_empty_values(&opts, OPTS)?;
     let stop_after = match opts.get("stop-after") {
         None => None,
         Some(_) => Some(positive(&opts, "stop-after", 1)?),
@@ -617,8 +656,8 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
         if opts.get("alpha").is_some() {
             bail!("--alpha goes with --mix mixup or cutmix, not --mix none");
         }
-    } else if !(alpha.is_finite() && alpha > 0.0) {
-        bail!("--alpha {alpha}: expected a finite number > 0");
+    } else if !(alpha.is_finite() && alpha > 0.0 && alpha <= MAX_ALPHA) {
+        bail!("--alpha {alpha}: expected a finite number > 0 and at most {MAX_ALPHA}");
     }
     let dm = data_model(&opts)?;
     let fine_tune = match opts.get("fine-tune") {
@@ -633,8 +672,8 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
                 bail!("--epochs cannot be combined with --fine-tune N: N is the number of epochs after unfreezing");
             }
             Some(FineTuneArgs {
-                epochs: positive(&opts, "fine-tune", 1)?,
-                freeze_epochs: opts.parse_or("freeze-epochs", 1)?,
+                epochs: epochs(&opts, "fine-tune", 1, 1)?,
+                freeze_epochs: epochs(&opts, "freeze-epochs", 1, 0)?,
             })
         }
     };
@@ -649,7 +688,7 @@ pub fn parse(task: &str, rest: &[String]) -> Result<Option<TrainCommand>> {
     };
     let epochs = match fine_tune {
         Some(ft) => ft.epochs,
-        None => positive(&opts, "epochs", 1)?,
+        None => epochs(&opts, "epochs", 1, 1)?,
     };
     let args = TrainArgs {
         mix,
@@ -917,6 +956,120 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_numeric_option_refuses_zero_negative_nan_inf_huge_and_empty_naming_itself() {
+        // Values each option accepts among the hostile ones: a seed of 0 and no frozen epochs.
+        let accepted = [("seed", "0"), ("freeze-epochs", "0")];
+        for name in [
+            "alpha",
+            "epochs",
+            "fine-tune",
+            "freeze-epochs",
+            "bs",
+            "lr",
+            "seed",
+            "resize",
+            "size",
+            "stop-after",
+        ] {
+            for value in [
+                "0",
+                "-1",
+                "-0.5",
+                "NaN",
+                "nan",
+                "inf",
+                "-inf",
+                "1e400",
+                "18446744073709551616",
+                "340282366920938463463374607431768211456",
+                "",
+                " ",
+            ] {
+                let mut args = vec![format!("--{name}"), value.to_string()];
+                if name == "freeze-epochs" {
+                    args.extend(["--fine-tune".to_string(), "1".to_string()]);
+                }
+                if name == "size" {
+                    args.extend(["--resize".to_string(), "4096".to_string()]);
+                }
+                let got = parse("train", &args);
+                if accepted.contains(&(name, value)) {
+                    assert!(got.is_ok(), "{args:?}: {got:?}");
+                    continue;
+                }
+                let err = match got {
+                    Ok(cmd) => panic!("{args:?} was accepted: {cmd:?}"),
+                    Err(e) => format!("{e:#}"),
+                };
+                assert!(err.starts_with(&format!("--{name}")), "{args:?}: {err}");
+                assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            }
+        }
+        // The largest counts that parse are refused too, instead of overflowing later.
+        for (args, want) in [
+            (
+                &["--epochs", "18446744073709551615"][..],
+                "--epochs 18446744073709551615: expected at most 100000 epochs",
+            ),
+            (
+                &[
+                    "--fine-tune",
+                    "1",
+                    "--freeze-epochs",
+                    "18446744073709551615",
+                ][..],
+                "--freeze-epochs 18446744073709551615: expected at most",
+            ),
+            (
+                &["--fine-tune", "100001"][..],
+                "--fine-tune 100001: expected at most",
+            ),
+            (&["--bs", "18446744073709551615"][..], ""),
+            (&["--resize", "18446744073709551615"][..], "at most 4096"),
+            (
+                &["--alpha", "1e39"][..],
+                "--alpha inf: expected a finite number > 0",
+            ),
+            (
+                &["--lr", "1e400"][..],
+                "--lr 1e400: expected learning rates that are finite",
+            ),
+        ] {
+            match parse("train", &strings(args)) {
+                Err(e) => assert!(e.to_string().contains(want), "{args:?}: {e}"),
+                // A huge batch size parses; the run refuses it against the dataset's size.
+                Ok(_) => assert_eq!(want, "", "{args:?} was accepted"),
+            }
+        }
+        let a = new_run(&["--epochs", "100000", "--seed", "18446744073709551615"]);
+        assert_eq!((a.epochs, a.seed), (100_000, u64::MAX));
+    }
+
+    #[test]
+    fn empty_paths_and_names_are_refused_naming_the_option() {
+        for name in [
+            "dataset",
+            "resume",
+            "out",
+            "pattern",
+            "pretrained",
+            "device",
+            "mix",
+        ] {
+            for args in [
+                vec![format!("--{name}"), String::new()],
+                vec![format!("--{name}=")],
+            ] {
+                let err = parse("train", &args).unwrap_err().to_string();
+                assert!(
+                    err.starts_with(&format!("--{name}: expected ")) && err.contains("empty value"),
+                    "{args:?}: {err}"
+                );
+            }
         }
     }
 

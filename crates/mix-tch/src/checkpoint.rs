@@ -1,12 +1,15 @@
 //! Checkpoints: model and optimizer state (safetensors) plus the schedule position and history (JSON),
-//! written into a temporary folder and renamed into place, so a checkpoint folder is always complete.
+//! written into a temporary folder with a SHA-256 manifest, synced and renamed into place, so a checkpoint
+//! folder is always complete and a file damaged afterwards is refused instead of trained on.
 
 use crate::optim::{AdamConfig, LossScaler};
 use crate::recorder::{EpochRow, SmoothLoss, StepRow};
 use crate::schedule::OneCycle;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -18,7 +21,34 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// [`Progress`] as JSON.
 pub const PROGRESS_FILE: &str = "progress.json";
+/// [`Manifest`] as JSON: the size and SHA-256 of every other file. Checkpoints written before it
+/// existed have none and load unchecked.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The files a manifest must cover.
+const CHECKED: [&str; 3] = [MODEL_FILE, OPTIMIZER_FILE, PROGRESS_FILE];
 const PREFIX: &str = "epoch-";
+/// Names of the folders [`save`] writes into before the rename; a killed save leaves one behind.
+const TMP_PREFIX: &str = ".tmp-";
+/// Name an existing checkpoint of the same epoch is moved to while it is replaced.
+const OLD_PREFIX: &str = ".old-";
+
+/// Size and SHA-256 of one checkpoint file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    /// Length in bytes.
+    pub bytes: u64,
+    /// SHA-256 as 64 lower-case hexadecimal digits.
+    pub sha256: String,
+}
+
+/// `manifest.json`: what every file of a checkpoint looked like when it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// File name to its size and checksum.
+    pub files: BTreeMap<String, FileSum>,
+}
 
 /// Where a run stands after a completed epoch: enough to continue the same schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,43 +96,35 @@ fn to_cpu(named: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
 
 /// Writes a checkpoint for `progress.epochs_done` under `root` (created if needed) and removes older ones.
 /// Returns the checkpoint folder.
+///
+/// Every file is synced and listed with its SHA-256 in `manifest.json` before the temporary folder is
+/// renamed into place, and the rename itself is synced: a crash or a full disk at any point leaves either
+/// the new checkpoint complete or the previous one untouched, and the error of a failed save says which
+/// checkpoint is still intact.
 pub fn save(
     root: &Path,
     model: &[(String, Tensor)],
     optimizer: &[(String, Tensor)],
     progress: &Progress,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(root).map_err(|e| Error::io("creating", root, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempdir_in(root)
-        .map_err(|e| Error::io("creating a temporary folder in", root, e))?;
-    let model_path = tmp.path().join(MODEL_FILE);
-    Tensor::write_safetensors(&to_cpu(model), &model_path)?;
-    let opt_path = tmp.path().join(OPTIMIZER_FILE);
-    Tensor::write_safetensors(&to_cpu(optimizer), &opt_path)?;
-    let json = serde_json::to_vec_pretty(progress).map_err(|source| Error::Json {
-        path: tmp.path().join(PROGRESS_FILE),
-        source,
-    })?;
-    std::fs::write(tmp.path().join(PROGRESS_FILE), json)
-        .map_err(|e| Error::io("writing", tmp.path().join(PROGRESS_FILE), e))?;
-    for f in [MODEL_FILE, OPTIMIZER_FILE, PROGRESS_FILE] {
-        let p = tmp.path().join(f);
-        std::fs::File::open(&p)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io("syncing", &p, e))?;
-    }
     let dest = root.join(format!(
         "{PREFIX}{:04}",
         progress.epoch_offset + progress.epochs_done
     ));
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| Error::io("removing the stale", &dest, e))?;
-    }
-    let tmp_path = tmp.keep();
-    std::fs::rename(&tmp_path, &dest)
-        .map_err(|e| Error::io("renaming a checkpoint into", &dest, e))?;
+    let previous = list(root)?.into_iter().rfind(|p| *p != dest);
+    write_folder(root, &dest, model, optimizer, progress).map_err(|e| {
+        let kept = match &previous {
+            Some(p) => format!(
+                "the previous checkpoint {} is intact: free some disk space and resume from it",
+                p.display()
+            ),
+            None => "no earlier checkpoint exists: free some disk space and start again".to_owned(),
+        };
+        Error::Checkpoint {
+            path: dest.clone(),
+            problem: format!("could not write it ({e}); {kept}"),
+        }
+    })?;
     for old in list(root)? {
         if old != dest {
             std::fs::remove_dir_all(&old)
@@ -112,7 +134,153 @@ pub fn save(
     Ok(dest)
 }
 
-/// Complete checkpoint folders under `root`, oldest first.
+/// Writes the checkpoint into a temporary folder of `root` and renames it to `dest`.
+fn write_folder(
+    root: &Path,
+    dest: &Path,
+    model: &[(String, Tensor)],
+    optimizer: &[(String, Tensor)],
+    progress: &Progress,
+) -> Result<()> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io("creating", root, e))?;
+    remove_leftovers(root)?;
+    // Dropping `tmp` on an error removes the partial folder, so a failed save leaves nothing behind.
+    let tmp = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .tempdir_in(root)
+        .map_err(|e| Error::io("creating a temporary folder in", root, e))?;
+    for (file, tensors) in [(MODEL_FILE, model), (OPTIMIZER_FILE, optimizer)] {
+        let path = tmp.path().join(file);
+        // libtorch's error names the file and the system's reason (EFBIG, ENOSPC).
+        Tensor::write_safetensors(&to_cpu(tensors), &path)?;
+    }
+    let progress_path = tmp.path().join(PROGRESS_FILE);
+    let json = serde_json::to_vec_pretty(progress).map_err(|source| Error::Json {
+        path: progress_path.clone(),
+        source,
+    })?;
+    write_synced(&progress_path, &json)?;
+    let mut files = BTreeMap::new();
+    for f in CHECKED {
+        let p = tmp.path().join(f);
+        std::fs::File::open(&p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("syncing", &p, e))?;
+        files.insert(f.to_owned(), file_sum(&p)?);
+    }
+    let manifest_path = tmp.path().join(MANIFEST_FILE);
+    let manifest = Manifest {
+        format: FORMAT,
+        files,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|source| Error::Json {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    write_synced(&manifest_path, &json)?;
+    sync_dir(tmp.path())?;
+    // A checkpoint of the same epoch (written before a resume went back to an earlier one) is moved
+    // aside rather than deleted first, so that some copy of that epoch exists at every moment.
+    let aside = dest.file_name().map(|n| {
+        let mut name = std::ffi::OsString::from(OLD_PREFIX);
+        name.push(n);
+        root.join(name)
+    });
+    let aside = match aside {
+        Some(a) if dest.exists() => {
+            std::fs::rename(dest, &a).map_err(|e| Error::io("moving aside", dest, e))?;
+            Some(a)
+        }
+        _ => None,
+    };
+    let tmp_path = tmp.keep();
+    if let Err(e) = std::fs::rename(&tmp_path, dest) {
+        let _ = std::fs::remove_dir_all(&tmp_path);
+        if let Some(a) = &aside {
+            let _ = std::fs::rename(a, dest);
+        }
+        return Err(Error::io("renaming a checkpoint into", dest, e));
+    }
+    sync_dir(root)?;
+    if let Some(a) = aside {
+        std::fs::remove_dir_all(&a).map_err(|e| Error::io("removing the replaced", &a, e))?;
+    }
+    Ok(())
+}
+
+/// Removes what a killed [`save`] left in `root`: temporary folders, and a checkpoint moved aside whose
+/// replacement never arrived (that one is moved back, as it is the only copy of its epoch).
+fn remove_leftovers(root: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(root).map_err(|e| Error::io("listing", root, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", root, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if name.starts_with(TMP_PREFIX) {
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Error::io("removing the unfinished checkpoint", &path, e))?;
+        } else if let Some(orig) = name.strip_prefix(OLD_PREFIX) {
+            let orig = root.join(orig);
+            if orig.exists() {
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| Error::io("removing the replaced", &path, e))?;
+            } else {
+                std::fs::rename(&path, &orig).map_err(|e| Error::io("restoring", &orig, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to the new file `path` and syncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    std::fs::File::create(path)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .map_err(|e| Error::io("writing", path, e))
+}
+
+/// Syncs folder `dir`, so that the files just created or renamed in it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    // Only Unix can open a folder to sync it; elsewhere the rename is as durable as the platform makes it.
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("syncing the folder", dir, e))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The size and SHA-256 of file `path`.
+pub fn file_sum(path: &Path) -> Result<FileSum> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("reading", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(FileSum { bytes, sha256 })
+}
+
+/// Complete checkpoint folders under `root`, oldest first (not checked: see [`verify`]).
 pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
     let mut found: Vec<(usize, PathBuf)> = Vec::new();
     let entries = match std::fs::read_dir(root) {
@@ -135,9 +303,123 @@ pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
-/// The newest complete checkpoint under `root`, if any.
+/// Checks every file of checkpoint folder `dir` against its `manifest.json`. Returns `false` for a
+/// checkpoint of the earlier layout without a manifest, which cannot be checked and is accepted as it is.
+pub fn verify(dir: &Path) -> Result<bool> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let bytes = match std::fs::read(&manifest_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(damaged(
+                dir,
+                MANIFEST_FILE,
+                &format!("cannot read it ({e})"),
+            ))
+        }
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        damaged(
+            dir,
+            MANIFEST_FILE,
+            &format!("expected a checkpoint manifest, found unreadable JSON ({e})"),
+        )
+    })?;
+    for f in CHECKED {
+        let want = manifest.files.get(f).ok_or_else(|| {
+            damaged(
+                dir,
+                MANIFEST_FILE,
+                &format!("expected a checksum of {f}, found none"),
+            )
+        })?;
+        let got = file_sum(&dir.join(f))
+            .map_err(|e| damaged(dir, f, &format!("cannot read it ({e})")))?;
+        if got != *want {
+            return Err(damaged(
+                dir,
+                f,
+                &format!(
+                    "expected {} bytes with SHA-256 {}, found {} bytes with SHA-256 {}, so the file \
+                     changed after the checkpoint was written (a disk fault or an interrupted copy)",
+                    want.bytes, want.sha256, got.bytes, got.sha256
+                ),
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// The error for a damaged `file` of checkpoint `dir`: what is wrong and what to do.
+fn damaged(dir: &Path, file: &str, what: &str) -> Error {
+    let others: Vec<PathBuf> = dir
+        .parent()
+        .and_then(|root| list(root).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p != dir)
+        .collect();
+    let todo = match others.last() {
+        Some(other) => format!(
+            "resuming skips it and continues from the newest intact checkpoint ({} is the newest \
+             other one); to get rid of it, remove the folder {}",
+            other.display(),
+            dir.display()
+        ),
+        None => format!(
+            "it is the run's only checkpoint, so keep it: restore {} from a backup of the run \
+             folder, or start a new run",
+            dir.display()
+        ),
+    };
+    Error::Checkpoint {
+        path: dir.join(file),
+        problem: format!("{what}; {todo}"),
+    }
+}
+
+/// The newest checkpoint under `root` that passes [`verify`], and why each newer one was skipped.
+#[derive(Debug)]
+pub struct Choice {
+    /// The checkpoint folder.
+    pub dir: PathBuf,
+    /// The errors of the newer checkpoints that were damaged, newest first.
+    pub skipped: Vec<Error>,
+}
+
+/// The newest intact checkpoint under `root`, `None` when there is no checkpoint at all, and an error when
+/// there are checkpoints but every one is damaged.
+pub fn newest_valid(root: &Path) -> Result<Option<Choice>> {
+    let mut skipped = Vec::new();
+    for dir in list(root)?.into_iter().rev() {
+        match verify(&dir) {
+            Ok(_) => return Ok(Some(Choice { dir, skipped })),
+            Err(e @ Error::Checkpoint { .. }) => skipped.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    match skipped.len() {
+        0 => Ok(None),
+        1 => Err(skipped.remove(0)),
+        n => Err(Error::Checkpoint {
+            path: root.to_path_buf(),
+            problem: format!(
+                "expected an intact checkpoint, found {n} damaged ones ({}); keep them and start \
+                 a new run",
+                skipped
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }),
+    }
+}
+
+/// The newest intact checkpoint under `root`, if any (see [`newest_valid`], which also says which
+/// damaged ones were skipped).
 pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
-    Ok(list(root)?.pop())
+    Ok(newest_valid(root)?.map(|c| c.dir))
 }
 
 /// A checkpoint read back: model tensors, optimizer tensors (on the CPU) and progress.
@@ -151,20 +433,13 @@ pub struct Loaded {
     pub progress: Progress,
 }
 
-/// Reads the checkpoint folder `dir`.
+/// Reads the checkpoint folder `dir`, after checking its files against their checksums.
 pub fn load(dir: &Path) -> Result<Loaded> {
-    let fail = |problem: String| Error::Checkpoint {
-        path: dir.to_path_buf(),
-        problem,
-    };
+    verify(dir)?;
     let read = |f: &str| -> Result<HashMap<String, Tensor>> {
         let p = dir.join(f);
         Ok(Tensor::read_safetensors(&p)
-            .map_err(|e| {
-                fail(format!(
-                    "cannot read {f} ({e}); the checkpoint is damaged, delete it"
-                ))
-            })?
+            .map_err(|e| damaged(dir, f, &format!("cannot read it as safetensors ({e})")))?
             .into_iter()
             .collect())
     };
@@ -175,10 +450,13 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         source,
     })?;
     if progress.format != FORMAT {
-        return Err(fail(format!(
-            "expected checkpoint format {FORMAT}, found {}",
-            progress.format
-        )));
+        return Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "expected checkpoint format {FORMAT}, found {}",
+                progress.format
+            ),
+        });
     }
     Ok(Loaded {
         model: read(MODEL_FILE)?,

@@ -5,6 +5,7 @@ use mix_core::stream::{stream_rng, Purpose};
 use mix_data::Batch;
 use ndarray::{Array4, Axis};
 use rand::seq::SliceRandom;
+use tch::{Device, Tensor};
 
 /// A finite, re-iterable sequence of batches, one pass per epoch (fastai's `DataLoader`).
 pub trait BatchSource: Send {
@@ -13,6 +14,60 @@ pub trait BatchSource: Send {
 
     /// The batches of pass `epoch`; the order may depend on `epoch` (shuffling) but not on anything else.
     fn batches(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_>;
+
+    /// A batch already on the device, `(u8 images (N, 3, H, W), i64 labels)`, that every step of a pass
+    /// uses instead of [`BatchSource::batches`] ([`Resident`]); `None` (the default) for host batches.
+    fn resident(&self) -> Option<(&Tensor, &Tensor)> {
+        None
+    }
+}
+
+/// One batch kept on the device and served `n_batches` times a pass: the learner's steps without the
+/// loader and the host-to-device copy, to measure the device-only ceiling of an epoch.
+#[derive(Debug)]
+pub struct Resident {
+    images: Tensor,
+    labels: Tensor,
+    n_batches: usize,
+}
+
+impl Resident {
+    /// `batch` moved to `device` once, served `n_batches` times a pass.
+    pub fn new(batch: &Batch, device: Device, n_batches: usize) -> Result<Self> {
+        let images = batch.images.as_standard_layout();
+        let (n, c, h, w) = images.dim();
+        let slice = images
+            .as_slice()
+            .ok_or_else(|| Error::Data("batch images not contiguous".into()))?;
+        let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+        if n == 0 || labels.len() != n {
+            return Err(Error::Data(format!(
+                "expected a non-empty batch with one label per image, found {n} images and {} labels",
+                labels.len()
+            )));
+        }
+        Ok(Resident {
+            images: Tensor::from_slice(slice)
+                .f_view([n as i64, c as i64, h as i64, w as i64])?
+                .f_to_device(device)?,
+            labels: Tensor::from_slice(&labels).f_to_device(device)?,
+            n_batches,
+        })
+    }
+}
+
+impl BatchSource for Resident {
+    fn num_batches(&self) -> usize {
+        self.n_batches
+    }
+
+    fn batches(&self, _epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        Box::new(std::iter::empty())
+    }
+
+    fn resident(&self) -> Option<(&Tensor, &Tensor)> {
+        Some((&self.images, &self.labels))
+    }
 }
 
 impl BatchSource for mix_data::DataLoader {

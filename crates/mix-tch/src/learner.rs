@@ -1001,6 +1001,22 @@ impl Core {
             "valid"
         };
         self.new_bar(self.learn.n_iter, what);
+        if let Some((images, labels)) = src.resident() {
+            let top = labels.f_max()?.f_int64_value(&[])?;
+            if top < 0 || top as usize >= self.cfg.n_classes {
+                return Err(Error::Data(format!(
+                    "expected labels below the {} classes of the head, found {top}",
+                    self.cfg.n_classes
+                )));
+            }
+            for i in 0..self.learn.n_iter {
+                self.learn.iter = i;
+                self.prepare_on_device(images.shallow_clone(), labels.shallow_clone())?;
+                self.run_batch()?;
+            }
+            self.bar.finish_and_clear();
+            return Ok(());
+        }
         let run_epoch = (self.learn.epoch_offset + self.learn.epoch) as u64;
         let mut batches = src.batches(run_epoch).enumerate();
         loop {
@@ -1043,9 +1059,15 @@ impl Core {
         let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
         let labels = Tensor::from_slice(&labels);
         let (raw, labels) = (to_device(&raw, device)?, to_device(&labels, device)?);
-        let x = raw.f_to_kind(Kind::Float)? / 255.0;
         self.lap(started, |t| &mut t.h2d_s);
+        self.prepare_on_device(raw, labels)
+    }
+
+    /// The batch transforms of [`Core::prepare`] on a `u8` batch and its labels already on the device.
+    fn prepare_on_device(&mut self, raw: Tensor, labels: Tensor) -> Result<()> {
         let started = Instant::now();
+        let n = raw.size()[0] as usize;
+        let x = raw.f_to_kind(Kind::Float)? / 255.0;
         let mut x = match &self.cfg.aug {
             Some(aug) if self.learn.training => {
                 let draw = aug.draw(n, &mut self.learn.rng);
@@ -1072,6 +1094,11 @@ impl Core {
 
     fn one_batch(&mut self, batch: Batch) -> Result<()> {
         self.prepare(batch)?;
+        self.run_batch()
+    }
+
+    /// One batch from its prepared `xb`/`yb`: schedule, events, step, recording.
+    fn run_batch(&mut self) -> Result<()> {
         self.batch_loss = None;
         if self.learn.training {
             let total = (self.learn.n_iter * self.learn.n_epoch).max(1);
@@ -1292,7 +1319,7 @@ impl Core {
 
     /// Closes the epoch's [`EpochTiming`] and writes `timings.json` when there is a run folder.
     fn finish_timing(&mut self, started: Instant, dir: Option<&Path>) -> Result<()> {
-        self.timing.logging_s += started.elapsed().as_secs_f64();
+        self.timing.end_epoch_s = started.elapsed().as_secs_f64();
         self.timing.epoch_s = self.epoch_start.elapsed().as_secs_f64();
         let epoch = self.timing.epoch;
         self.timings.retain(|t| t.epoch < epoch);

@@ -34,7 +34,7 @@ pub mod schedule;
 
 pub use augment::{aug_transforms, AugDraw, AugTransforms};
 pub use callback::{Callback, Cancel, Event};
-pub use data::{BatchSource, InMemory};
+pub use data::{BatchSource, InMemory, Resident};
 pub use device::{DeviceChoice, Precision};
 pub use error::{Error, Result};
 pub use learner::{FitSummary, Learn, Learner, LearnerConfig, LrFind, LrFindResult};

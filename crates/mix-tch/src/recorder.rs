@@ -109,13 +109,16 @@ pub struct EpochTiming {
     pub forward_backward_s: f64,
     /// Training: the optimizer step and zeroing the gradients.
     pub optimizer_s: f64,
-    /// Training: reading losses back, the history and progress bar, and the end-of-epoch files.
+    /// Training: reading losses back, the history and the progress bar.
     pub logging_s: f64,
+    /// After validation: the epoch's table row, CSVs, curves, checkpoint and this file.
+    pub end_epoch_s: f64,
 }
 
 /// `timings.json`: every epoch's [`EpochTiming`].
 pub fn timings_json(rows: &[EpochTiming]) -> Result<String> {
-    serde_json::to_string_pretty(rows).map_err(|e| Error::Invalid(format!("cannot write timings: {e}")))
+    serde_json::to_string_pretty(rows)
+        .map_err(|e| Error::Invalid(format!("cannot write timings: {e}")))
 }
 
 /// fastai's `format_time`: `mm:ss`, or `h:mm:ss` past an hour.
@@ -164,7 +167,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("syncing", path, e))?;
     tmp.persist(path)
         .map_err(|e| Error::io("renaming into", path, e.error))?;
-    Ok(())
+    // The rename is durable only once the folder itself is synced.
+    crate::checkpoint::sync_dir(dir)
 }
 
 /// `metrics.csv`: `epoch,train_loss,valid_loss,error_rate,time`.

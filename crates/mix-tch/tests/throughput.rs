@@ -1,5 +1,6 @@
 //! The learner's fast paths keep its numbers: losses read back every N steps, validation sums kept on the
-//! device, channels_last inputs and weights; `timings.json` accounts for the epoch; NaN inputs stop a run.
+//! device, channels_last inputs and weights, a batch kept on the device; `timings.json` accounts for the
+//! epoch; NaN inputs stop a run.
 
 mod common;
 
@@ -8,7 +9,10 @@ use mix_core::MixUp;
 use mix_tch::learner::TIMINGS_FILE;
 use mix_tch::recorder::EpochTiming;
 use mix_tch::tch::Tensor;
-use mix_tch::{Callback, Error, Event, Learn, Learner, LearnerConfig, MixCallback, OneCycle, Result};
+use mix_tch::{
+    BatchSource, Callback, Error, Event, InMemory, Learn, Learner, LearnerConfig, MixCallback,
+    OneCycle, Resident, Result,
+};
 
 fn learner(cfg: LearnerConfig) -> Learner {
     let (train, valid) = small_data(24, 10, cfg.n_classes, 4);
@@ -116,16 +120,32 @@ fn channels_last_trains_to_the_same_numbers() {
     cfg.channels_last = true;
     let cl = still_fit(cfg);
     let conv = &cl.learn().model.variables()["layer1.0.conv1.weight"];
-    assert!(!conv.is_contiguous() && conv.stride()[1] == 1, "{:?}", conv.stride());
+    assert!(
+        !conv.is_contiguous() && conv.stride()[1] == 1,
+        "{:?}",
+        conv.stride()
+    );
     assert_eq!(plain.steps().len(), cl.steps().len());
     // Only the convolutions' summation order differs.
     for (a, b) in plain.steps().iter().zip(cl.steps()) {
         let gap = (a.loss - b.loss).abs();
-        assert!(gap <= 2e-4 * a.loss.abs(), "step {}: {} vs {}", a.step, a.loss, b.loss);
+        assert!(
+            gap <= 2e-4 * a.loss.abs(),
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
     }
     let (a, b) = (plain.epochs().last().unwrap(), cl.epochs().last().unwrap());
-    assert!((a.valid_loss - b.valid_loss).abs() <= 2e-4 * a.valid_loss, "{a:?} {b:?}");
-    let x = Tensor::rand([2, 3, 4, 5], (mix_tch::tch::Kind::Float, mix_tch::tch::Device::Cpu));
+    assert!(
+        (a.valid_loss - b.valid_loss).abs() <= 2e-4 * a.valid_loss,
+        "{a:?} {b:?}"
+    );
+    let x = Tensor::rand(
+        [2, 3, 4, 5],
+        (mix_tch::tch::Kind::Float, mix_tch::tch::Device::Cpu),
+    );
     let y = mix_tch::learner::channels_last(&x).unwrap();
     assert_eq!(y.stride(), vec![60, 1, 15, 3]);
     assert!(x.equal(&y));
@@ -151,11 +171,17 @@ fn timings_account_for_the_epoch_and_are_written_beside_the_metrics() {
             + t.augment_s
             + t.mixing_s
             + t.forward_backward_s
-            + t.optimizer_s;
-        assert!(t.forward_backward_s > 0.0 && t.optimizer_s > 0.0 && t.mixing_s > 0.0, "{t:?}");
+            + t.optimizer_s
+            + t.logging_s;
+        assert!(
+            t.forward_backward_s > 0.0 && t.optimizer_s > 0.0 && t.mixing_s > 0.0,
+            "{t:?}"
+        );
         assert!(phases <= t.train_s * 1.001, "{t:?}");
         assert!(
-            t.train_s + t.valid_s <= t.epoch_s * 1.001 && t.logging_s > 0.0,
+            t.train_s + t.valid_s + t.end_epoch_s <= t.epoch_s * 1.001
+                && t.logging_s > 0.0
+                && t.end_epoch_s > 0.0,
             "{t:?}"
         );
     }
@@ -184,7 +210,9 @@ fn nan_inputs_stop_the_run_like_a_nan_loss() {
         .fit_one_cycle(2, OneCycle::default(), vec![Box::new(NanInputs)])
         .unwrap_err();
     match err {
-        Error::NonFiniteLoss { value, epoch, step, .. } => {
+        Error::NonFiniteLoss {
+            value, epoch, step, ..
+        } => {
             assert!(value.is_nan());
             assert_eq!((epoch, step), (0, 0));
         }
@@ -192,4 +220,62 @@ fn nan_inputs_stop_the_run_like_a_nan_loss() {
     }
     // Nothing of the NaN step reached the history.
     assert!(learn.steps().is_empty());
+}
+
+#[test]
+fn a_resident_batch_trains_like_the_same_batch_from_the_host() {
+    let (images, labels) = common::striped_images(4, 3, 32, 1);
+    let batch = mix_data::Batch {
+        images: images.clone(),
+        labels: labels.clone(),
+    };
+    let tiled = ndarray::concatenate(
+        ndarray::Axis(0),
+        &[images.view(), images.view(), images.view()],
+    )
+    .unwrap();
+    let tiled_labels: Vec<usize> = labels.iter().cycle().take(12).copied().collect();
+    let host = InMemory::new(tiled, tiled_labels, 4, None, true).unwrap();
+    let host_valid = InMemory::new(images, labels, 4, None, false).unwrap();
+    let device = mix_tch::tch::Device::Cpu;
+    let resident = Resident::new(&batch, device, 3).unwrap();
+    let resident_valid = Resident::new(&batch, device, 1).unwrap();
+    let fit = |train: Box<dyn BatchSource>, valid: Box<dyn BatchSource>| {
+        let mut cfg = small_config(3, 32);
+        cfg.device = mix_tch::DeviceChoice::Cpu;
+        let mut learn = Learner::new(train, valid, cfg).unwrap();
+        learn
+            .fit_one_cycle(2, OneCycle::default(), vec![mixup()])
+            .unwrap();
+        learn
+    };
+    let a = fit(Box::new(host), Box::new(host_valid));
+    let b = fit(Box::new(resident), Box::new(resident_valid));
+    assert_eq!(a.steps().len(), 6);
+    assert_eq!(a.steps(), b.steps());
+    assert_eq!(a.epochs()[1].valid_loss, b.epochs()[1].valid_loss);
+    // No host batch, no copy: the resident run's data phases are (nearly) empty.
+    assert_eq!(b.timings()[0].h2d_s, 0.0);
+}
+
+#[test]
+fn resident_labels_outside_the_head_are_reported() {
+    let (images, _) = common::striped_images(4, 3, 32, 1);
+    let batch = mix_data::Batch {
+        images,
+        labels: vec![0, 1, 2, 9],
+    };
+    let device = mix_tch::tch::Device::Cpu;
+    let mut cfg = small_config(3, 32);
+    cfg.device = mix_tch::DeviceChoice::Cpu;
+    let mut learn = Learner::new(
+        Box::new(Resident::new(&batch, device, 2).unwrap()),
+        Box::new(Resident::new(&batch, device, 1).unwrap()),
+        cfg,
+    )
+    .unwrap();
+    let err = learn
+        .fit_one_cycle(1, OneCycle::default(), vec![])
+        .unwrap_err();
+    assert!(err.to_string().contains("found 9"), "{err}");
 }

@@ -354,10 +354,14 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
     // Every check has passed: claim the folder and record the settings before the first epoch.
     std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+        .with_context(|| format!("--out {}: cannot create it", args.out.display()))?;
     std::fs::create_dir(&run)
-        .with_context(|| format!("cannot create the run folder {}", run.display()))?;
-    write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
+        .with_context(|| format!("--out: cannot create the run folder {}", run.display()))?;
+    if let Err(e) = write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?) {
+        // The folder holds nothing yet; leave no run folder that --resume would trip over.
+        let _ = std::fs::remove_dir_all(&run);
+        return Err(e);
+    }
     announce(&config, &run);
     println!("{}", compute_line(&learner, cache_images));
     let summary = match config.fine_tune {
@@ -372,9 +376,8 @@ pub fn read_config(run: &Path) -> Result<RunConfig> {
     let path = run.join(CONFIG_FILE);
     let text = std::fs::read(&path).map_err(|e| {
         anyhow::anyhow!(
-            "{}: cannot read {} ({e}); expected a run folder made by `cargo xtask train` \
+            "cannot read {} ({e}); expected a run folder made by `cargo xtask train` \
              (for example runs/<timestamp>)",
-            run.display(),
             path.display()
         )
     })?;
@@ -400,7 +403,7 @@ fn resume(
     stop_after: Option<usize>,
     speed: &SpeedArgs,
 ) -> Result<()> {
-    let config = read_config(run)?;
+    let config = read_config(run).context("--resume")?;
     let done = epochs_done(run)?;
     let total = config.total_epochs();
     if done >= total {
@@ -454,10 +457,17 @@ fn resume(
     finish(&learner, run, &summary, total)
 }
 
-/// Epochs completed in `run`, from its newest checkpoint.
+/// Epochs completed in `run`, from its newest intact checkpoint (the learner resumes from the same one:
+/// `checkpoint::latest` skips damaged checkpoints as `newest_valid` does, and this says so).
 fn epochs_done(run: &Path) -> Result<usize> {
     let root = run.join("checkpoints");
-    let Some(dir) = checkpoint::latest(&root)? else {
+    let choice = checkpoint::newest_valid(&root).with_context(|| {
+        format!(
+            "--resume {}: cannot resume from a damaged checkpoint",
+            run.display()
+        )
+    })?;
+    let Some(checkpoint::Choice { dir, skipped }) = choice else {
         bail!(
             "--resume {}: no checkpoint in {} (the run stopped before its first epoch ended); \
              start a new run instead",
@@ -465,6 +475,12 @@ fn epochs_done(run: &Path) -> Result<usize> {
             root.display()
         );
     };
+    for damaged in &skipped {
+        eprintln!(
+            "warning: skipping a damaged checkpoint: {damaged}; resuming from {}",
+            dir.display()
+        );
+    }
     let path = dir.join(checkpoint::PROGRESS_FILE);
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let progress: Progress = serde_json::from_slice(&text)
@@ -562,19 +578,35 @@ fn save_model(learner: &Learner, path: &Path) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
     Tensor::write_safetensors(&vars, &tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    sync_and_rename(&tmp, path)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    sync_and_rename(&tmp, path)
+}
+
+/// Syncs `tmp`, renames it to `path` and syncs the folder, so that after a crash `path` is either the
+/// old file or the whole new one.
+fn sync_and_rename(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
+    std::fs::rename(tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot sync the folder {}", dir.display()))?;
+    }
     Ok(())
 }
 
-/// `<out>/<UTC timestamp>`, with `-2`, `-3`, ... when runs start in the same second.
+/// `<out>/<UTC timestamp>`, with `-2`, `-3`, ... when runs start in the same second, once `out` is
+/// known to be usable. Nothing is created here: the run folder is claimed after every other check.
 fn free_run_dir(out: &Path) -> Result<PathBuf> {
+    check_out(out)?;
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
@@ -587,6 +619,58 @@ fn free_run_dir(out: &Path) -> Result<PathBuf> {
         n += 1;
     }
     Ok(run)
+}
+
+/// Fails, naming `--out` and its path once, unless `out` is a folder a run folder can be made in, or
+/// can be created under the nearest folder that exists.
+fn check_out(out: &Path) -> Result<()> {
+    let fail = |why: String| {
+        anyhow::anyhow!(
+            "--out {}: {why}; expected a folder you can write to: pass another --out",
+            out.display()
+        )
+    };
+    if out.as_os_str().is_empty() {
+        return Err(fail("the path is empty".into()));
+    }
+    // The nearest ancestor that exists is where the first folder would be created.
+    let mut existing = out;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) if existing == out => return Err(fail("it is a file, not a folder".into())),
+            Ok(_) => {
+                return Err(fail(format!(
+                    "{} is a file, not a folder",
+                    existing.display()
+                )))
+            }
+            // Not found, or below a file (ENOTDIR), or below a folder that cannot be searched:
+            // the nearest ancestor that exists tells which.
+            Err(e) if existing == Path::new(".") => {
+                return Err(fail(format!("cannot read the current folder ({e})")))
+            }
+            Err(_) => {
+                existing = match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+        }
+    }
+    // Permission bits do not tell (root, ACLs, read-only mounts): make a folder and remove it at once.
+    let probe = existing.join(format!(".mix-train-probe-{}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&probe);
+            Ok(())
+        }
+        Err(e) if existing == out => Err(fail(format!("cannot create a folder in it ({e})"))),
+        Err(e) => Err(fail(format!(
+            "cannot create a folder in {}, its nearest existing folder ({e})",
+            existing.display()
+        ))),
+    }
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC for seconds since the Unix epoch (Howard Hinnant's `civil_from_days`).

@@ -239,8 +239,11 @@ pub struct Timings {
     pub forward_backward_s: f64,
     /// Seconds of optimizer steps.
     pub optimizer_s: f64,
-    /// Seconds of per-step logging.
+    /// Seconds of per-step logging (older mix-train builds also counted the end-of-epoch files here).
     pub logging_s: f64,
+    /// Seconds of the end-of-epoch files and checkpoint, after validation (absent in older files).
+    #[serde(default)]
+    pub end_epoch_s: Option<f64>,
 }
 
 impl Timings {
@@ -258,7 +261,7 @@ impl Timings {
             ("mixing (MixUp)", self.mixing_s),
             ("forward and backward", self.forward_backward_s),
             ("optimizer step", self.optimizer_s),
-            ("logging and end-of-epoch files", self.logging_s),
+            ("reading losses back and logging", self.logging_s),
         ]);
         let rest = self.figures.train_s - out.iter().map(|(_, s)| s).sum::<f64>();
         out.push(("other (in no part above)", rest));
@@ -345,6 +348,8 @@ pub struct Outcome {
     pub prepare_s: f64,
     /// Wall seconds of our runs together (process start to exit).
     pub ours_s: f64,
+    /// The device-only ceiling's runs (mix-tch's `epoch_ceiling` example), in run order.
+    pub ceiling: Vec<Ceiling>,
     /// Wall seconds of the peer's runs together (process start to exit).
     pub fastai_s: f64,
 }
@@ -425,6 +430,7 @@ pub fn run(
         problems: Vec::new(),
         prepare_s: 0.0,
         ours_s: 0.0,
+        ceiling: Vec::new(),
         fastai_s: 0.0,
     };
     let dir = data.join(STEP);
@@ -458,7 +464,17 @@ pub fn run(
     // Named from the workspace root in the report, which is the same on every clone.
     outcome.corpus = Some(corpus.strip_prefix(root).unwrap_or(&corpus).to_path_buf());
     let binary = accuracy::build_ours(target, torch, &dir);
+    let ceiling_binary = build_ceiling(target, torch, &dir);
     outcome.prepare_s = t.elapsed().as_secs_f64();
+    let ceiling_binary = match ceiling_binary {
+        Ok(b) => Some(b),
+        Err(e) => {
+            outcome
+                .problems
+                .push(format!("building the ceiling example failed: {e:#}"));
+            None
+        }
+    };
     let binary = match binary {
         Ok(b) => Some(b),
         Err(e) => {
@@ -489,6 +505,14 @@ pub fn run(
                     .push(format!("mix-train run {i} failed: {e:#}")),
             }
             outcome.ours_s += t.elapsed().as_secs_f64();
+        }
+        if let Some(binary) = &ceiling_binary {
+            match run_ceiling(root, torch, binary, recipe, &corpus) {
+                Ok(c) => outcome.ceiling.push(c),
+                Err(e) => outcome
+                    .problems
+                    .push(format!("ceiling run {i} failed: {e:#}")),
+            }
         }
         let t = Instant::now();
         match run_peer(root, python, recipe, &corpus, &dir, i) {
@@ -563,6 +587,134 @@ fn args_text(args: &[OsString]) -> String {
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What the `epoch_ceiling` example prints: the training loop on one batch kept on the device.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Ceiling {
+    /// Images the steps trained on.
+    pub train_items: u64,
+    /// Wall seconds of the training loop.
+    pub train_s: f64,
+    /// The device (`cpu`, `cuda:0`).
+    pub device: String,
+    /// The precision the passes ran in.
+    pub precision: String,
+}
+
+impl Ceiling {
+    /// Images per second.
+    pub fn ips(&self) -> f64 {
+        self.train_items as f64 / self.train_s
+    }
+}
+
+/// Reads the ceiling example's JSON line (the last line of stdout that starts with `{`).
+pub fn parse_ceiling(stdout: &str) -> Result<Ceiling> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("expected a JSON line from the ceiling example, found none")?;
+    let c: Ceiling = serde_json::from_str(line)
+        .with_context(|| format!("expected the ceiling figures as JSON, found `{line}`"))?;
+    if !(c.train_s.is_finite() && c.train_s > 0.0 && c.train_items > 0) {
+        bail!("expected positive seconds and images from the ceiling example, found `{line}`");
+    }
+    Ok(c)
+}
+
+fn build_ceiling(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf> {
+    let mut cmd = process::cargo(Some(torch));
+    cmd.args([
+        "build",
+        "--package",
+        "mix-tch",
+        "--example",
+        "epoch_ceiling",
+    ]);
+    process::run(&mut cmd)?;
+    let name = format!("epoch_ceiling{}", std::env::consts::EXE_SUFFIX);
+    let built = target.join("debug").join("examples").join(&name);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let copy = dir.join(&name);
+    std::fs::copy(&built, &copy)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), copy.display()))?;
+    Ok(copy)
+}
+
+fn run_ceiling(
+    root: &Path,
+    torch: &Libtorch,
+    binary: &Path,
+    recipe: &Recipe,
+    corpus: &Path,
+) -> Result<Ceiling> {
+    let mut cmd = Command::new(binary);
+    cmd.current_dir(root)
+        .arg("--images")
+        .arg(corpus)
+        .args(["--item", &recipe.item.to_string()])
+        .args(["--size", &recipe.size.to_string()])
+        .args(["--bs", &recipe.bs.to_string()])
+        .args(["--alpha", &recipe.alpha.to_string()])
+        .args(["--device", recipe.device.name()])
+        // As mix-train runs itself: OpenMP threads sleep while they wait.
+        .env("OMP_WAIT_POLICY", "PASSIVE");
+    for (k, v) in torch.env_vars() {
+        cmd.env(k, v);
+    }
+    eprintln!("$ {}", process::display(&cmd));
+    let stdout = process::output(&mut cmd)?;
+    eprint!("{stdout}");
+    parse_ceiling(&stdout)
+}
+
+/// The CUDA targets (training epoch >= 2x fastai's, >= 80% of the device-only ceiling), judged on a
+/// CUDA run only, as table rows.
+fn cuda_target_rows(outcome: &Outcome) -> Vec<String> {
+    let cuda = outcome.recipe.device == Device::Cuda;
+    let ours = outcome.ours().map(|t| t.figures.train_ips());
+    let fastai = outcome.fastai().map(|p| p.figures.train_ips());
+    let ceiling = median_by(&outcome.ceiling, |c| c.train_s).map(Ceiling::ips);
+    let row = |claim: &str,
+               measured: Option<f64>,
+               bound: f64,
+               show: &dyn Fn(f64) -> String,
+               how: &str| {
+        let (measured, word) = match measured {
+            None => ("missing".to_string(), "missing".to_string()),
+            Some(m) if !cuda => (
+                show(m),
+                format!("not judged ({} run)", outcome.recipe.device.name()),
+            ),
+            Some(m) => (
+                show(m),
+                if m >= bound {
+                    "met".into()
+                } else {
+                    "not met".into()
+                },
+            ),
+        };
+        format!("| {claim} | {measured} | {word} | {how} |")
+    };
+    vec![
+        row(
+            "CUDA training epoch >= 2x fastai's images/s",
+            ours.zip(fastai).map(|(o, f)| o / f),
+            2.0,
+            &|m| format!("{m:.2}x"),
+            "training images/s of ours / of fastai",
+        ),
+        row(
+            "CUDA training epoch >= 80% of the device-only ceiling",
+            ours.zip(ceiling).map(|(o, c)| o / c),
+            0.8,
+            &|m| format!("{:.0}%", 100.0 * m),
+            "training images/s of ours / of `epoch_ceiling` (the same steps on one batch kept on the device)",
+        ),
+    ]
 }
 
 /// The target's row, or why it is not judged.
@@ -660,7 +812,11 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
     let _ = writeln!(w, "### Target\n");
     let _ = writeln!(w, "| Target | Measured | Verdict | Quantity |");
     let _ = writeln!(w, "|---|---|---|---|");
-    let _ = writeln!(w, "{}\n", target_row(outcome));
+    let _ = writeln!(w, "{}", target_row(outcome));
+    for row in cuda_target_rows(outcome) {
+        let _ = writeln!(w, "{row}");
+    }
+    let _ = writeln!(w);
 
     let _ = writeln!(w, "### Side by side\n");
     let _ = writeln!(
@@ -693,6 +849,24 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
         let _ = writeln!(w, "| {name} | {} | {} | {both} |", cell(ours), cell(fastai));
     }
 
+    match (median_by(&outcome.ceiling, |c| c.train_s), outcome.ours()) {
+        (Some(c), Some(t)) => {
+            let _ = writeln!(
+                w,
+                "\nDevice-only ceiling (mix-tch's `epoch_ceiling` example: the same {} training steps, \
+                 augmentation and MixUp included, on one batch kept on the {} in {}): {:.1} images/s; \
+                 our training loop reaches {:.0}% of it.",
+                t.figures.train_items / outcome.recipe.bs as u64,
+                c.device,
+                c.precision,
+                c.ips(),
+                100.0 * t.figures.train_ips() / c.ips()
+            );
+        }
+        _ => {
+            let _ = writeln!(w, "\nDevice-only ceiling: missing (see Problems).");
+        }
+    }
     let _ = writeln!(w, "\n### Where our training loop goes\n");
     match outcome.ours() {
         None => {
@@ -713,11 +887,13 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
                 "| training loop (`train_s`) | {:.3} | 100.0% |",
                 t.figures.train_s
             );
+            let end = t
+                .end_epoch_s
+                .map_or("missing".to_string(), |e| format!("{e:.3} s"));
             let _ = writeln!(
                 w,
-                "\nThe parts are mix-train's own (`{TIMINGS_FILE}`); its logging part also counts the \
-                 end-of-epoch files, written after the training loop, so the parts can add up to more \
-                 than `train_s` and leave a negative rest."
+                "\nThe parts are mix-train's own (`{TIMINGS_FILE}`). After validation, the epoch's \
+                 files and checkpoint took {end}."
             );
         }
     }
@@ -783,6 +959,9 @@ pub fn print_summary(outcome: &Outcome) {
         show(outcome.fastai().map(|p| p.figures))
     );
     eprintln!("epoch     {}", target_row(outcome));
+    for row in cuda_target_rows(outcome) {
+        eprintln!("epoch     {row}");
+    }
 }
 
 #[cfg(test)]
@@ -816,8 +995,41 @@ mod tests {
             problems: Vec::new(),
             prepare_s: 5.0,
             ours_s: 30.0,
+            ceiling: vec![parse_ceiling(CEILING_LINE).unwrap()],
             fastai_s: 40.0,
         }
+    }
+
+    const CEILING_LINE: &str =
+        r#"{"device":"cpu","precision":"fp32","steps":4,"train_items":256,"train_s":16.0}"#;
+
+    #[test]
+    fn the_ceiling_line_is_read_and_the_cuda_targets_judged_only_on_cuda() {
+        let c = parse_ceiling(&format!("noise\n{CEILING_LINE}\n")).unwrap();
+        assert_eq!((c.train_items, c.device.as_str()), (256, "cpu"));
+        assert!((c.ips() - 16.0).abs() < 1e-12);
+        assert!(parse_ceiling(
+            r#"{"device":"cpu","precision":"fp32","train_items":0,"train_s":1.0}"#
+        )
+        .is_err());
+        assert!(parse_ceiling("no json").is_err());
+        let rows = cuda_target_rows(&outcome());
+        // Ours trains 12.8 images/s: 80% of the 16 images/s ceiling, 1.6x fastai's 8.
+        assert!(
+            rows[0].contains("| 1.60x | not judged (cpu run) |"),
+            "{}",
+            rows[0]
+        );
+        assert!(
+            rows[1].contains("| 80% | not judged (cpu run) |"),
+            "{}",
+            rows[1]
+        );
+        let mut cuda = outcome();
+        cuda.recipe = &CUDA;
+        let rows = cuda_target_rows(&cuda);
+        assert!(rows[0].contains("| 1.60x | not met |"), "{}", rows[0]);
+        assert!(rows[1].contains("| 80% | met |"), "{}", rows[1]);
     }
 
     #[test]
