@@ -657,7 +657,7 @@ fn run_ceiling(
         .args(["--item", &recipe.item.to_string()])
         .args(["--size", &recipe.size.to_string()])
         .args(["--bs", &recipe.bs.to_string()])
-        .args(["--alpha", &recipe.alpha.to_string()])
+        .args(["--alpha", recipe.alpha])
         .args(["--device", recipe.device.name()])
         // As mix-train runs itself: OpenMP threads sleep while they wait.
         .env("OMP_WAIT_POLICY", "PASSIVE");
