@@ -11,9 +11,9 @@
 //! "missing"; nothing is carried over from older runs of the same step.
 
 mod accuracy;
-mod corpus;
+pub(crate) mod corpus;
 mod doc;
-mod epoch;
+pub(crate) mod epoch;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -143,7 +143,7 @@ const PAIRS: &[(BenchSpec, PeerSpec)] = &[
 /// batches.
 const CORPUS_PER_BREED: usize = 8;
 /// Seed of the corpus generator, so that every run times the same files (the epoch step's too).
-const CORPUS_SEED: u64 = 0;
+pub(crate) const CORPUS_SEED: u64 = 0;
 
 /// How long each side measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod dataset;
 mod download;
+mod gpu;
 mod libtorch;
 mod preview;
 mod process;
@@ -35,6 +36,8 @@ tasks:
   lr-find    fastai's lr_find on the same data and model: a loss-vs-lr PNG and the suggested rate
   predict    fastai's learn.predict with a finished run: top classes of each image
   bench      criterion benches and peer scripts side by side; writes docs/performance.md
+  gpu-pack   build, strip and pack the CUDA checks into .carry/gpu/ for a GPU machine without Rust
+  corpus     make the bench's pets-like corpus in a folder (run.sh of gpu-pack runs it on the device)
 
 run `cargo xtask <task> --help` for a task's options";
 
@@ -83,6 +86,8 @@ fn run() -> Result<()> {
         "lr-find" => train::lr_find(&rest),
         "predict" => train::predict(&rest),
         "bench" => bench::bench(&rest),
+        "gpu-pack" => gpu::gpu_pack(&rest),
+        "corpus" => gpu::corpus_task(&rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -35,8 +35,11 @@ fn progress(epochs_done: usize) -> Progress {
     }
 }
 
+/// Named tensors, as a model's variables or an optimizer's state.
+type Named = Vec<(String, Tensor)>;
+
 /// A model of `n` floats, all equal to `value`, and its optimizer state.
-fn tensors(n: i64, value: f64) -> (Vec<(String, Tensor)>, Vec<(String, Tensor)>) {
+fn tensors(n: i64, value: f64) -> (Named, Named) {
     let w = Tensor::full([n], value, (Kind::Float, mix_tch::tch::Device::Cpu));
     (
         vec![("w".to_owned(), w.shallow_clone())],

@@ -276,6 +276,8 @@ impl Callback for StopAfter {
 
 fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     let (device, device_used) = resolve_device(&args.device)?;
+    // A bad --out is reported before any dataset or weights download.
+    let run = free_run_dir(&args.out)?;
     let data = DatasetArg::parse(&args.dataset);
     let (images, files) = dataset::labelled_files(&data, &project_root(), &args.pattern)?;
     let cache_images = args
@@ -337,7 +339,6 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     } else {
         config.one_cycle.validate()?;
     }
-    let run = free_run_dir(&args.out)?;
     let cbs = callbacks(
         &config.mix,
         config.alpha,

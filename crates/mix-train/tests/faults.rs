@@ -1,6 +1,7 @@
 //! Faults from outside: mix-train killed with SIGKILL at points spread over a short run leaves a run
 //! folder whose every file is whole, and `--resume` finishes the run from the last complete checkpoint;
-//! hostile `--dataset`, `--resume` and `--out` paths fail naming the option, non-zero, with no run folder.
+//! a damaged checkpoint is refused (the only one) or skipped (for an intact older one); hostile
+//! `--dataset`, `--resume` and `--out` paths fail naming the option, non-zero, with no run folder.
 
 mod common;
 
@@ -242,16 +243,31 @@ fn killed_runs_leave_whole_files_and_resume_to_the_last_epoch() {
         done = now;
     }
 
-    // Kill 3: during a training step, 300 ms after a resume has begun its epoch.
+    // Kill 3: during a training step, half way through the training part of an epoch (timed from
+    // the previous epoch's timings.json) after a resume has written its first checkpoint.
     if done < EPOCHS {
         let mut child = spawn(&sb, &resume);
-        std::thread::sleep(Duration::from_millis(300));
-        kill(
-            child
-                .try_wait()
-                .unwrap()
-                .map_or(child, |_| panic!("resume exited early")),
+        if done + 1 < EPOCHS {
+            let next = format!("epoch-{:04}", done + 1);
+            assert!(
+                wait_for(&mut child, "the next checkpoint", || checkpoints(&run)
+                    .contains(&next)),
+                "the resume ended early"
+            );
+            let timings: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(run.join("timings.json")).unwrap()).unwrap();
+            let train_s = timings.as_array().unwrap().last().unwrap()["train_s"]
+                .as_f64()
+                .unwrap();
+            std::thread::sleep(Duration::from_secs_f64(train_s / 2.0));
+        } else {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the resume ended early"
         );
+        kill(child);
         let now = check_whole(&run);
         assert!(now >= done, "a kill lost a checkpoint: {done} -> {now}");
         println!("kill 3: during a step, with {now} epochs checkpointed");
@@ -282,8 +298,25 @@ fn killed_runs_leave_whole_files_and_resume_to_the_last_epoch() {
         .assert_fails_with("all 3 epochs are done already");
 }
 
+/// Copies the files of checkpoint folder `from` into a new folder `to`.
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Flips one bit in the middle of `path`, keeping its length.
+fn flip_a_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(path, bytes).unwrap();
+}
+
 #[test]
-fn a_damaged_checkpoint_is_refused_naming_the_file() {
+fn a_damaged_checkpoint_is_refused_or_skipped_for_an_intact_older_one() {
     let sb = Sandbox::new();
     let images = tiny_dataset(sb.path());
     let mut args = run_args(&images);
@@ -291,15 +324,48 @@ fn a_damaged_checkpoint_is_refused_naming_the_file() {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     sb.run(&refs).assert_ok();
     let run = sb.run_dirs().pop().unwrap();
-    let model = run.join("checkpoints/epoch-0001/model.safetensors");
-    let mut bytes = std::fs::read(&model).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 1;
-    std::fs::write(&model, bytes).unwrap();
-    let out = sb.run(&["--resume", run.to_str().unwrap()]);
+    let run_arg = run.to_str().unwrap();
+    let first = run.join("checkpoints/epoch-0001");
+    let backup = sb.path().join("backup-epoch-0001");
+    copy_folder(&first, &backup);
+
+    // The only checkpoint, damaged: refused, naming the file, and never to be deleted.
+    let model = first.join("model.safetensors");
+    flip_a_bit(&model);
+    let out = sb.run(&["--resume", run_arg]);
     out.assert_fails_with(&format!("{}", model.display()));
     out.assert_fails_with("only checkpoint, so keep it");
     assert!(!out.stderr.contains("delete"), "{}", out.stderr);
+
+    // Restored from the backup as the message advises, it resumes; the next checkpoint replaces it.
+    std::fs::remove_dir_all(&first).unwrap();
+    copy_folder(&backup, &first);
+    sb.run(&["--resume", run_arg, "--stop-after", "2"])
+        .assert_ok();
+    assert_eq!(checkpoints(&run), ["epoch-0002"]);
+
+    // A damaged newest checkpoint with an intact older one (as a kill between the rename and the
+    // removal of the older one leaves): the resume says so and continues from the older one.
+    copy_folder(&backup, &first);
+    flip_a_bit(&run.join("checkpoints/epoch-0002/optimizer.safetensors"));
+    let out = sb.run(&["--resume", run_arg]);
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("warning: skipping a damaged checkpoint")
+            && out.stderr.contains("optimizer.safetensors")
+            && out
+                .stderr
+                .contains(&format!("resuming from {}", first.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("after epoch 1 of 3"), "{}", out.stdout);
+    let (_, rows) = csv(&run.join("metrics.csv"));
+    let epochs: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(epochs, ["0", "1", "2"]);
+    assert_eq!(check_whole(&run), EPOCHS);
+    assert_eq!(checkpoints(&run), ["epoch-0003"]);
 }
 
 /// Runs mix-train with `args` and checks that it fails naming `option`, with `needle`, without
@@ -363,6 +429,20 @@ fn missing_and_unwritable_paths_fail_naming_the_option() {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let err = refused(&sb, &a, "--out", needle);
         assert_eq!(err.matches(out_arg).count(), 1, "{err}");
+    }
+    // Folders no one can create anything in, root included: /proc refuses new entries.
+    for (out_arg, needle) in [
+        ("/proc", "cannot create a folder in it"),
+        (
+            "/proc/mix-runs/a",
+            "cannot create a folder in /proc, its nearest existing folder",
+        ),
+    ] {
+        let a = tiny(&["--dataset", images, "--out", out_arg]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let err = refused(&sb, &a, "--out", needle);
+        assert_eq!(err.matches(out_arg).count(), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
     assert!(
         sb.run_dirs().is_empty(),

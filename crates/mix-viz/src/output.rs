@@ -73,10 +73,16 @@ pub(crate) fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
             .set_permissions(perms)
             .map_err(io("set permissions on", tmp.path()))?;
     }
+    // On disk before the rename, and the rename itself on disk after it: a power loss leaves the old
+    // picture or the new one, never an empty file.
+    tmp.as_file().sync_all().map_err(io("sync", tmp.path()))?;
     tmp.persist(path).map_err(|e| Error::Io {
         action: "rename the finished png to",
         path: path.to_path_buf(),
         source: e.error,
     })?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))?;
     Ok(())
 }
