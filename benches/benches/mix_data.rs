@@ -1,10 +1,10 @@
 //! mix-data speed: decode + `Resize(256, method='crop')` per image on one core, and loader
 //! throughput at 1 and 2 threads, on a pets-like JPEG corpus.
 //!
-//! The corpus is the images folder made by `shared/tools/make_pets_like.py` (real photos, Oxford-
-//! IIIT-Pet-like sizes); `cargo xtask bench` makes it and passes it in `MIX_BENCH_CORPUS`. By hand:
-//! `python ../shared/tools/make_pets_like.py /tmp/pets --per-breed 8` then
-//! `MIX_BENCH_CORPUS=/tmp/pets/oxford-iiit-pet/images cargo bench -p mix-benches --bench mix_data`.
+//! The corpus is a pets-like images folder made from the photos in data/sample (Oxford-IIIT-Pet-like
+//! names and sizes); `cargo xtask bench` makes it and passes it in `MIX_BENCH_CORPUS`. By hand:
+//! `cargo xtask corpus /tmp/pets --per-breed 8` (it prints the images folder) then
+//! `MIX_BENCH_CORPUS=<that folder> cargo bench -p mix-benches --bench mix_data`.
 //! The peer `benches/peers/pil_resize.py` times Pillow doing the same on the same files.
 
 // criterion_group! defines an undocumented public function.
@@ -23,8 +23,8 @@ fn corpus() -> Vec<PathBuf> {
         .unwrap_or_else(|| {
             panic!(
                 "MIX_BENCH_CORPUS is not set: run `cargo xtask bench`, or make a corpus with \
-             `python ../shared/tools/make_pets_like.py /tmp/pets --per-breed 8` and set \
-             MIX_BENCH_CORPUS=/tmp/pets/oxford-iiit-pet/images"
+             `cargo xtask corpus /tmp/pets --per-breed 8` and set MIX_BENCH_CORPUS to the images \
+             folder it prints"
             )
         });
     let files = get_image_files(&dir).unwrap_or_else(|e| panic!("cannot list the corpus: {e}"));

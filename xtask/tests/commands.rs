@@ -122,7 +122,10 @@ fn download_prints_the_folder_once_fetched_and_is_instant_after() {
     let url = server.url("tiny-set.tgz");
     let first = sb.run(&["download", "--dataset", &url]);
     first.assert_ok();
-    let folder = sb.cache().join("data/tiny-set");
+    // A URL outside the known table is cached under a folder keyed by the URL.
+    let source = mix_fetch::Source::Url(url.clone());
+    let cfg = mix_fetch::FetchConfig::in_dir(sb.cache());
+    let folder = mix_fetch::dataset_paths(&source, &cfg).unwrap().data;
     assert_eq!(first.stdout.trim(), folder.display().to_string());
     assert_eq!(
         std::fs::read(folder.join("images/cat_1.jpg")).unwrap(),

@@ -6,12 +6,10 @@ use std::fmt;
 use std::fs;
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
-
 use crate::config::FetchConfig;
 use crate::download::{download, Job, Kind};
 use crate::error::{io_err, Error, Result};
-use crate::source::{is_plain_file_name, url_file_name, Checksum};
+use crate::source::{is_plain_file_name, url_file_name, url_key, Checksum};
 use crate::untar::{lock, remove_file};
 use crate::verify;
 
@@ -45,10 +43,9 @@ impl RemoteFile {
                     .to_string(),
             });
         }
-        let url_hash = hex::encode(Sha256::digest(url.as_bytes()));
         Ok(RemoteFile {
             url: url.to_string(),
-            file_name: format!("{}-{segment}", &url_hash[..12]),
+            file_name: format!("{}-{segment}", url_key(url)),
             sha256: sha256.map(parse_sha256).transpose()?,
             size: None,
         })
@@ -236,6 +233,7 @@ pub fn fetch_file(remote: &RemoteFile, cfg: &FetchConfig) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     const SHA: &str = "694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81";
 

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Result};
 
 /// How many leading bytes fastai's checksum covers (`fastdownload.core.path_stats` hashes
@@ -190,6 +192,19 @@ impl Source {
             Source::Checked(remote) => remote.clone(),
         }
     }
+}
+
+/// Whether `url` is the URL of a dataset in the known table; those keep fastai's cache layout.
+pub(crate) fn is_known_url(url: &str) -> bool {
+    KNOWN.iter().any(|k| k.url == url)
+}
+
+/// The first 12 hex characters of the SHA-256 of `url`: the prefix that keeps two URLs ending in
+/// the same file name apart in the cache (single files, and archives outside the known table).
+pub(crate) fn url_key(url: &str) -> String {
+    let mut hex = hex::encode(Sha256::digest(url.as_bytes()));
+    hex.truncate(12);
+    hex
 }
 
 /// The last path segment of an http(s) URL (query and fragment cut off); empty when the URL ends

@@ -1,18 +1,25 @@
 //! fastai's `untar_data`: find a dataset in the cache (ours or fastai's), or download, verify and
 //! extract it, one process at a time, recording where each extracted folder came from.
 //!
-//! The cache is keyed by source, not only by file name: beside `<cache>/data/<stem>` we keep
-//! `<cache>/provenance/<stem>.source.json`, which records the URL, the size and checksum it was
-//! checked against, the archive's size and the time of extraction. A folder is used only for a
-//! source with the same URL whose every known check equals the recorded one; otherwise
-//! [`Error::CacheConflict`] says which source filled it, and nothing is deleted. So an archive
-//! downloaded from any URL ending in `/oxford-iiit-pet.tgz` can no longer pass for the known
-//! Oxford-IIIT Pet. The record lives outside `data/` so that the folder listing and the dataset
-//! itself stay exactly as fastai lays them out.
+//! The cache is keyed by source, not only by file name. The known datasets keep fastai's layout,
+//! `<cache>/data/<stem>` and `<cache>/archive/<file>`, so that fastai's cache and ours can stand in
+//! for each other. Any other URL is keyed by the first 12 hex characters of its SHA-256, as single
+//! files are: `<cache>/data/<stem>-<key>` and `<cache>/archive/<key>-<file>`, so two URLs ending in
+//! the same file name each get their own folder, and fastai's cache is not consulted for them.
 //!
-//! Folders extracted by older versions have no record. One is adopted (a record marked `adopted`
-//! is written) when the source has nothing to check, or when a cached archive of the same name
-//! (ours or fastai's) passes the source's size and checksum checks, since older versions extracted
+//! Beside each extracted folder we keep `<cache>/provenance/<folder name>.source.json`, which
+//! records the URL, the size and checksum it was checked against, the archive's size and the time
+//! of extraction. A folder is used only for a source with the same URL whose every known check
+//! equals the recorded one; otherwise [`Error::CacheConflict`] says which source filled it, and
+//! nothing is deleted. So an archive downloaded from any URL ending in `/oxford-iiit-pet.tgz`
+//! can no longer pass for the known Oxford-IIIT Pet, and a [`Source::Checked`] with a known URL
+//! but other checks cannot take the known folder either. The record lives outside `data/` so
+//! that the folder listing and the dataset itself stay exactly as fastai lays them out.
+//!
+//! Folders extracted by older versions have no record (for URLs outside the known table they sit
+//! under the old, unkeyed name and are no longer looked at). One is adopted (a record marked
+//! `adopted` is written) when the source has nothing to check, or when a cached archive of the
+//! same name (ours or fastai's) passes the source's size and checksum checks, since older versions extracted
 //! the folder from that archive; otherwise it is refused with [`Error::CacheConflict`]. Folders in
 //! fastai's own `data/` are used as before: fastai keeps no record to compare with.
 
@@ -28,47 +35,96 @@ use crate::config::FetchConfig;
 use crate::download::{download, Job};
 use crate::error::{io_err, Error, Result};
 use crate::extract::{remove_stale_temp_dirs, temp_dir_in, unpack_tgz, ExtractLimits};
-use crate::source::{ArchiveName, Checksum, RemoteArchive, Source};
+use crate::source::{is_known_url, url_key, ArchiveName, Checksum, RemoteArchive, Source};
 use crate::verify;
 
 /// Where a dataset lives in the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetPaths {
-    /// The downloaded archive: `<cache>/archive/<file name>`. An archive put here by hand is
-    /// checked and used.
+    /// The downloaded archive: `<cache>/archive/<file name>` for a known dataset,
+    /// `<cache>/archive/<key>-<file name>` for any other URL, where `<key>` is the first 12 hex
+    /// characters of the SHA-256 of the URL. An archive put here by hand is checked and used.
     pub archive: PathBuf,
-    /// The extracted dataset: `<cache>/data/<file name without .tgz>`.
+    /// The extracted dataset: `<cache>/data/<file name without .tgz>` for a known dataset,
+    /// `<cache>/data/<file name without .tgz>-<key>` for any other URL.
     pub data: PathBuf,
     /// Where `data` came from (see the module documentation):
-    /// `<cache>/provenance/<file name without .tgz>.source.json`.
+    /// `<cache>/provenance/<folder name of data>.source.json`.
     pub provenance: PathBuf,
 }
 
 /// The cache paths of `source` under `cfg`, without touching the disk or the network.
 pub fn dataset_paths(source: &Source, cfg: &FetchConfig) -> Result<DatasetPaths> {
-    let name = ArchiveName::from_url(&source.remote().url)?;
-    Ok(DatasetPaths {
-        archive: cfg.cache_dir.join("archive").join(&name.file),
-        data: cfg.cache_dir.join("data").join(&name.stem),
-        provenance: cfg
-            .cache_dir
-            .join("provenance")
-            .join(format!("{}.source.json", name.stem)),
-    })
+    let names = CacheNames::of(&source.remote().url)?;
+    Ok(names.paths(cfg))
+}
+
+/// The names a source's files take in the cache (see the module documentation).
+struct CacheNames {
+    /// The archive's file name under `archive/`; its lock and `.part` file are named after it.
+    file: String,
+    /// The folder name under `data/`, also the name of the provenance record.
+    stem: String,
+    /// fastai's names for the archive, for a known dataset only: fastai's cache is keyed by file
+    /// name alone, so for any other URL a folder or archive there may come from another source.
+    fastai: Option<ArchiveName>,
+}
+
+impl CacheNames {
+    fn of(url: &str) -> Result<CacheNames> {
+        let name = ArchiveName::from_url(url)?;
+        Ok(if is_known_url(url) {
+            CacheNames {
+                file: name.file.clone(),
+                stem: name.stem.clone(),
+                fastai: Some(name),
+            }
+        } else {
+            let key = url_key(url);
+            CacheNames {
+                file: format!("{key}-{}", name.file),
+                stem: format!("{}-{key}", name.stem),
+                fastai: None,
+            }
+        })
+    }
+
+    fn paths(&self, cfg: &FetchConfig) -> DatasetPaths {
+        DatasetPaths {
+            archive: cfg.cache_dir.join("archive").join(&self.file),
+            data: cfg.cache_dir.join("data").join(&self.stem),
+            provenance: cfg
+                .cache_dir
+                .join("provenance")
+                .join(format!("{}.source.json", self.stem)),
+        }
+    }
+
+    /// fastai's `<fastai_dir>/<sub>/<name>` for a known dataset when `cfg` names a fastai cache.
+    fn fastai_path(
+        &self,
+        cfg: &FetchConfig,
+        sub: &str,
+        name: fn(&ArchiveName) -> &str,
+    ) -> Option<PathBuf> {
+        let fastai = cfg.fastai_dir.as_ref()?;
+        self.fastai.as_ref().map(|n| fastai.join(sub).join(name(n)))
+    }
 }
 
 /// Returns the folder holding the extracted dataset, downloading and extracting it first if needed
 /// (fastai's `untar_data`).
 ///
-/// In order, the first that exists wins: `<cache>/data/<stem>` when its provenance record matches
-/// `source` (see the module documentation; a folder from another source is an
-/// [`Error::CacheConflict`]); fastai's `<fastai_dir>/data/<stem>`; then, holding a lock on
-/// `<cache>/archive/<file>.lock`, an archive at
-/// `<cache>/archive/<file>` that passes the size and checksum checks, fastai's
-/// `<fastai_dir>/archive/<file>` that passes them, or a fresh download. The archive is extracted
-/// into a temporary folder in `<cache>/data/`; when the archive holds a single top-level folder,
-/// that folder becomes `<cache>/data/<stem>` (for Oxford-IIIT Pet: the folder holding `images/` and
-/// `annotations/`), otherwise the temporary folder itself does, as fastcore's `untar_dir` does.
+/// The cache paths are those of [`dataset_paths`]: keyed by the URL unless `source` is a known
+/// dataset. In order, the first that exists wins: the `data` folder when its provenance record
+/// matches `source` (see the module documentation; a folder from another source is an
+/// [`Error::CacheConflict`]); for a known dataset, fastai's `<fastai_dir>/data/<stem>`; then,
+/// holding a lock on `<archive>.lock`, an archive at `archive` that passes the size and checksum
+/// checks, for a known dataset fastai's `<fastai_dir>/archive/<file>` that passes them, or a fresh
+/// download. The archive is extracted into a temporary folder in `<cache>/data/`; when the archive
+/// holds a single top-level folder, that folder becomes `data` (for Oxford-IIIT Pet: the folder
+/// holding `images/` and `annotations/`), otherwise the temporary folder itself does, as
+/// fastcore's `untar_dir` does.
 /// Symlinks are checked against the folder that becomes the dataset, and the expansion against
 /// [`FetchConfig::extract`] and the free disk space.
 ///
@@ -77,16 +133,15 @@ pub fn dataset_paths(source: &Source, cfg: &FetchConfig) -> Result<DatasetPaths>
 /// extracted.
 pub fn untar_data(source: &Source, cfg: &FetchConfig) -> Result<PathBuf> {
     let remote = source.remote();
-    let name = ArchiveName::from_url(&remote.url)?;
-    let paths = dataset_paths(source, cfg)?;
+    let names = CacheNames::of(&remote.url)?;
+    let paths = names.paths(cfg);
     match cached(&paths, &remote)? {
         Some(Cached::Usable) => return Ok(paths.data),
         Some(Cached::Conflict(reason)) => return Err(conflict(&paths, &remote, reason)),
         // Adopting writes a record: decided under the lock below.
         Some(Cached::Legacy) => {}
         None => {
-            if let Some(fastai) = &cfg.fastai_dir {
-                let theirs = fastai.join("data").join(&name.stem);
+            if let Some(theirs) = names.fastai_path(cfg, "data", |n| &n.stem) {
                 if theirs.is_dir() {
                     return Ok(theirs);
                 }
@@ -99,8 +154,8 @@ pub fn untar_data(source: &Source, cfg: &FetchConfig) -> Result<PathBuf> {
         fs::create_dir_all(dir).map_err(io_err("create the folder", dir))?;
     }
     let _lock = lock(
-        &archive_dir.join(format!("{}.lock", name.file)),
-        &name.file,
+        &archive_dir.join(format!("{}.lock", names.file)),
+        &names.file,
         cfg,
     )?;
     // Whoever held the lock before us may have finished the job.
@@ -108,21 +163,21 @@ pub fn untar_data(source: &Source, cfg: &FetchConfig) -> Result<PathBuf> {
         Some(Cached::Usable) => return Ok(paths.data),
         Some(Cached::Conflict(reason)) => return Err(conflict(&paths, &remote, reason)),
         Some(Cached::Legacy) => {
-            adopt_legacy(&paths, &remote, &name, cfg)?;
+            adopt_legacy(&paths, &remote, &names, cfg)?;
             return Ok(paths.data);
         }
         None => {}
     }
-    remove_stale_temp_dirs(&data_dir, &name.stem)?;
+    remove_stale_temp_dirs(&data_dir, &names.stem)?;
 
     let place = Place {
         paths: &paths,
         data_dir: &data_dir,
-        stem: &name.stem,
+        stem: &names.stem,
         remote: &remote,
         limits: &cfg.extract,
     };
-    let (archive, fresh) = find_or_download(&remote, &paths.archive, &name, cfg)?;
+    let (archive, fresh) = find_or_download(&remote, &paths.archive, &names, cfg)?;
     match extract_into_place(&archive, &place) {
         Err(Error::Corrupt { .. }) if !fresh => {
             // An archive from an earlier run (or put there by hand) that passed the size and
@@ -170,7 +225,7 @@ fn corrupt_download(path: PathBuf, reason: String, remote: &RemoteArchive) -> Er
 fn find_or_download(
     remote: &RemoteArchive,
     ours: &Path,
-    name: &ArchiveName,
+    names: &CacheNames,
     cfg: &FetchConfig,
 ) -> Result<(PathBuf, bool)> {
     if ours.is_file() {
@@ -181,8 +236,7 @@ fn find_or_download(
         // again.
         remove_file(ours)?;
     }
-    if let Some(fastai) = &cfg.fastai_dir {
-        let theirs = fastai.join("archive").join(&name.file);
+    if let Some(theirs) = names.fastai_path(cfg, "archive", |n| &n.file) {
         if theirs.is_file()
             && verify::check(&theirs, remote.size, remote.checksum.as_ref())?.is_none()
         {
@@ -296,13 +350,11 @@ fn conflict(paths: &DatasetPaths, remote: &RemoteArchive, reason: String) -> Err
 fn adopt_legacy(
     paths: &DatasetPaths,
     remote: &RemoteArchive,
-    name: &ArchiveName,
+    names: &CacheNames,
     cfg: &FetchConfig,
 ) -> Result<()> {
     let mut candidates = vec![paths.archive.clone()];
-    if let Some(fastai) = &cfg.fastai_dir {
-        candidates.push(fastai.join("archive").join(&name.file));
-    }
+    candidates.extend(names.fastai_path(cfg, "archive", |n| &n.file));
     let unchecked = remote.size.is_none() && remote.checksum.is_none();
     let mut vouching = None;
     for archive in candidates.iter().filter(|a| a.is_file()) {

@@ -18,8 +18,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use md5::{Digest, Md5};
 use mix_fetch::{
-    dataset_paths, extract_tgz, extract_tgz_with, untar_data, Checksum, Dataset, Error,
-    ExtractLimits, FetchConfig, RemoteArchive, Source,
+    dataset_paths, extract_tgz, extract_tgz_with, untar_data, Checksum, Dataset, DatasetPaths,
+    Error, ExtractLimits, FetchConfig, RemoteArchive, Source,
 };
 use tar::{EntryType, Header};
 
@@ -43,11 +43,20 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Serves `archive` at `/<path>` and runs `untar_data` on it as an unchecked URL.
-fn untar_served(archive: &[u8], path: &str, cfg: &FetchConfig) -> mix_fetch::Result<PathBuf> {
+/// Serves `archive` at `/<path>` and runs `untar_data` on it as an unchecked URL; also returns
+/// the cache paths of that URL.
+fn untar_served(
+    archive: &[u8],
+    path: &str,
+    cfg: &FetchConfig,
+) -> (mix_fetch::Result<PathBuf>, DatasetPaths) {
     let body = archive.to_vec();
     let server = Server::start(move |_, req| Reply::file(req, &body, true));
-    untar_data(&Source::Url(server.url(path)), cfg)
+    let source = Source::Url(server.url(path));
+    (
+        untar_data(&source, cfg),
+        dataset_paths(&source, cfg).unwrap(),
+    )
 }
 
 /// Pads `bytes` with zeros to a whole number of 512-byte tar blocks.
@@ -148,7 +157,7 @@ fn links_escaping_the_single_top_folder_are_refused_once_it_becomes_the_dataset(
         fs::create_dir_all(&other).unwrap();
         fs::write(other.join("x"), b"someone else's").unwrap();
 
-        let result = untar_served(&tgz(&items), "/evil.tgz", &cfg);
+        let (result, _) = untar_served(&tgz(&items), "/evil.tgz", &cfg);
         let msg = expect_unsafe(result, bad);
         assert!(
             msg.contains("evil.tgz"),
@@ -176,8 +185,9 @@ fn links_escaping_the_single_top_folder_are_refused_once_it_becomes_the_dataset(
         symlink("top/gone", ".."),
         file("top/gone", b"now a file"),
     ];
-    let root = untar_served(&tgz(&items), "/fine.tgz", &test_config(cache.path())).unwrap();
-    assert_eq!(root, cache.path().join("data/fine"));
+    let (root, paths) = untar_served(&tgz(&items), "/fine.tgz", &test_config(cache.path()));
+    let root = root.unwrap();
+    assert_eq!(root, paths.data);
     assert_eq!(fs::read(root.join("a")).unwrap(), b"a");
     assert_eq!(fs::read(root.join("images/up/images/a.jpg")).unwrap(), b"a");
     assert_eq!(fs::read(root.join("gone")).unwrap(), b"now a file");
@@ -225,27 +235,39 @@ fn a_folder_from_another_url_is_not_passed_off_as_the_known_dataset() {
     let evil_url = server.url("/evil/oxford-iiit-pet.tgz");
 
     let root = untar_data(&Source::Url(evil_url.clone()), &cfg).unwrap();
+    let evil = dataset_paths(&Source::Url(evil_url.clone()), &cfg).unwrap();
     let pets = dataset_paths(&Source::Known(Dataset::Pets), &cfg).unwrap();
-    assert_eq!(root, pets.data, "same file name, same folder");
+    assert_eq!(root, evil.data);
+    assert_ne!(root, pets.data, "same file name, its own folder");
+    assert!(!pets.data.exists() && !pets.archive.exists());
     assert_tree(&root, &files);
 
     // The record beside it says where it came from.
     let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(&pets.provenance).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(&evil.provenance).unwrap()).unwrap();
     assert_eq!(record["url"], evil_url.as_str());
     assert_eq!(record["archive_bytes"], archive.len() as u64);
     assert_eq!(record["adopted"], false);
     assert!(record["extracted_at"].as_u64().unwrap() > 1_600_000_000);
     assert!(record["md5_prefix"].is_null() && record["size"].is_null());
-
-    // The known dataset refuses it (before any network: its real URL is not reachable here).
     drop(server);
+
+    // The known folder filled from the known URL under other checks (here a hand-placed archive
+    // checked against its own size, the URL never fetched) is refused to the known dataset,
+    // before any network: its real URL is not reachable here.
+    let other_checks = Source::Checked(RemoteArchive {
+        url: Dataset::Pets.remote().url,
+        size: Some(archive.len() as u64),
+        checksum: None,
+    });
+    fs::write(&pets.archive, &archive).unwrap();
+    assert_eq!(untar_data(&other_checks, &cfg).unwrap(), pets.data);
     let err = untar_data(&Source::Known(Dataset::Pets), &cfg).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::CacheConflict { .. }), "{msg}");
     assert!(
-        msg.contains(&evil_url),
-        "names the source that filled it: {msg}"
+        msg.contains(&format!("a size of {} bytes", archive.len())),
+        "names the checks it was extracted under: {msg}"
     );
     assert!(msg.contains(&Dataset::Pets.remote().url), "{msg}");
     assert!(msg.contains(pets.data.to_str().unwrap()), "{msg}");
@@ -271,8 +293,9 @@ fn folders_from_older_versions_are_adopted_only_when_an_archive_vouches_for_them
     let (archive, _) = pets_like();
     let cache = tempfile::tempdir().unwrap();
     let cfg = test_config(cache.path());
+    let dead = closed_port_url("/oxford-iiit-pet.tgz");
     let checked = Source::Checked(RemoteArchive {
-        url: closed_port_url("/oxford-iiit-pet.tgz"),
+        url: dead.clone(),
         size: Some(archive.len() as u64),
         checksum: Some(Checksum::Md5Prefix(md5_hex(&archive))),
     });
@@ -314,7 +337,7 @@ fn folders_from_older_versions_are_adopted_only_when_an_archive_vouches_for_them
     // An unchecked URL has nothing to compare with: adopted without an archive.
     fs::remove_file(&paths.archive).unwrap();
     legacy(&paths);
-    let url = Source::Url(closed_port_url("/oxford-iiit-pet.tgz"));
+    let url = Source::Url(dead);
     assert_eq!(untar_data(&url, &cfg).unwrap(), paths.data);
     assert!(paths.provenance.is_file());
 
@@ -362,12 +385,9 @@ fn zero_padding_after_the_gzip_data_is_accepted_and_other_trailing_bytes_are_not
 
     // Through untar_data, the padded download is extracted and kept.
     let cache = tempfile::tempdir().unwrap();
-    let root = untar_served(&padded, "/padded.tgz", &test_config(cache.path())).unwrap();
-    assert_tree(&root, &files);
-    assert_eq!(
-        fs::read(cache.path().join("archive/padded.tgz")).unwrap(),
-        padded
-    );
+    let (root, paths) = untar_served(&padded, "/padded.tgz", &test_config(cache.path()));
+    assert_tree(&root.unwrap(), &files);
+    assert_eq!(fs::read(&paths.archive).unwrap(), padded);
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -622,10 +642,11 @@ fn a_gzip_bomb_is_refused_at_the_configured_limits() {
         extract: total,
         ..test_config(cache.path())
     };
-    let err = untar_served(&bomb, "/bomb.tgz", &cfg).unwrap_err();
+    let (result, paths) = untar_served(&bomb, "/bomb.tgz", &cfg);
+    let err = result.unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     assert!(names(&cache.path().join("data")).is_empty());
-    assert!(cache.path().join("archive/bomb.tgz").is_file());
+    assert!(paths.archive.is_file());
 }
 
 #[test]

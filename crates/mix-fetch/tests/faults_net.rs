@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mix_fetch::{
-    fetch_file, file_path, untar_data, Checksum, Error, FetchConfig, RemoteArchive, RemoteFile,
-    Retries, Source, Timeouts,
+    dataset_paths, fetch_file, file_path, untar_data, Checksum, Error, FetchConfig, RemoteArchive,
+    RemoteFile, Retries, Source, Timeouts,
 };
 use net::*;
 
@@ -557,7 +557,9 @@ fn a_reset_at_99_percent_is_resumed_with_if_range_and_completes() {
         size: Some(archive.len() as u64),
         checksum: Some(Checksum::Sha256(sha256_hex(&archive))),
     });
-    let root = untar_data(&source, &test_config(cache.path())).unwrap();
+    let cfg = test_config(cache.path());
+    let paths = dataset_paths(&source, &cfg).unwrap();
+    let root = untar_data(&source, &cfg).unwrap();
     assert_tree(&root, &files);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
@@ -566,13 +568,10 @@ fn a_reset_at_99_percent_is_resumed_with_if_range_and_completes() {
         Some(format!("bytes={cut}-").as_str())
     );
     assert_eq!(reqs[1].header("if-range"), Some("\"pets\""));
-    assert_eq!(
-        fs::read(cache.path().join("archive/pets.tgz")).unwrap(),
-        archive
-    );
+    assert_eq!(fs::read(&paths.archive).unwrap(), archive);
     assert_eq!(
         names(&cache.path().join("archive")),
-        ["pets.tgz", "pets.tgz.lock"],
+        [base_name(&paths.archive), lock_name(&paths.archive)],
         "no .part or .part.meta is left"
     );
 }
@@ -684,7 +683,8 @@ fn a_process_killed_mid_download_leaves_no_stale_lock_and_the_waiting_one_resume
     let server = pets_server(&archive);
     let cache = tempfile::tempdir().unwrap();
     let url = server.url("/pets.tgz");
-    let part = cache.path().join("archive/pets.tgz.part");
+    let paths = dataset_paths(&Source::Url(url.clone()), &test_config(cache.path())).unwrap();
+    let part = part_of(&paths.archive);
 
     let mut first = spawn_child(TEST, &url, cache.path(), &archive, Stdio::null());
     wait_until(Duration::from_secs(3), "the first process writes", || {
@@ -717,7 +717,7 @@ fn a_process_killed_mid_download_leaves_no_stale_lock_and_the_waiting_one_resume
     let status = wait_bounded(&mut second, Duration::from_secs(5), "the waiting process");
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(status.success(), "{status}: {rest:?}");
-    let root = cache.path().join("data/pets");
+    let root = paths.data;
     assert_tree(&root, &files);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
@@ -746,7 +746,7 @@ fn a_process_killed_mid_download_leaves_no_stale_lock_and_the_waiting_one_resume
     assert_eq!(server.count(), 2);
     assert_eq!(
         names(&cache.path().join("archive")),
-        ["pets.tgz", "pets.tgz.lock"]
+        [base_name(&paths.archive), lock_name(&paths.archive)]
     );
 }
 
@@ -758,7 +758,8 @@ fn a_process_killed_alone_mid_download_is_resumed_by_the_rerun() {
     let server = pets_server(&archive);
     let cache = tempfile::tempdir().unwrap();
     let url = server.url("/pets.tgz");
-    let part = cache.path().join("archive/pets.tgz.part");
+    let paths = dataset_paths(&Source::Url(url.clone()), &test_config(cache.path())).unwrap();
+    let part = part_of(&paths.archive);
 
     let mut only = spawn_child(TEST, &url, cache.path(), &archive, Stdio::null());
     wait_until(Duration::from_secs(3), "the process writes", || {
@@ -784,6 +785,7 @@ fn a_process_killed_alone_mid_download_is_resumed_by_the_rerun() {
     let started = Instant::now();
     let root = untar_data(&source, &cfg).unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(root, paths.data);
     assert_tree(&root, &files);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);

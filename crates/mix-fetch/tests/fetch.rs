@@ -53,19 +53,17 @@ fn happy_path_extracts_the_single_top_folder_and_second_call_needs_no_server() {
         Checksum::Md5(md5_hex(&archive)),
     );
 
+    let paths = dataset_paths(&source, &cfg).unwrap();
     let root = untar_data(&source, &cfg).unwrap();
-    assert_eq!(root, cache.path().join("data/oxford-iiit-pet"));
+    assert_eq!(root, paths.data);
     assert_tree(&root, &files);
     assert!(root.join("images").is_dir());
-    assert_eq!(
-        fs::read(cache.path().join("archive/oxford-iiit-pet.tgz")).unwrap(),
-        archive
-    );
+    assert_eq!(fs::read(&paths.archive).unwrap(), archive);
     assert_eq!(
         names(&cache.path().join("archive")),
-        ["oxford-iiit-pet.tgz", "oxford-iiit-pet.tgz.lock"]
+        [base_name(&paths.archive), lock_name(&paths.archive)]
     );
-    assert_eq!(names(&cache.path().join("data")), ["oxford-iiit-pet"]);
+    assert_eq!(names(&cache.path().join("data")), [base_name(&paths.data)]);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].path, "/x/oxford-iiit-pet.tgz");
@@ -75,6 +73,56 @@ fn happy_path_extracts_the_single_top_folder_and_second_call_needs_no_server() {
     drop(server);
     assert_eq!(untar_data(&source, &cfg).unwrap(), root);
     assert_tree(&root, &files);
+}
+
+#[test]
+fn two_urls_ending_in_the_same_file_name_are_cached_apart() {
+    let a_files = [("a.txt".to_string(), b"from a".to_vec())];
+    let b_files = [("b.txt".to_string(), b"from b, longer".to_vec())];
+    let a_archive = tgz(&[file("data/a.txt", &a_files[0].1)]);
+    let b_archive = tgz(&[file("data/b.txt", &b_files[0].1)]);
+    let (a_body, b_body) = (a_archive.clone(), b_archive.clone());
+    let server = Server::start(move |_, req| match req.path.as_str() {
+        "/a/data.tgz" => Reply::file(req, &a_body, true),
+        "/b/data.tgz" => Reply::file(req, &b_body, true),
+        _ => Reply::status(404),
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = test_config(cache.path());
+    let (a_url, b_url) = (server.url("/a/data.tgz"), server.url("/b/data.tgz"));
+    let (a, b) = (Source::Url(a_url.clone()), Source::Url(b_url.clone()));
+    let (a_paths, b_paths) = (
+        dataset_paths(&a, &cfg).unwrap(),
+        dataset_paths(&b, &cfg).unwrap(),
+    );
+    // Keyed by the URL, as single files are: `<stem>-<key>` and `<key>-<file>`.
+    for (url, paths) in [(&a_url, &a_paths), (&b_url, &b_paths)] {
+        let key = &sha256_hex(url.as_bytes())[..12];
+        assert_eq!(base_name(&paths.data), format!("data-{key}"));
+        assert_eq!(base_name(&paths.archive), format!("{key}-data.tgz"));
+        assert_eq!(
+            base_name(&paths.provenance),
+            format!("data-{key}.source.json")
+        );
+    }
+    assert_ne!(a_paths.data, b_paths.data);
+
+    let a_root = untar_data(&a, &cfg).unwrap();
+    let b_root = untar_data(&b, &cfg).unwrap();
+    assert_eq!((&a_root, &b_root), (&a_paths.data, &b_paths.data));
+    assert_tree(&a_root, &a_files);
+    assert_tree(&b_root, &b_files);
+    assert_eq!(fs::read(&a_paths.archive).unwrap(), a_archive);
+    assert_eq!(fs::read(&b_paths.archive).unwrap(), b_archive);
+    let paths: Vec<_> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/a/data.tgz", "/b/data.tgz"]);
+
+    // Each second call is served from its own folder without a request.
+    assert_eq!(untar_data(&a, &cfg).unwrap(), a_root);
+    assert_eq!(untar_data(&b, &cfg).unwrap(), b_root);
+    assert_tree(&a_root, &a_files);
+    assert_tree(&b_root, &b_files);
+    assert_eq!(server.count(), 2);
 }
 
 #[test]
@@ -105,6 +153,12 @@ fn checksum_mismatch_is_an_error_and_leaves_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let wrong = md5_hex(b"something else");
     let url = server.url("/pets.tgz");
+    let cfg = test_config(cache.path());
+    let lock = lock_name(
+        &dataset_paths(&Source::Url(url.clone()), &cfg)
+            .unwrap()
+            .archive,
+    );
     for checksum in [
         Checksum::Md5(wrong.clone()),
         Checksum::Md5Prefix(wrong.clone()),
@@ -126,7 +180,10 @@ fn checksum_mismatch_is_an_error_and_leaves_nothing() {
         }
         assert!(err.to_string().contains(&url), "{err}");
         assert!(names(&cache.path().join("data")).is_empty());
-        assert_eq!(names(&cache.path().join("archive")), ["pets.tgz.lock"]);
+        assert_eq!(
+            names(&cache.path().join("archive")),
+            std::slice::from_ref(&lock)
+        );
     }
     // A wrong size is caught as soon as the body grows past it.
     let source = Source::Checked(RemoteArchive {
@@ -136,7 +193,7 @@ fn checksum_mismatch_is_an_error_and_leaves_nothing() {
     });
     let err = untar_data(&source, &test_config(cache.path())).unwrap_err();
     assert!(matches!(err, Error::Mismatch { what: "size", .. }), "{err}");
-    assert_eq!(names(&cache.path().join("archive")), ["pets.tgz.lock"]);
+    assert_eq!(names(&cache.path().join("archive")), [lock]);
 }
 
 #[test]
@@ -158,7 +215,8 @@ fn a_dropped_connection_is_resumed_with_range() {
         &archive,
         Checksum::Md5(md5_hex(&archive)),
     );
-    let root = untar_data(&source, &test_config(cache.path())).unwrap();
+    let cfg = test_config(cache.path());
+    let root = untar_data(&source, &cfg).unwrap();
     assert_tree(&root, &files);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
@@ -168,7 +226,7 @@ fn a_dropped_connection_is_resumed_with_range() {
         Some(format!("bytes={half}-").as_str())
     );
     assert_eq!(
-        fs::read(cache.path().join("archive/pets.tgz")).unwrap(),
+        fs::read(dataset_paths(&source, &cfg).unwrap().archive).unwrap(),
         archive
     );
 }
@@ -191,13 +249,14 @@ fn a_server_that_ignores_range_restarts_cleanly() {
         &archive,
         Checksum::Md5(md5_hex(&archive)),
     );
-    let root = untar_data(&source, &test_config(cache.path())).unwrap();
+    let cfg = test_config(cache.path());
+    let root = untar_data(&source, &cfg).unwrap();
     assert_tree(&root, &files);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
     assert!(reqs[1].header("range").is_some(), "a resume was asked for");
     assert_eq!(
-        fs::read(cache.path().join("archive/pets.tgz")).unwrap(),
+        fs::read(dataset_paths(&source, &cfg).unwrap().archive).unwrap(),
         archive
     );
 }
@@ -208,22 +267,17 @@ fn a_partial_file_from_an_earlier_run_is_resumed() {
     let body = archive.clone();
     let server = Server::start(move |_, req| Reply::file(req, &body, true));
     let cache = tempfile::tempdir().unwrap();
-    fs::create_dir_all(cache.path().join("archive")).unwrap();
-    let third = archive.len() / 3;
-    fs::write(
-        cache.path().join("archive/pets.tgz.part"),
-        &archive[..third],
-    )
-    .unwrap();
+    let cfg = test_config(cache.path());
     let source = checked(
         server.url("/pets.tgz"),
         &archive,
         Checksum::Md5(md5_hex(&archive)),
     );
-    assert_tree(
-        &untar_data(&source, &test_config(cache.path())).unwrap(),
-        &files,
-    );
+    let paths = dataset_paths(&source, &cfg).unwrap();
+    fs::create_dir_all(cache.path().join("archive")).unwrap();
+    let third = archive.len() / 3;
+    fs::write(part_of(&paths.archive), &archive[..third]).unwrap();
+    assert_tree(&untar_data(&source, &cfg).unwrap(), &files);
     assert_eq!(
         server.requests()[0].header("range"),
         Some(format!("bytes={third}-").as_str())
@@ -378,14 +432,13 @@ fn a_corrupt_cached_archive_is_removed_and_fetched_again() {
     let mut expected_requests = 0;
     for (source, bad) in cases {
         let cache = tempfile::tempdir().unwrap();
+        let cfg = test_config(cache.path());
+        let cached = dataset_paths(&source, &cfg).unwrap().archive;
         fs::create_dir_all(cache.path().join("archive")).unwrap();
-        fs::write(cache.path().join("archive/pets.tgz"), &bad).unwrap();
-        let root = untar_data(&source, &test_config(cache.path())).unwrap();
+        fs::write(&cached, &bad).unwrap();
+        let root = untar_data(&source, &cfg).unwrap();
         assert_tree(&root, &files);
-        assert_eq!(
-            fs::read(cache.path().join("archive/pets.tgz")).unwrap(),
-            archive
-        );
+        assert_eq!(fs::read(&cached).unwrap(), archive);
         expected_requests += 1;
         assert_eq!(server.count(), expected_requests);
     }
@@ -395,18 +448,19 @@ fn a_corrupt_cached_archive_is_removed_and_fetched_again() {
 fn a_corrupt_download_is_an_error_and_is_removed() {
     let server = Server::start(|_, req| Reply::file(req, b"this is not gzip at all", true));
     let cache = tempfile::tempdir().unwrap();
-    let err = untar_data(
-        &Source::Url(server.url("/bad.tgz")),
-        &test_config(cache.path()),
-    )
-    .unwrap_err();
+    let cfg = test_config(cache.path());
+    let source = Source::Url(server.url("/bad.tgz"));
+    let err = untar_data(&source, &cfg).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert_eq!(
         server.count(),
         1,
         "a fresh download that is corrupt is not fetched again in a loop"
     );
-    assert_eq!(names(&cache.path().join("archive")), ["bad.tgz.lock"]);
+    assert_eq!(
+        names(&cache.path().join("archive")),
+        [lock_name(&dataset_paths(&source, &cfg).unwrap().archive)]
+    );
     assert!(names(&cache.path().join("data")).is_empty());
 }
 
@@ -440,12 +494,10 @@ fn several_top_level_entries_stay_together_under_the_stem() {
     let body = archive.clone();
     let server = Server::start(move |_, req| Reply::file(req, &body, true));
     let cache = tempfile::tempdir().unwrap();
-    let root = untar_data(
-        &Source::Url(server.url("/two.tar.gz")),
-        &test_config(cache.path()),
-    )
-    .unwrap();
-    assert_eq!(root, cache.path().join("data/two"));
+    let cfg = test_config(cache.path());
+    let source = Source::Url(server.url("/two.tar.gz"));
+    let root = untar_data(&source, &cfg).unwrap();
+    assert_eq!(root, dataset_paths(&source, &cfg).unwrap().data);
     assert_tree(
         &root,
         &[
@@ -487,7 +539,10 @@ fn two_threads_at_once_download_once() {
     assert_eq!(roots[0], roots[1]);
     assert_tree(&roots[0], &files);
     assert_eq!(server.count(), 1, "the dataset was downloaded once");
-    assert_eq!(names(&cache.path().join("data")), ["pets"]);
+    assert_eq!(
+        names(&cache.path().join("data")),
+        [base_name(&dataset_paths(&source, &cfg).unwrap().data)]
+    );
 }
 
 #[test]
@@ -500,12 +555,19 @@ fn an_extracted_fastai_dataset_is_reused_without_network() {
         fastai_dir: Some(fastai.path().to_path_buf()),
         ..test_config(cache.path())
     };
-    let url = closed_port_url("/oxford-iiit-pet.tgz");
-    assert_eq!(untar_data(&Source::Url(url), &cfg).unwrap(), theirs);
+    assert_eq!(
+        untar_data(&Source::Known(Dataset::Pets), &cfg).unwrap(),
+        theirs
+    );
     assert!(
         !cache.path().join("archive").exists(),
         "nothing was written to our cache"
     );
+    // fastai's cache is keyed by file name alone: another URL ending in the same name is not
+    // given fastai's folder, so it goes to the network (closed here).
+    let other = Source::Url(closed_port_url("/oxford-iiit-pet.tgz"));
+    let err = untar_data(&other, &cfg).unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
 }
 
 #[test]
@@ -520,16 +582,30 @@ fn a_downloaded_fastai_archive_is_extracted_without_network_and_left_alone() {
         fastai_dir: Some(fastai.path().to_path_buf()),
         ..test_config(cache.path())
     };
+    // The known Pets URL (so fastai's cache is consulted) with checks this small archive passes;
+    // the URL is never fetched.
     let source = checked(
+        Dataset::Pets.remote().url,
+        &archive,
+        Checksum::Md5Prefix(md5_hex(&archive)),
+    );
+    let known = dataset_paths(&Source::Known(Dataset::Pets), &cfg).unwrap();
+    let root = untar_data(&source, &cfg).unwrap();
+    assert_eq!(root, known.data);
+    assert_eq!(root, cache.path().join("data/oxford-iiit-pet"));
+    assert_tree(&root, &files);
+    assert_eq!(fs::read(&theirs).unwrap(), archive);
+    assert!(!known.archive.exists());
+
+    // Another URL with the same file name and checks does not take fastai's archive.
+    let other = checked(
         closed_port_url("/oxford-iiit-pet.tgz"),
         &archive,
         Checksum::Md5Prefix(md5_hex(&archive)),
     );
-    let root = untar_data(&source, &cfg).unwrap();
-    assert_eq!(root, cache.path().join("data/oxford-iiit-pet"));
-    assert_tree(&root, &files);
+    let err = untar_data(&other, &cfg).unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert_eq!(fs::read(&theirs).unwrap(), archive);
-    assert!(!cache.path().join("archive/oxford-iiit-pet.tgz").exists());
 }
 
 #[test]
@@ -554,6 +630,12 @@ fn the_pets_url_gets_the_pets_checks() {
         Path::new("/cache/archive/oxford-iiit-pet.tgz")
     );
     assert_eq!(paths.data, Path::new("/cache/data/oxford-iiit-pet"));
+    assert_eq!(
+        paths.provenance,
+        Path::new("/cache/provenance/oxford-iiit-pet.source.json")
+    );
+    // The known URL given as a plain URL keeps fastai's layout too.
+    assert_eq!(dataset_paths(&Source::Url(pets.url), &cfg).unwrap(), paths);
 }
 
 #[test]
@@ -572,14 +654,14 @@ fn a_cached_pets_archive_of_the_wrong_size_is_fetched_again_from_the_table_url()
         },
         ..FetchConfig::in_dir(cache.path())
     };
-    let paths = dataset_paths(&Source::Known(Dataset::Pets), &cfg).unwrap();
-    fs::create_dir_all(paths.archive.parent().unwrap()).unwrap();
-    fs::write(&paths.archive, b"too short").unwrap();
     // Point the "known" URL at nothing: a Checked source with the table's checks and a dead URL.
     let dead = Source::Checked(RemoteArchive {
         url: closed_port_url("/oxford-iiit-pet.tgz"),
         ..Dataset::Pets.remote()
     });
+    let paths = dataset_paths(&dead, &cfg).unwrap();
+    fs::create_dir_all(paths.archive.parent().unwrap()).unwrap();
+    fs::write(&paths.archive, b"too short").unwrap();
     let err = untar_data(&dead, &cfg).unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert!(

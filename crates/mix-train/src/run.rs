@@ -560,7 +560,7 @@ fn finish(learner: &Learner, run: &Path, summary: &FitSummary, epochs: usize) ->
     save_model(learner, &run.join(MODEL_FILE))?;
     let done = summary.epochs.len();
     println!(
-        "{} {done} of {epochs} epoch(s); wrote {}/{{{CONFIG_FILE}, metrics.csv, steps.csv, curves.png, {MODEL_FILE}, checkpoints/}}",
+        "{} {done} of {epochs} epoch(s); wrote {}/{{{CONFIG_FILE}, metrics.csv, steps.csv, curves.png, timings.json, {MODEL_FILE}, checkpoints/}}",
         if done < epochs { "stopped after" } else { "finished" },
         run.display()
     );

@@ -274,6 +274,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// The last component of `path`: the name a cache path from `dataset_paths` has in its folder.
+pub fn base_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The `.part` file a download to `archive` writes before it is renamed into place.
+pub fn part_of(archive: &Path) -> PathBuf {
+    archive.with_file_name(format!("{}.part", base_name(archive)))
+}
+
+/// The name of the lock file beside the cached archive `archive`.
+pub fn lock_name(archive: &Path) -> String {
+    format!("{}.lock", base_name(archive))
+}
+
 // -------------------------------------------------------------------------------------------------
 // Snapshots
 
