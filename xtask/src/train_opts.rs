@@ -146,8 +146,8 @@ const PRECISION: Opt = Opt {
 const MEMORY_FORMAT: Opt = Opt {
     name: "memory-format",
     value: Some("channels-last|contiguous"),
-    help: "layout of images and convolution weights; channels-last is faster on CPU and CUDA, contiguous \
-           is fastai's NCHW (default channels-last)",
+    help: "layout of images and convolution weights on CUDA: contiguous is fastai's NCHW, channels-last \
+           is NHWC for cuDNN; refused on the CPU, where its gradients disagree with NCHW (default contiguous)",
 };
 const CACHE_IMAGES: Opt = Opt {
     name: "cache-images",
@@ -264,7 +264,7 @@ impl Default for SpeedArgs {
     fn default() -> Self {
         SpeedArgs {
             precision: "auto".into(),
-            channels_last: true,
+            channels_last: false,
             cache_images: None,
         }
     }
@@ -275,7 +275,7 @@ fn speed(opts: &Parsed) -> Result<SpeedArgs> {
     if !matches!(precision.as_str(), "auto" | "fp32" | "bf16" | "fp16") {
         bail!("--precision {precision}: expected auto, fp32, bf16 or fp16");
     }
-    let channels_last = match opts.get("memory-format").unwrap_or("channels-last") {
+    let channels_last = match opts.get("memory-format").unwrap_or("contiguous") {
         "channels-last" => true,
         "contiguous" => false,
         other => bail!("--memory-format {other}: expected channels-last or contiguous"),

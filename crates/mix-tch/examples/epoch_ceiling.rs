@@ -37,7 +37,7 @@ fn main() -> Result<()> {
     let device: DeviceChoice = value(&args, "--device", DeviceChoice::Cpu)?;
     let precision: Precision = value(&args, "--precision", Precision::Auto)?;
     let channels_last =
-        value(&args, "--memory-format", "channels-last".to_string())? == "channels-last";
+        value(&args, "--memory-format", "contiguous".to_string())? == "channels-last";
     let files = get_image_files(&images).map_err(|e| Error::Data(e.to_string()))?;
     let cfg = LoaderConfig {
         batch_size: bs,
