@@ -1,7 +1,7 @@
 //! Safe wrappers over mix-tch's C++ shim (`csrc/shim.cpp`): the libtorch calls tch 0.24 does not expose.
 //!
 //! The shim catches every C++ exception and hands back its message, which becomes
-//! [`Error::Torch`](crate::Error::Torch) here, so a libtorch error never unwinds into Rust.
+//! [`Error::Torch`] here, so a libtorch error never unwinds into Rust.
 
 // The workspace denies unsafe code; this module is the one place that calls the shim, and every unsafe
 // block in it says why it is sound.
