@@ -1140,6 +1140,29 @@ pub fn parse_peer(text: &str) -> Result<PeerOutput> {
     Ok(out)
 }
 
+/// The last line of a child's stdout that starts with `{`: where peers and examples print their
+/// JSON figures after any other output.
+pub fn last_json_line(stdout: &str) -> Result<&str> {
+    stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| {
+            format!(
+                "expected a JSON object line on stdout, found `{}`",
+                stdout.trim()
+            )
+        })
+}
+
+/// Removes `dir` and everything in it; a folder that is not there is already empty.
+pub fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// The variants of a train-step peer's images/s object.
 const STEP_VARIANTS: &[&str] = &["plain", "mixup", "cutmix"];
 
@@ -1147,16 +1170,7 @@ const STEP_VARIANTS: &[&str] = &["plain", "mixup", "cutmix"];
 /// `batch` and images/s per variant (`plain`, `mixup`, `cutmix`); each becomes the mean time of a
 /// step of `batch` images, labelled with the peer's torch, device, batch, size and threads.
 pub fn parse_images_per_s(stdout: &str) -> Result<PeerOutput> {
-    let Some(line) = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-    else {
-        bail!(
-            "expected a JSON object line on stdout, found `{}`",
-            stdout.trim()
-        );
-    };
+    let line = last_json_line(stdout)?;
     let value: Value = serde_json::from_str(line).context("expected a JSON object")?;
     let Some(batch) = value
         .get("batch")

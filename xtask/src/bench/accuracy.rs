@@ -450,13 +450,7 @@ impl Outcome {
 /// runs it for each seed, then runs the fastai peer for all seeds.
 pub fn run(root: &Path, target: &Path, torch: &Libtorch, python: &Path, dir: &Path) -> Outcome {
     let mut outcome = Outcome::default();
-    if let Err(e) = std::fs::remove_dir_all(dir).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    }) {
+    if let Err(e) = super::empty_dir(dir) {
         outcome
             .problems
             .push(format!("cannot empty {}: {e}", dir.display()));

@@ -15,8 +15,9 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use super::{
-    accuracy, corpus, formula, judge, machine_lines, measured_text, verdict_word, write_atomic,
-    Bound, Key, Machine, Measure, Mode, Quantity, Results, Show, Target, CORPUS_SEED,
+    accuracy, corpus, empty_dir, formula, judge, last_json_line, machine_lines, measured_text,
+    verdict_word, write_atomic, Bound, Key, Machine, Measure, Mode, Quantity, Results, Show,
+    Target, CORPUS_SEED,
 };
 use crate::libtorch::Libtorch;
 use crate::process;
@@ -315,16 +316,7 @@ pub struct PeerEpoch {
 
 /// Reads the peer's stdout: the last line that starts with `{`, as a [`PeerEpoch`].
 pub fn parse_peer(stdout: &str) -> Result<PeerEpoch> {
-    let Some(line) = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-    else {
-        bail!(
-            "expected a JSON object line on stdout, found `{}`",
-            stdout.trim()
-        );
-    };
+    let line = last_json_line(stdout)?;
     let peer: PeerEpoch = serde_json::from_str(line)
         .with_context(|| format!("expected the epoch figures as JSON, found `{line}`"))?;
     peer.figures.check()?;
@@ -434,13 +426,7 @@ pub fn run(
         fastai_s: 0.0,
     };
     let dir = data.join(STEP);
-    if let Err(e) = std::fs::remove_dir_all(&dir).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    }) {
+    if let Err(e) = empty_dir(&dir) {
         outcome
             .problems
             .push(format!("cannot empty {}: {e}", dir.display()));
@@ -611,11 +597,7 @@ impl Ceiling {
 
 /// Reads the ceiling example's JSON line (the last line of stdout that starts with `{`).
 pub fn parse_ceiling(stdout: &str) -> Result<Ceiling> {
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("expected a JSON line from the ceiling example, found none")?;
+    let line = last_json_line(stdout)?;
     let c: Ceiling = serde_json::from_str(line)
         .with_context(|| format!("expected the ceiling figures as JSON, found `{line}`"))?;
     if !(c.train_s.is_finite() && c.train_s > 0.0 && c.train_items > 0) {
