@@ -133,17 +133,6 @@ fn parse_inner(
     Ok(Some(parsed))
 }
 
-/// For tasks without options: accept `--help`, refuse anything else.
-pub fn no_options(task: &str, args: &[String]) -> Result<()> {
-    if let Some(arg) = args.first() {
-        if arg == "--help" || arg == "-h" {
-            return Ok(());
-        }
-        bail!("`cargo xtask {task}` takes no arguments, found `{arg}`");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,60 +4,113 @@
 mod args;
 mod bench;
 mod ci;
-mod dataset;
 mod download;
 mod gpu;
 mod libtorch;
 mod preview;
 mod process;
 mod train;
-// Shared with the mix-train binary (`#[path]`), which uses all of it; xtask uses the parser.
-#[allow(dead_code)]
-mod train_opts;
-// Shared with the mix-train binary (`#[path]`).
-#[allow(dead_code)]
-mod weights;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+use mix_cli::{LrFindOpts, PredictOpts, TrainOpts};
 
-const USAGE: &str = "\
-usage: cargo xtask <task> [options]
+/// `cargo xtask`: the project's tasks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "The project's tasks: provision libtorch, run the checks, and run the fastai walkthrough \
+             (download, preview, train, lr-find, predict) and the benchmarks",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
 
-tasks:
-  setup      find or install libtorch 2.11.0 (torch==2.11.0 from PyPI into a cached venv)
-  env        print `export LIBTORCH=... LD_LIBRARY_PATH=...` lines: eval \"$(cargo xtask env)\"
-  ci         fmt check, clippy -D warnings, all tests (doc tests too), cargo doc with warnings denied
-  test       setup, then ci (the README's test command)
-  download   fetch and extract a dataset into the cache (Oxford-IIIT Pet by default); prints its folder
-  preview    write one MixUp or CutMix training batch as a captioned 3x3 PNG grid (no libtorch)
-  train      train ResNet18 with MixUp/CutMix and fit_one_cycle or fine_tune (runs the mix-train binary)
-  lr-find    fastai's lr_find on the same data and model: a loss-vs-lr PNG and the suggested rate
-  predict    fastai's learn.predict with a finished run: top classes of each image
-  bench      criterion benches and peer scripts side by side; writes docs/performance.md
-  gpu-pack   build, strip and pack the CUDA checks into .carry/gpu/ for a GPU machine without Rust
-  corpus     make the bench's pets-like corpus in a folder (run.sh of gpu-pack runs it on the device)
-
-run `cargo xtask <task> --help` for a task's options";
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Find or install libtorch 2.11.0 (torch==2.11.0 from PyPI into a cached venv).
+    Setup,
+    /// Print `export LIBTORCH=... LD_LIBRARY_PATH=...` lines: eval "$(cargo xtask env)".
+    Env,
+    /// fmt check, clippy -D warnings, all tests (doc tests too), cargo doc with warnings denied.
+    Ci,
+    /// setup, then ci (the README's test command).
+    Test,
+    /// Fetch and extract a dataset into the cache (Oxford-IIIT Pet by default); prints its folder.
+    Download(download::DownloadOpts),
+    /// Write one MixUp or CutMix training batch as a captioned 3x3 PNG grid (no libtorch).
+    Preview(preview::PreviewOpts),
+    /// Train ResNet18 with MixUp/CutMix and fit_one_cycle or fine_tune (runs the mix-train binary).
+    #[command(args_override_self = true, long_about = mix_cli::train::ABOUT)]
+    Train(TrainOpts),
+    /// fastai's lr_find on the same data and model: a loss-vs-lr PNG and the suggested rate.
+    #[command(args_override_self = true, long_about = mix_cli::train::LR_FIND_ABOUT)]
+    LrFind(LrFindOpts),
+    /// fastai's learn.predict with a finished run: top classes of each image.
+    #[command(args_override_self = true, long_about = mix_cli::train::PREDICT_ABOUT)]
+    Predict(PredictOpts),
+    /// Criterion benches and peer scripts side by side; writes docs/performance.md.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// The bench's own options (`cargo xtask bench --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Build, strip and pack the CUDA checks into .carry/gpu/ for a GPU machine without Rust.
+    #[command(disable_help_flag = true)]
+    GpuPack {
+        /// gpu-pack's own options (`--help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Make the bench's pets-like corpus in a folder (run.sh of gpu-pack runs it on the device).
+    #[command(disable_help_flag = true)]
+    Corpus {
+        /// corpus's own options and OUT (`--help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Print shell completions for `cargo xtask`: `cargo xtask completions bash > ...`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
 
 fn main() {
-    if let Err(err) = run() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli.task) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let mut argv = std::env::args().skip(1);
-    let Some(task) = argv.next() else {
-        println!("{USAGE}");
-        bail!("no task given");
-    };
-    let rest: Vec<String> = argv.collect();
-    match task.as_str() {
-        "setup" => {
-            args::no_options("setup", &rest)?;
+/// The arguments after the task's name, as given (for forwarding and `--config`).
+fn task_args() -> Vec<OsString> {
+    std::env::args_os().skip(2).collect()
+}
+
+/// Forwarded arguments as UTF-8 for the tasks whose parsers still take strings.
+fn utf8(args: Vec<OsString>) -> Result<Vec<String>> {
+    args.into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))
+        })
+        .collect()
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
+        Task::Setup => {
             let torch = libtorch::setup()?;
             println!(
                 "libtorch {} ready at {}",
@@ -66,34 +119,26 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
-        "env" => {
-            args::no_options("env", &rest)?;
+        Task::Env => {
             print!("{}", libtorch::find_installed()?.export_lines());
             Ok(())
         }
-        "ci" => {
-            args::no_options("ci", &rest)?;
-            ci::ci(&libtorch::find_installed()?)
-        }
-        "test" => {
-            args::no_options("test", &rest)?;
+        Task::Ci => ci::ci(&libtorch::find_installed()?),
+        Task::Test => {
             let torch = libtorch::setup()?;
             ci::ci(&torch)
         }
-        "download" => download::download(&rest),
-        "preview" => preview::preview(&rest),
-        "train" => train::train(&rest),
-        "lr-find" => train::lr_find(&rest),
-        "predict" => train::predict(&rest),
-        "bench" => bench::bench(&rest),
-        "gpu-pack" => gpu::gpu_pack(&rest),
-        "corpus" => gpu::corpus_task(&rest),
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
+        Task::Download(opts) => download::download(&opts),
+        Task::Preview(opts) => preview::preview(&opts),
+        Task::Train(opts) => train::train(opts, &task_args()),
+        Task::LrFind(opts) => train::lr_find(&opts, &task_args()),
+        Task::Predict(opts) => train::predict(&opts, &task_args()),
+        Task::Bench { args } => bench::bench(&utf8(args)?),
+        Task::GpuPack { args } => gpu::gpu_pack(&utf8(args)?),
+        Task::Corpus { args } => gpu::corpus_task(&utf8(args)?),
+        Task::Completions { shell } => {
+            mix_cli::print_completions(shell, &mut Cli::command(), "cargo-xtask");
             Ok(())
-        }
-        other => {
-            bail!("unknown task `{other}`\n\n{USAGE}")
         }
     }
 }

@@ -11,98 +11,86 @@ use mix_core::{Alpha, BatchShape, CutMix, Mix, MixParams, MixUp};
 use mix_data::{DataLoaders, LoaderConfig, Vocab};
 use mix_viz::grid::{self, Tile};
 
-use crate::args::{self, Opt};
-use crate::dataset::{self, DatasetArg, DATASET_HELP, SEED_PATTERN};
+use mix_cli::dataset::{self, DatasetArg, DATASET_HELP, SEED_PATTERN};
 
-const ABOUT: &str = "Write one mixed training batch as a 3x3 grid PNG: the items after \
+/// `preview`'s options.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Write one mixed training batch as a 3x3 grid PNG: the items after \
 Resize(PX, crop) and MixUp or CutMix (drawn by mix-core), each captioned with both labels and \
 their weights in the mixed target (for CutMix the area-corrected lambda). Batch augmentation \
-(flips, warps, lighting) happens on the training device and is not shown. No libtorch needed.";
-
-const OPTS: &[Opt] = &[
-    Opt {
-        name: "mix",
-        value: Some("mixup|cutmix"),
-        help: "the mix to show (default mixup)",
-    },
-    Opt {
-        name: "alpha",
-        value: Some("A"),
-        help:
-            "Beta(A, A) concentration (default 1.0, the seed's MixUp(1.) and CutMix(1.); fastai's \
-               class default is 0.4 for MixUp)",
-    },
-    Opt {
-        name: "seed",
-        value: Some("S"),
-        help: "seed of the split, the crops and the mix (default 0)",
-    },
-    Opt {
-        name: "dataset",
-        value: Some("pets|sample|URL|DIR"),
-        help: DATASET_HELP,
-    },
-    Opt {
-        name: "out",
-        value: Some("PATH"),
-        help: "the PNG to write (default preview.png)",
-    },
-    Opt {
-        name: "bs",
-        value: Some("N"),
-        help: "batch size the mix is drawn over (default 64, fewer when there are fewer items)",
-    },
-    Opt {
-        name: "resize",
-        value: Some("PX"),
-        help: "item transform Resize(PX, method='crop') (default 256)",
-    },
-    Opt {
-        name: "pattern",
-        value: Some("RE"),
-        help: "label regex, group 1 is the label (default the seed's ([^/]+)_\\d+.*$)",
-    },
-];
+(flips, warps, lighting) happens on the training device and is not shown. No libtorch needed."
+)]
+pub struct PreviewOpts {
+    /// The mix to show.
+    #[arg(long, value_enum, default_value = "mixup")]
+    mix: Kind,
+    /// Beta(A, A) concentration (default 1.0, the seed's MixUp(1.) and CutMix(1.); fastai's class
+    /// default is 0.4 for MixUp).
+    #[arg(long, value_name = "A", allow_hyphen_values = true, default_value_t = mix_cli::train::SEED_ALPHA)]
+    alpha: f32,
+    /// Seed of the split, the crops and the mix.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Where the images come from.
+    #[arg(long, value_name = "pets|sample|URL|DIR", default_value = "pets", help = DATASET_HELP)]
+    dataset: String,
+    /// The PNG to write.
+    #[arg(long, value_name = "PATH", default_value = "preview.png")]
+    out: PathBuf,
+    /// Batch size the mix is drawn over (fewer when there are fewer items).
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        default_value_t = 64
+    )]
+    bs: usize,
+    /// Item transform Resize(PX, method='crop').
+    #[arg(
+        long,
+        value_name = "PX",
+        allow_hyphen_values = true,
+        default_value_t = 256
+    )]
+    resize: usize,
+    /// Label regex, group 1 is the label (default the seed's ([^/]+)_\d+.*$).
+    #[arg(long, value_name = "RE", default_value = SEED_PATTERN)]
+    pattern: String,
+}
 
 /// Tiles in the grid: the seed's 3x3 subplots.
 const COLS: usize = 3;
 const TILES: usize = COLS * COLS;
 
 /// Which mix to draw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Kind {
+    #[value(name = "mixup")]
     MixUp,
+    #[value(name = "cutmix")]
     CutMix,
 }
 
-/// Runs `cargo xtask preview` with `rest` as its arguments.
-pub fn preview(rest: &[String]) -> Result<()> {
-    let Some(opts) = args::parse("preview", ABOUT, OPTS, rest)? else {
-        return Ok(());
-    };
-    let kind = match opts.get("mix").unwrap_or("mixup") {
-        "mixup" => Kind::MixUp,
-        "cutmix" => Kind::CutMix,
-        other => bail!("--mix {other}: expected mixup or cutmix"),
-    };
+/// Runs `cargo xtask preview`.
+pub fn preview(opts: &PreviewOpts) -> Result<()> {
+    let kind = opts.mix;
     // The seed notebook runs `MixUp(1.)` and `CutMix(1.)`, whatever the classes' defaults.
-    let alpha = opts.parse_or("alpha", crate::train_opts::SEED_ALPHA)?;
+    let alpha = opts.alpha;
     let alpha = Alpha::new(alpha)
         .map_err(|_| anyhow::anyhow!("--alpha {alpha}: expected a finite number > 0"))?;
-    let seed: u64 = opts.parse_or("seed", 0)?;
-    let bs: usize = opts.parse_or("bs", 64)?;
-    let size: usize = opts.parse_or("resize", 256)?;
+    let (seed, bs, size) = (opts.seed, opts.bs, opts.resize);
     if bs == 0 || size == 0 || size > mix_data::MAX_ITEM_SIDE {
         bail!(
             "--bs must be at least 1 and --resize in 1..={}, found {bs} and {size}",
             mix_data::MAX_ITEM_SIDE
         );
     }
-    let out = PathBuf::from(opts.get("out").unwrap_or("preview.png"));
-    let pattern = opts.get("pattern").unwrap_or(SEED_PATTERN);
-    let data = DatasetArg::parse(opts.get("dataset").unwrap_or("pets"));
+    let out = opts.out.clone();
+    let pattern = opts.pattern.as_str();
+    let data = DatasetArg::parse(&opts.dataset);
 
-    let (folder, files) = dataset::labelled_files(&data, &crate::project_root(), pattern)?;
+    let (folder, files) = dataset::labelled_files(&data, pattern)?;
     let cfg = LoaderConfig {
         batch_size: bs,
         seed,

@@ -1,73 +1,53 @@
 //! `cargo xtask train`, `lr-find` and `predict`: check the options, the dataset and the pretrained
 //! weights here (fast, no libtorch; downloads show their progress here), then run the mix-train
-//! binary as a child `cargo run` with libtorch's environment.
+//! binary as a child `cargo run` with libtorch's environment and the same arguments.
 
 use std::ffi::OsString;
 
 use anyhow::{Context, Result};
+use mix_cli::dataset::{self, DatasetArg};
+use mix_cli::{weights, LrFindOpts, PredictOpts, TrainCommand, TrainOpts};
 
-use crate::dataset::{self, DatasetArg};
-use crate::train_opts::{self, TrainCommand};
-use crate::{libtorch, process, weights};
+use crate::{libtorch, process};
 
-/// Runs `cargo xtask train` with `rest` as its arguments.
-pub fn train(rest: &[String]) -> Result<()> {
-    let Some(command) = train_opts::parse("train", rest)? else {
-        return Ok(());
-    };
-    match &command {
+/// Runs `cargo xtask train`; `args` are its arguments as given (mix-train gets them unchanged).
+pub fn train(opts: TrainOpts, args: &[OsString]) -> Result<()> {
+    match opts.finish(args)? {
         TrainCommand::New(args) => {
             // Download (with its progress bar) and check the images and the weights now, so that a
             // wrong folder, pattern or offline weights fail before the build; mix-train then finds
             // both cached.
             let data = DatasetArg::parse(&args.dataset);
-            dataset::labelled_files(&data, &crate::project_root(), &args.pattern)?;
+            dataset::labelled_files(&data, &args.pattern)?;
             weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())?;
         }
-        TrainCommand::Resume { run, .. } => {
-            let config = run.join("config.json");
-            if !config.is_file() {
-                anyhow::bail!(
-                    "--resume {}: no config.json there; expected a run folder made by \
-                     `cargo xtask train` (for example runs/<timestamp>)",
-                    run.display()
-                );
-            }
-        }
+        TrainCommand::Resume { run, .. } => mix_cli::train::check_run_folder("--resume", &run)?,
     }
-    run_mix_train(None, rest)
+    run_mix_train(None, args)
 }
 
-/// Runs `cargo xtask lr-find` with `rest` as its arguments.
-pub fn lr_find(rest: &[String]) -> Result<()> {
-    let Some(args) = train_opts::parse_lr_find("lr-find", rest)? else {
-        return Ok(());
-    };
-    let data = DatasetArg::parse(&args.dataset);
-    dataset::labelled_files(&data, &crate::project_root(), &args.pattern)?;
-    weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())?;
-    run_mix_train(Some("lr-find"), rest)
+/// Runs `cargo xtask lr-find`.
+pub fn lr_find(opts: &LrFindOpts, args: &[OsString]) -> Result<()> {
+    let checked = opts.resolve()?;
+    let data = DatasetArg::parse(&checked.data.dataset);
+    dataset::labelled_files(&data, &checked.data.pattern)?;
+    weights::resolve(
+        &checked.data.pretrained,
+        checked.data.pretrained_sha256.as_deref(),
+    )?;
+    run_mix_train(Some("lr-find"), args)
 }
 
-/// Runs `cargo xtask predict` with `rest` as its arguments.
-pub fn predict(rest: &[String]) -> Result<()> {
-    let Some(args) = train_opts::parse_predict("predict", rest)? else {
-        return Ok(());
-    };
-    let config = args.run.join("config.json");
-    if !config.is_file() {
-        anyhow::bail!(
-            "--run {}: no config.json there; expected a run folder made by `cargo xtask train` \
-             (for example runs/<timestamp>)",
-            args.run.display()
-        );
-    }
-    run_mix_train(Some("predict"), rest)
+/// Runs `cargo xtask predict`.
+pub fn predict(opts: &PredictOpts, args: &[OsString]) -> Result<()> {
+    let checked = opts.resolve()?;
+    mix_cli::train::check_run_folder("--run", &checked.run)?;
+    run_mix_train(Some("predict"), args)
 }
 
-/// `cargo run --package mix-train -- [subcommand] rest...` from the user's folder, exiting with its
+/// `cargo run --package mix-train -- [subcommand] args...` from the user's folder, exiting with its
 /// status when it fails.
-fn run_mix_train(subcommand: Option<&str>, rest: &[String]) -> Result<()> {
+fn run_mix_train(subcommand: Option<&str>, args: &[OsString]) -> Result<()> {
     let torch = libtorch::setup()?;
     let mut cmd = process::cargo(Some(&torch));
     // Relative paths on the command line (--dataset DIR, --out, --resume, images) are the user's: run
@@ -79,7 +59,7 @@ fn run_mix_train(subcommand: Option<&str>, rest: &[String]) -> Result<()> {
         .arg(&manifest)
         .args(["--package", "mix-train", "--"])
         .args(subcommand.map(OsString::from))
-        .args(rest);
+        .args(args);
     eprintln!("$ {}", process::display(&cmd));
     let status = cmd
         .status()

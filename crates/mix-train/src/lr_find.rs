@@ -7,36 +7,36 @@ use anyhow::{Context, Result};
 use mix_tch::{aug_transforms, Learner, LearnerConfig, LrFind, LrFindResult};
 use mix_viz::plot::{Panel, Series};
 
-use crate::dataset::{self, DatasetArg};
-use crate::run::{loaders, project_root, resolve_device};
-use crate::train_opts::{self, LrFindArgs};
-use crate::weights;
+use mix_cli::dataset::{self, DatasetArg};
+use mix_cli::{weights, LrFindArgs, LrFindOpts};
+
+use crate::run::{loaders, resolve_device};
 
 /// fastai's `plot_lr_find(skip_end=5)`: the last five steps are left off the plot.
 const SKIP_END: usize = 5;
 
-/// Runs the command line `rest` (arguments after `lr-find`).
-pub fn main(rest: &[String]) -> Result<()> {
-    let Some(args) = train_opts::parse_lr_find("lr-find", rest)? else {
-        return Ok(());
-    };
-    run(&args)
+/// Runs `lr-find` with `opts`.
+pub fn main(opts: &LrFindOpts) -> Result<()> {
+    run(&opts.resolve()?)
 }
 
 fn run(args: &LrFindArgs) -> Result<()> {
-    let (device, device_used) = resolve_device(&args.device)?;
-    let data = DatasetArg::parse(&args.dataset);
-    let (images, files) = dataset::labelled_files(&data, &project_root(), &args.pattern)?;
+    let (device, device_used) = resolve_device(&args.data.device)?;
+    let data = DatasetArg::parse(&args.data.dataset);
+    let (images, files) = dataset::labelled_files(&data, &args.data.pattern)?;
     let dls = loaders(
         &files,
-        &args.pattern,
-        args.bs,
-        args.seed,
-        args.resize,
+        &args.data.pattern,
+        args.data.bs,
+        args.data.seed,
+        args.data.resize,
         &images,
         None,
     )?;
-    let weights = weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())?;
+    let weights = weights::resolve(
+        &args.data.pretrained,
+        args.data.pretrained_sha256.as_deref(),
+    )?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
             anyhow::bail!(
@@ -49,8 +49,8 @@ fn run(args: &LrFindArgs) -> Result<()> {
     let n_classes = dls.vocab.labels().len();
     let cfg = LearnerConfig {
         device,
-        seed: args.seed,
-        aug: Some(aug_transforms(args.size as i64)),
+        seed: args.data.seed,
+        aug: Some(aug_transforms(args.data.size as i64)),
         pretrained: weights.as_ref().map(|w| w.file.clone()),
         progress: true,
         ..LearnerConfig::new(n_classes)
@@ -60,8 +60,8 @@ fn run(args: &LrFindArgs) -> Result<()> {
         "lr_find on {} ({} classes, bs {}, {} px, {}, {}): {} steps from {:e} to {:e}",
         images.display(),
         n_classes,
-        args.bs,
-        args.size,
+        args.data.bs,
+        args.data.size,
         match &weights {
             Some(w) => format!("pretrained ({}, frozen body)", w.describe()),
             None => "from scratch".to_string(),

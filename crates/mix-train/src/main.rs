@@ -3,33 +3,70 @@
 //! folder; `mix-train lr-find ...` is fastai's `lr_find` and `mix-train predict ...` its `predict`.
 //!
 //! `cargo xtask train`, `lr-find` and `predict` run this binary with libtorch's environment; it can
-//! also be run directly (`cargo run -p mix-train -- --help`). The option tables, the parser and the
-//! dataset and weights resolution are xtask's files, compiled here with `#[path]`, so that xtask
-//! checks exactly what this binary accepts without linking libtorch.
+//! also be run directly (`cargo run -p mix-train -- --help`) or installed
+//! (`cargo install --path crates/mix-train`). Its options are mix-cli's, the same types and checks
+//! xtask uses, so xtask refuses exactly what this binary refuses without linking libtorch.
 
-// xtask's option parser; this binary does not use every helper in it.
-#[allow(dead_code)]
-#[path = "../../../xtask/src/args.rs"]
-mod args;
-#[path = "../../../xtask/src/dataset.rs"]
-mod dataset;
 mod lr_find;
 mod predict;
 mod run;
-#[path = "../../../xtask/src/train_opts.rs"]
-mod train_opts;
-#[path = "../../../xtask/src/weights.rs"]
-mod weights;
+
+use std::ffi::OsString;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use mix_cli::{LrFindOpts, PredictOpts, TrainOpts};
+
+/// `mix-train [OPTIONS]` trains; `lr-find`, `predict` and `completions` are subcommands.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mix-train",
+    version,
+    about = "Train ResNet18 with MixUp/CutMix and fit_one_cycle (fastai's walkthrough), or run lr-find or predict",
+    long_about = mix_cli::train::ABOUT,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainOpts,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// fastai's lr_find on the same data and model: a loss-vs-lr PNG and the suggested rate.
+    #[command(args_override_self = true, long_about = mix_cli::train::LR_FIND_ABOUT)]
+    LrFind(LrFindOpts),
+    /// fastai's learn.predict with a finished run: top classes of each image.
+    #[command(args_override_self = true, long_about = mix_cli::train::PREDICT_ABOUT)]
+    Predict(PredictOpts),
+    /// Print shell completions for mix-train: `mix-train completions bash > ...`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
 
 fn main() {
     passive_openmp();
-    let rest: Vec<String> = std::env::args().skip(1).collect();
-    let result = match rest.first().map(String::as_str) {
-        Some("lr-find") => lr_find::main(&rest[1..]),
-        Some("predict") => predict::main(&rest[1..]),
-        _ => run::main(&rest),
+    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let result = match cli.command {
+        Some(Command::LrFind(opts)) => lr_find::main(&opts),
+        Some(Command::Predict(opts)) => predict::main(&opts),
+        Some(Command::Completions { shell }) => {
+            mix_cli::print_completions(shell, &mut Cli::command(), "mix-train");
+            Ok(())
+        }
+        None => run::main(cli.train, &args),
     };
     if let Err(err) = result {
+        // clap's own refusals (from --config files) print as clap prints them, with its exit status.
+        if let Some(mix_cli::Error::Clap(e)) = err.downcast_ref::<mix_cli::Error>() {
+            e.exit();
+        }
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

@@ -11,15 +11,13 @@ use mix_tch::{predict_probs, top_k, VisionModel};
 use ndarray::{Array4, Axis};
 use rand::SeedableRng;
 
-use crate::dataset;
-use crate::run::{read_config, resolve_device, MODEL_FILE};
-use crate::train_opts::{self, PredictArgs};
+use mix_cli::{dataset, PredictArgs, PredictOpts};
 
-/// Runs the command line `rest` (arguments after `predict`).
-pub fn main(rest: &[String]) -> Result<()> {
-    let Some(args) = train_opts::parse_predict("predict", rest)? else {
-        return Ok(());
-    };
+use crate::run::{read_config, resolve_device, MODEL_FILE};
+
+/// Runs `predict` with `opts`.
+pub fn main(opts: &PredictOpts) -> Result<()> {
+    let args = opts.resolve()?;
     for line in predict(&args)? {
         println!("{line}");
     }

@@ -6,11 +6,12 @@
 //! writes metrics.csv, steps.csv, curves.png and a checkpoint atomically after every epoch; this
 //! module adds config.json before the first epoch and model.safetensors after the fit.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use mix_core::{CutMix, Mix, MixUp};
+use mix_core::{CutMix, Mix, MixConfig, MixMode, MixUp, Mixer};
 use mix_data::{DataLoaders, LoaderConfig};
 use mix_tch::augment::{IMAGENET_MEAN, IMAGENET_STD};
 use mix_tch::checkpoint::{self, Progress};
@@ -21,9 +22,9 @@ use mix_tch::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{self, DatasetArg};
-use crate::train_opts::{self, LrSlice, MixChoice, SpeedArgs, TrainArgs, TrainCommand};
-use crate::weights::{self, absolute, Weights};
+use mix_cli::dataset::{self, DatasetArg};
+use mix_cli::weights::{self, absolute, Weights};
+use mix_cli::{LrSlice, MixChoice, SpeedArgs, TrainArgs, TrainCommand, TrainOpts};
 
 /// The run's settings, written before training starts and read back by `--resume`.
 pub const CONFIG_FILE: &str = "config.json";
@@ -89,15 +90,89 @@ pub struct RunConfig {
     pub one_cycle: OneCycle,
     /// The arguments the run was started with.
     pub args: Vec<String>,
+    /// timm's `Mixup` settings, with `mix` = `timm`.
+    #[serde(default)]
+    pub timm: Option<TimmRecord>,
+    /// Mixing stops from this epoch on (timm's `mixup_off_epoch`).
+    #[serde(default)]
+    pub mixup_off_epoch: Option<usize>,
+    /// The validation metric `best/` is kept by (`valid_loss`, `error_rate`); `None` keeps none.
+    #[serde(default)]
+    pub save_best: Option<String>,
 }
 
-/// Runs the command line `rest` (arguments after the program name).
-pub fn main(rest: &[String]) -> Result<()> {
-    let Some(command) = train_opts::parse("train", rest)? else {
-        return Ok(());
-    };
-    match command {
-        TrainCommand::New(args) => new_run(&args, rest),
+/// mix-core's [`MixConfig`] (timm's `Mixup` settings) as config.json records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimmRecord {
+    /// MixUp's alpha (`None`: off).
+    pub mixup_alpha: Option<f32>,
+    /// CutMix's alpha (`None`: off).
+    pub cutmix_alpha: Option<f32>,
+    /// CutMix's box side bounds.
+    pub cutmix_minmax: Option<(f32, f32)>,
+    /// Probability of mixing.
+    pub prob: f32,
+    /// Probability of CutMix when both are on.
+    pub switch_prob: f32,
+    /// `batch`, `pair` or `elem`.
+    pub mode: String,
+    /// CutMix's lambda corrected to the clipped box.
+    pub correct_lam: bool,
+    /// Label smoothing of the mixed targets.
+    pub label_smoothing: f32,
+}
+
+impl From<&MixConfig> for TimmRecord {
+    fn from(c: &MixConfig) -> TimmRecord {
+        TimmRecord {
+            mixup_alpha: c.mixup_alpha,
+            cutmix_alpha: c.cutmix_alpha,
+            cutmix_minmax: c.cutmix_minmax,
+            prob: c.prob,
+            switch_prob: c.switch_prob,
+            mode: match c.mode {
+                MixMode::Batch => "batch",
+                MixMode::Pair => "pair",
+                MixMode::Elem => "elem",
+            }
+            .into(),
+            correct_lam: c.correct_lam,
+            label_smoothing: c.label_smoothing,
+        }
+    }
+}
+
+impl TimmRecord {
+    /// The mix-core settings back, checked.
+    pub fn config(&self) -> Result<MixConfig> {
+        let mode = match self.mode.as_str() {
+            "batch" => MixMode::Batch,
+            "pair" => MixMode::Pair,
+            "elem" => MixMode::Elem,
+            other => bail!("config.json: timm.mode {other}: expected batch, pair or elem"),
+        };
+        Ok(MixConfig {
+            mixup_alpha: self.mixup_alpha,
+            cutmix_alpha: self.cutmix_alpha,
+            cutmix_minmax: self.cutmix_minmax,
+            prob: self.prob,
+            switch_prob: self.switch_prob,
+            mode,
+            correct_lam: self.correct_lam,
+            label_smoothing: self.label_smoothing,
+        })
+    }
+}
+
+/// Runs `train` with `opts`, parsed from `args` (the arguments after the program name, which
+/// `--config` is applied to and config.json records).
+pub fn main(opts: TrainOpts, args: &[OsString]) -> Result<()> {
+    let recorded: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match opts.finish(args)? {
+        TrainCommand::New(args) => new_run(&args, &recorded),
         TrainCommand::Resume {
             run,
             device,
@@ -117,15 +192,6 @@ impl RunConfig {
     pub fn mean_std(&self) -> ([f64; 3], [f64; 3]) {
         self.normalize.unwrap_or((IMAGENET_MEAN, IMAGENET_STD))
     }
-}
-
-/// The workspace root, for the bundled sample dataset.
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("mix-train lives in crates/mix-train of the workspace")
-        .to_path_buf()
 }
 
 /// Resolves `--device` now, so that a missing CUDA fails before any work.
@@ -224,16 +290,19 @@ fn learner_config(
 }
 
 /// The mix callback and the stop-after callback of a run.
-fn callbacks(
-    mix: &str,
-    alpha: f32,
-    stop_after: Option<usize>,
-    total_epochs: usize,
-) -> Result<Vec<Box<dyn Callback>>> {
+fn callbacks(config: &RunConfig, stop_after: Option<usize>) -> Result<Vec<Box<dyn Callback>>> {
+    let (mix, alpha) = (config.mix.as_str(), config.alpha);
+    let total_epochs = config.total_epochs();
     let mut cbs: Vec<Box<dyn Callback>> = Vec::new();
     let mix: Option<Box<dyn Mix>> = match MixChoice::parse(mix)? {
         MixChoice::MixUp => Some(Box::new(MixUp::new(alpha)?)),
         MixChoice::CutMix => Some(Box::new(CutMix::new(alpha)?)),
+        MixChoice::Timm => {
+            let Some(timm) = &config.timm else {
+                bail!("config.json: mix is timm but its timm settings are missing");
+            };
+            Some(Box::new(Mixer::new(timm.config()?)?))
+        }
         MixChoice::None => None,
     };
     if let Some(mix) = mix {
@@ -279,7 +348,7 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     // A bad --out is reported before any dataset or weights download.
     let run = free_run_dir(&args.out)?;
     let data = DatasetArg::parse(&args.dataset);
-    let (images, files) = dataset::labelled_files(&data, &project_root(), &args.pattern)?;
+    let (images, files) = dataset::labelled_files(&data, &args.pattern)?;
     let cache_images = args
         .speed
         .cache_images
@@ -333,18 +402,16 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         n_valid: dls.valid.len_items(),
         one_cycle,
         args: raw.to_vec(),
+        timm: args.timm.as_ref().map(TimmRecord::from),
+        mixup_off_epoch: args.mixup_off_epoch,
+        save_best: args.save_best.map(|m| m.name().to_string()),
     };
     if let Some(ft) = &config.fine_tune {
         ft.validate()?;
     } else {
         config.one_cycle.validate()?;
     }
-    let cbs = callbacks(
-        &config.mix,
-        config.alpha,
-        args.stop_after,
-        config.total_epochs(),
-    )?;
+    let cbs = callbacks(&config, args.stop_after)?;
     let lcfg = learner_config(
         &config,
         device,
@@ -440,7 +507,7 @@ fn resume(
             dls.vocab.labels()
         );
     }
-    let cbs = callbacks(&config.mix, config.alpha, stop_after, total)?;
+    let cbs = callbacks(&config, stop_after)?;
     // The checkpoint holds every weight and whether the body was frozen: the pretrained file is not
     // needed again.
     let lcfg = learner_config(&config, choice, run, None, speed)?;

@@ -280,7 +280,7 @@ pub fn ensure(data: &Path, photos_dir: &Path, per_breed: usize, seed: u64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::SEED_PATTERN;
+    use mix_cli::dataset::SEED_PATTERN;
     use std::collections::BTreeSet;
 
     /// Two small synthetic photos of different shapes: gradients, so that crops and colour changes

@@ -1,16 +1,17 @@
 //! `--pretrained imagenet|none|PATH|URL` turned into a verified `.safetensors` file on disk, with one
 //! clear error for each way that can fail and never a silent fallback to random weights.
 //!
-//! Shared like dataset.rs: xtask resolves (and downloads) the weights before building anything that
-//! links libtorch, and the mix-train binary compiles this same file (`#[path]`) and finds them cached.
+//! xtask resolves (and downloads) the weights here before building anything that links libtorch,
+//! and the mix-train binary resolves them here again and finds them cached.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use mix_fetch::{KnownFile, RemoteFile};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::fetch_config;
+use crate::error::usage;
+use crate::{Error, Result};
 
 /// Where the starting weights come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +39,7 @@ impl PretrainedArg {
             v => {
                 let path = PathBuf::from(v);
                 if !path.is_file() {
-                    bail!(
+                    usage!(
                         "--pretrained {v}: no such file; expected imagenet, none, a URL, or \
                          torchvision ResNet18 weights as a .safetensors file"
                     );
@@ -77,7 +78,7 @@ impl Weights {
 /// Checks a `--pretrained-sha256` value: 64 hexadecimal digits.
 pub fn check_sha256(hex: &str) -> Result<()> {
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!(
+        usage!(
             "--pretrained-sha256 {hex}: expected 64 hexadecimal digits (a SHA-256), found {} characters",
             hex.len()
         );
@@ -92,9 +93,12 @@ pub fn resolve(arg: &PretrainedArg, sha256: Option<&str>) -> Result<Option<Weigh
     let fetch = |remote: RemoteFile, source: String| -> Result<Weights> {
         let cfg = fetch_config()?;
         // mix-fetch's message names the URL and the path to put the file at by hand.
-        let file = mix_fetch::fetch_file(&remote, &cfg).context(
-            "cannot get the pretrained weights (or pass --pretrained none to train from scratch)",
-        )?;
+        let file = mix_fetch::fetch_file(&remote, &cfg).map_err(|source| Error::Fetch {
+            context: "cannot get the pretrained weights (or pass --pretrained none to train from \
+                      scratch)"
+                .into(),
+            source: Box::new(source),
+        })?;
         let sha256 = match &remote.sha256 {
             Some(h) => h.clone(),
             None => mix_fetch::sha256_file(&file)?,
@@ -112,15 +116,19 @@ pub fn resolve(arg: &PretrainedArg, sha256: Option<&str>) -> Result<Option<Weigh
             "imagenet".to_string(),
         )?)),
         PretrainedArg::Url(url) => {
-            let remote =
-                RemoteFile::from_url(url, sha256).with_context(|| format!("--pretrained {url}"))?;
+            let remote = RemoteFile::from_url(url, sha256).map_err(|source| Error::Fetch {
+                context: format!("--pretrained {url}"),
+                source: Box::new(source),
+            })?;
             Ok(Some(fetch(remote, url.clone())?))
         }
         PretrainedArg::Path(path) => Ok(Some(Weights {
             source: path.display().to_string(),
             file: absolute(path),
-            sha256: mix_fetch::sha256_file(path)
-                .with_context(|| format!("--pretrained {}", path.display()))?,
+            sha256: mix_fetch::sha256_file(path).map_err(|source| Error::Fetch {
+                context: format!("--pretrained {}", path.display()),
+                source: Box::new(source),
+            })?,
         })),
     }
 }

@@ -1,14 +1,13 @@
 //! `--dataset pets|sample|URL|DIR` turned into a folder of labelled image files, with one clear
-//! error for each way that can fail.
-//!
-//! Shared: `cargo xtask download/preview` use it, and the mix-train binary compiles this same file
-//! (`#[path]`), so that every command accepts exactly the same values without xtask linking
-//! libtorch.
+//! error for each way that can fail; every command (xtask's download, preview and train, the
+//! mix-train binary) resolves datasets here, so they all accept exactly the same values.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use mix_fetch::{Dataset, FetchConfig, Source};
+
+use crate::error::usage;
+use crate::{Error, Result};
 
 /// The seed notebook's labelling pattern: the file name up to its last `_<digits>`
 /// (`great_pyrenees_173.jpg` -> `great_pyrenees`).
@@ -19,8 +18,8 @@ pub const SEED_PATTERN: &str = r"([^/]+)_\d+.*$";
 pub const ATTEMPTS_ENV: &str = "MIX_FETCH_ATTEMPTS";
 
 /// Help text for `--dataset`.
-pub const DATASET_HELP: &str = "pets (Oxford-IIIT Pet, downloaded once), sample (bundled in \
-    data/sample, offline), a .tgz URL, or a folder of images named <label>_<n>.jpg";
+pub const DATASET_HELP: &str = "pets (Oxford-IIIT Pet, downloaded once), sample (the photo set \
+    bundled in data/sample, offline), a .tgz URL, or a folder of images named <label>_<n>.jpg";
 
 /// Where the images come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +71,7 @@ pub fn fetch_config() -> Result<FetchConfig> {
         let raw = raw.to_string_lossy();
         cfg.retries.max_attempts = match raw.trim().parse::<u32>() {
             Ok(n) if n >= 1 => n,
-            _ => bail!("{ATTEMPTS_ENV}={raw}: expected a whole number of attempts, at least 1"),
+            _ => usage!("{ATTEMPTS_ENV}={raw}: expected a whole number of attempts, at least 1"),
         };
     }
     Ok(cfg)
@@ -85,24 +84,14 @@ pub fn fetch(source: &Source) -> Result<PathBuf> {
 }
 
 /// The folder of images for `arg`: `images/` of a downloaded archive when it has one (as the seed's
-/// `path/'images'`), the archive's root otherwise, `<root>/data/sample/images` for the sample, or
-/// the folder given.
-pub fn images_folder(arg: &DatasetArg, root: &Path) -> Result<PathBuf> {
+/// `path/'images'`), the archive's root otherwise, the sample's folder ([`crate::sample::folder`]),
+/// or the folder given.
+pub fn images_folder(arg: &DatasetArg) -> Result<PathBuf> {
     match arg {
-        DatasetArg::Sample => {
-            let dir = root.join("data").join("sample").join("images");
-            if !dir.is_dir() {
-                bail!(
-                    "the bundled sample dataset is missing: expected images in {}; restore it from \
-                     git (`git checkout -- data/sample`)",
-                    dir.display()
-                );
-            }
-            Ok(dir)
-        }
+        DatasetArg::Sample => crate::sample::folder(&fetch_config()?.cache_dir),
         DatasetArg::Dir(dir) => {
             if !dir.is_dir() {
-                bail!(
+                usage!(
                     "--dataset {}: no such folder; expected pets, sample, a .tgz URL or a folder of \
                      images",
                     dir.display()
@@ -121,10 +110,12 @@ pub fn images_folder(arg: &DatasetArg, root: &Path) -> Result<PathBuf> {
 
 /// The image files under `folder` (recursively, sorted), failing when there are none.
 pub fn image_files(folder: &Path) -> Result<Vec<PathBuf>> {
-    let files = mix_data::get_image_files(folder)
-        .with_context(|| format!("cannot list the images in {}", folder.display()))?;
+    let files = mix_data::get_image_files(folder).map_err(|source| Error::Data {
+        context: format!("cannot list the images in {}", folder.display()),
+        source: Box::new(source),
+    })?;
     if files.is_empty() {
-        bail!(
+        usage!(
             "found no images in {}: expected image files (.jpg, .png, ...; subfolders are searched \
              too) named <label>_<n>.jpg",
             folder.display()
@@ -137,14 +128,17 @@ pub fn image_files(folder: &Path) -> Result<Vec<PathBuf>> {
 /// pattern); a pattern that labels some but not all is left to mix-data, whose error names the
 /// first file it cannot label.
 pub fn check_pattern(files: &[PathBuf], pattern: &str, folder: &Path) -> Result<()> {
-    let labeller = mix_data::RegexLabeller::new(pattern)?;
+    let labeller = mix_data::RegexLabeller::new(pattern).map_err(|source| Error::Data {
+        context: format!("--pattern {pattern}"),
+        source: Box::new(source),
+    })?;
     if files.iter().all(|f| labeller.label(f).is_err()) {
         let first = files
             .first()
             .and_then(|f| f.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        bail!(
+        usage!(
             "the label pattern `{pattern}` labels none of the {} images in {} (the first is \
              `{first}`): expected file names whose capture group 1 is the label, like \
              `beagle_12.jpg` for the default pattern; rename the files or pass --pattern",
@@ -156,12 +150,8 @@ pub fn check_pattern(files: &[PathBuf], pattern: &str, folder: &Path) -> Result<
 }
 
 /// The labelled image files of `arg`: downloaded if needed, listed, and checked against `pattern`.
-pub fn labelled_files(
-    arg: &DatasetArg,
-    root: &Path,
-    pattern: &str,
-) -> Result<(PathBuf, Vec<PathBuf>)> {
-    let folder = images_folder(arg, root)?;
+pub fn labelled_files(arg: &DatasetArg, pattern: &str) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let folder = images_folder(arg)?;
     let files = image_files(&folder)?;
     check_pattern(&files, pattern, &folder)?;
     Ok((folder, files))
