@@ -8,15 +8,15 @@ use crate::callback::{Callback, Cancel, Event};
 use crate::checkpoint::{self, Checkpointer, Monitor, Progress, SaveBest};
 use crate::data::BatchSource;
 use crate::device::{self, DeviceChoice, Precision};
-use crate::loss::{default_loss, LossFunc};
 use crate::events::EventLog;
+use crate::loss::{default_loss, LossFunc};
 use crate::model::{Model, VisionModel};
 use crate::optim::{Adam, AdamConfig, LossScaler};
+pub use crate::recorder::TIMINGS_FILE;
 use crate::recorder::{
     CsvLogger, EpochRow, EpochTiming, History, LoggedStep, ProgressTable, SmoothLoss, StepRow,
     TimingsFile,
 };
-pub use crate::recorder::TIMINGS_FILE;
 use crate::schedule::{CombinedCos, FineTune, OneCycle};
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -385,7 +385,11 @@ impl Learner {
 
     /// The names of the registered callbacks in the order they run (the defaults included).
     pub fn callback_names(&self) -> Vec<String> {
-        self.core.cbs.iter().map(|s| s.cb.name().to_owned()).collect()
+        self.core
+            .cbs
+            .iter()
+            .map(|s| s.cb.name().to_owned())
+            .collect()
     }
 
     /// Removes every registered callback named `name` (fastai's `remove_cb`), the defaults included;
@@ -1085,7 +1089,8 @@ impl Core {
     /// Adds the time since `started` to a training phase (validation is timed as a whole).
     fn lap(&mut self, started: Instant, phase: fn(&mut EpochTiming) -> &mut f64) {
         if self.learn.training {
-            *phase(&mut self.learn.history.timing) += self.now().duration_since(started).as_secs_f64();
+            *phase(&mut self.learn.history.timing) +=
+                self.now().duration_since(started).as_secs_f64();
         }
     }
 
@@ -1393,7 +1398,10 @@ fn default_callbacks(cfg: &LearnerConfig) -> Vec<Box<dyn Callback>> {
     }
     if let Some(dir) = &cfg.run_dir {
         cbs.push(Box::new(CsvLogger::new(dir)));
-        cbs.push(Box::new(Checkpointer::new(&dir.join("checkpoints"), cfg.seed)));
+        cbs.push(Box::new(Checkpointer::new(
+            &dir.join("checkpoints"),
+            cfg.seed,
+        )));
         if let Some(monitor) = cfg.save_best {
             cbs.push(Box::new(SaveBest::new(dir, monitor)));
         }

@@ -85,8 +85,9 @@ pub trait Model: Send + std::fmt::Debug {
     fn load_pretrained(&mut self, path: &Path) -> Result<()> {
         Err(Error::Pretrained {
             path: path.to_path_buf(),
-            problem: "this model has no pretrained weight format; leave LearnerConfig::pretrained unset"
-                .into(),
+            problem:
+                "this model has no pretrained weight format; leave LearnerConfig::pretrained unset"
+                    .into(),
         })
     }
 }

@@ -34,7 +34,13 @@ impl TinyNet {
         let mut var = |name: &str, shape: &[i64], std: f32, in_body: bool, group: usize| {
             let n: i64 = shape.iter().product();
             let values: Vec<f32> = (0..n)
-                .map(|_| if std > 0.0 { rng.gen_range(-std..std) } else { 0.0 })
+                .map(|_| {
+                    if std > 0.0 {
+                        rng.gen_range(-std..std)
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             let tensor = Tensor::from_slice(&values)
                 .view(shape)
@@ -142,7 +148,10 @@ fn a_tiny_conv_net_trains_through_the_same_learner() {
         "loss did not fall: first steps {first:.4}, last steps {last:.4} ({losses:?})"
     );
     let after = &learn.learn().model.variables()["conv.weight"];
-    assert!(common::max_abs_diff(&before, after) > 0.0, "the body did not train");
+    assert!(
+        common::max_abs_diff(&before, after) > 0.0,
+        "the body did not train"
+    );
     // Two parameter groups, as the model says: the schedule sets a rate for each.
     assert_eq!(learn.learn().opt.n_groups(), 2);
 }
@@ -161,7 +170,9 @@ fn a_model_for_another_device_or_class_count_is_refused() {
 #[test]
 fn the_default_callbacks_follow_the_config() {
     let mut cfg = small_config(2, 32);
-    assert!(tiny_learner(cfg.clone(), 8, 4, 4).callback_names().is_empty());
+    assert!(tiny_learner(cfg.clone(), 8, 4, 4)
+        .callback_names()
+        .is_empty());
     let dir = tempfile::tempdir().unwrap();
     cfg.run_dir = Some(dir.path().to_path_buf());
     cfg.progress = true;
@@ -274,8 +285,23 @@ fn the_event_log_has_a_line_per_step_and_epoch_and_is_appended_on_resume() {
     let log = lines(&dir.path().join("events.jsonl"));
     let kinds: Vec<&str> = log.iter().map(|l| l["event"].as_str().unwrap()).collect();
     let want = [
-        "fit_start", "step", "step", "step", "epoch", "fit_end", "fit_start", "resume", "step",
-        "step", "step", "epoch", "step", "step", "step", "epoch", "fit_end",
+        "fit_start",
+        "step",
+        "step",
+        "step",
+        "epoch",
+        "fit_end",
+        "fit_start",
+        "resume",
+        "step",
+        "step",
+        "step",
+        "epoch",
+        "step",
+        "step",
+        "step",
+        "epoch",
+        "fit_end",
     ];
     assert_eq!(kinds, want);
     assert_eq!(log[5]["cancelled"], true);
@@ -341,7 +367,12 @@ fn timm_soft_targets_give_soft_target_cross_entropy() {
         for i in 0..n {
             let row = &pred[i * k..(i + 1) * k];
             let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
-            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&v| (v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
             for c in 0..k {
                 want -= f64::from(t[(i, c)]) * (row[c] as f64 - lse);
             }
@@ -418,7 +449,10 @@ fn a_timm_mixer_mixes_soft_targets_until_its_off_epoch() {
         if *epoch < 2 {
             assert!(*min_max < on - 1e-3, "epoch {epoch} not mixed: {min_max}");
         } else {
-            assert!((*min_max - on).abs() < 1e-6, "epoch {epoch} mixed: {min_max}");
+            assert!(
+                (*min_max - on).abs() < 1e-6,
+                "epoch {epoch} mixed: {min_max}"
+            );
         }
     }
     // After the fit the learner's own loss is back.

@@ -358,7 +358,9 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         .with_context(|| format!("--out {}: cannot create it", args.out.display()))?;
     std::fs::create_dir(&run)
         .with_context(|| format!("--out: cannot create the run folder {}", run.display()))?;
-    if let Err(e) = mix_io::write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?) {
+    if let Err(e) =
+        mix_io::write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)
+    {
         // The folder holds nothing yet; leave no run folder that --resume would trip over.
         let _ = std::fs::remove_dir_all(&run);
         return Err(e.into());
