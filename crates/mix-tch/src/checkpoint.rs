@@ -559,6 +559,22 @@ impl Monitor {
     }
 }
 
+impl std::str::FromStr for Monitor {
+    type Err = Error;
+
+    /// Parses a metric name as [`Monitor::name`] writes it.
+    fn from_str(s: &str) -> Result<Self> {
+        [Monitor::ValidLoss, Monitor::ErrorRate, Monitor::Accuracy]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "expected a metric to monitor (valid_loss, error_rate or accuracy), found {s:?}"
+                ))
+            })
+    }
+}
+
 /// The best model's folder in the run folder.
 pub const BEST_DIR: &str = "best";
 /// The best model's description in [`BEST_DIR`].

@@ -229,6 +229,7 @@ fn the_best_model_follows_the_monitored_metric() {
         let want = first_best(&values, lower);
         let best = read_best(dir.path());
         assert_eq!(best.metric, monitor.name());
+        assert_eq!(best.metric.parse::<Monitor>().unwrap(), monitor);
         assert_eq!((best.epoch, best.value), (want, values[want]), "{values:?}");
         let model = dir.path().join(BEST_DIR).join("model.safetensors");
         assert_eq!(mix_tch::checkpoint::file_sum(&model).unwrap(), best.model);
