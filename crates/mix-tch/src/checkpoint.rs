@@ -1,9 +1,12 @@
 //! Checkpoints: model and optimizer state (safetensors) plus the schedule position and history (JSON),
 //! written into a temporary folder with a SHA-256 manifest, synced and renamed into place, so a checkpoint
-//! folder is always complete and a file damaged afterwards is refused instead of trained on.
+//! folder is always complete and a file damaged afterwards is refused instead of trained on; the callbacks
+//! that write the last checkpoint ([`Checkpointer`]) and the best model ([`SaveBest`]) after each epoch.
 
+use crate::callback::{Callback, Event};
+use crate::learner::Learn;
 use crate::optim::{AdamConfig, LossScaler};
-use crate::recorder::{EpochRow, SmoothLoss, StepRow};
+use crate::recorder::{Best, EpochRow, SmoothLoss, StepRow};
 use crate::schedule::OneCycle;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -245,15 +248,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Syncs folder `dir`, so that the files just created or renamed in it survive a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    // Only Unix can open a folder to sync it; elsewhere the rename is as durable as the platform makes it.
-    #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("syncing the folder", dir, e))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+fn sync_dir(dir: &Path) -> Result<()> {
+    Ok(mix_io::sync_dir(dir)?)
 }
 
 /// The size and SHA-256 of file `path`.
@@ -463,4 +459,238 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         optimizer: read(OPTIMIZER_FILE)?,
         progress,
     })
+}
+
+/// After every finished epoch, writes a checkpoint of the run into `<run>/checkpoints/` (see [`save`])
+/// and removes the older ones; `Learner::resume` continues from the newest intact one.
+#[derive(Debug)]
+pub struct Checkpointer {
+    root: PathBuf,
+    seed: u64,
+}
+
+impl Checkpointer {
+    /// Checkpoints under `root` (the run folder's `checkpoints/`), recording the run's `seed`.
+    pub fn new(root: &Path, seed: u64) -> Self {
+        Checkpointer {
+            root: root.to_path_buf(),
+            seed,
+        }
+    }
+}
+
+impl Callback for Checkpointer {
+    fn name(&self) -> &str {
+        "Checkpointer"
+    }
+
+    fn order(&self) -> i32 {
+        crate::recorder::order::CHECKPOINT
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
+        if event != Event::AfterEpoch || learn.epoch_row.is_none() {
+            return Ok(());
+        }
+        let (opt_tensors, opt_steps) = learn.opt.state();
+        let mut model: Vec<(String, Tensor)> = learn.model.variables().into_iter().collect();
+        model.sort_by(|a, b| a.0.cmp(&b.0));
+        let progress = Progress {
+            format: FORMAT,
+            epochs_done: learn.epoch + 1,
+            n_epoch: learn.n_epoch,
+            epoch_offset: learn.epoch_offset,
+            train_iter: learn.train_iter,
+            sched: learn.sched,
+            adam: learn.opt.cfg,
+            opt_steps,
+            seed: self.seed,
+            n_classes: learn.model.n_classes(),
+            frozen: learn.model.is_frozen(),
+            smooth: learn.smooth_loss,
+            scaler: learn.scaler.clone(),
+            steps: learn.history.steps.clone(),
+            epochs: learn.history.epochs.clone(),
+        };
+        learn.history.last_checkpoint = Some(save(&self.root, &model, &opt_tensors, &progress)?);
+        Ok(())
+    }
+}
+
+/// The validation metric a [`SaveBest`] watches, and which way is better (fastai's `monitor` and
+/// `comp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// Mean validation loss; lower is better (fastai's default `monitor='valid_loss'`).
+    ValidLoss,
+    /// Fraction misclassified; lower is better.
+    ErrorRate,
+    /// Fraction classified right, `1 - error_rate`; higher is better.
+    Accuracy,
+}
+
+impl Monitor {
+    /// The name written to `best.json` and the event log, as fastai's metric names go.
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::ValidLoss => "valid_loss",
+            Monitor::ErrorRate => "error_rate",
+            Monitor::Accuracy => "accuracy",
+        }
+    }
+
+    /// The metric's value for an epoch.
+    pub fn value(self, row: &EpochRow) -> f64 {
+        match self {
+            Monitor::ValidLoss => row.valid_loss,
+            Monitor::ErrorRate => row.error_rate,
+            Monitor::Accuracy => 1.0 - row.error_rate,
+        }
+    }
+
+    /// Whether `new` improves on `best` (strictly, as fastai's `np.less`/`np.greater` with
+    /// `min_delta=0`); a NaN never improves.
+    pub fn improves(self, new: f64, best: f64) -> bool {
+        match self {
+            Monitor::ValidLoss | Monitor::ErrorRate => new < best,
+            Monitor::Accuracy => new > best,
+        }
+    }
+}
+
+impl std::str::FromStr for Monitor {
+    type Err = Error;
+
+    /// Parses a metric name as [`Monitor::name`] writes it.
+    fn from_str(s: &str) -> Result<Self> {
+        [Monitor::ValidLoss, Monitor::ErrorRate, Monitor::Accuracy]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "expected a metric to monitor (valid_loss, error_rate or accuracy), found {s:?}"
+                ))
+            })
+    }
+}
+
+/// The best model's folder in the run folder.
+pub const BEST_DIR: &str = "best";
+/// The best model's description in [`BEST_DIR`].
+pub const BEST_FILE: &str = "best.json";
+
+/// `best/best.json`: which epoch the weights in `best/model.safetensors` come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestInfo {
+    /// Epoch of the run, 0-based.
+    pub epoch: usize,
+    /// The monitored metric's name.
+    pub metric: String,
+    /// Its value at that epoch.
+    pub value: f64,
+    /// Size and SHA-256 of the weights written with it, so that a reader can tell they belong together.
+    pub model: FileSum,
+}
+
+/// fastai's `SaveModelCallback(monitor=..., comp=...)`: after every finished epoch whose monitored
+/// validation metric improves on the best so far, writes the model's variables to
+/// `<run>/best/model.safetensors` and then `<run>/best/best.json`, each durably. A resumed run starts
+/// from the best recorded in `best.json`; a fresh run ignores what an older run left.
+#[derive(Debug)]
+pub struct SaveBest {
+    dir: PathBuf,
+    monitor: Monitor,
+}
+
+impl SaveBest {
+    /// Keeps the best model by `monitor` in `<run_dir>/best/`.
+    pub fn new(run_dir: &Path, monitor: Monitor) -> Self {
+        SaveBest {
+            dir: run_dir.join(BEST_DIR),
+            monitor,
+        }
+    }
+
+    /// The `best.json` of a run folder, if there is one that reads.
+    pub fn read(run_dir: &Path) -> Option<BestInfo> {
+        let bytes = std::fs::read(run_dir.join(BEST_DIR).join(BEST_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn write(&self, learn: &Learn, row: &EpochRow, value: f64) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
+        let path = self.dir.join(MODEL_FILE);
+        let mut vars: Vec<(String, Tensor)> = learn.model.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let tmp = mix_io::temp_path_beside(&path);
+        if let Err(e) = Tensor::write_safetensors(&to_cpu(&vars), &tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        mix_io::persist(&tmp, &path)?;
+        let info = BestInfo {
+            epoch: row.epoch,
+            metric: self.monitor.name().into(),
+            value,
+            model: file_sum(&path)?,
+        };
+        let json_path = self.dir.join(BEST_FILE);
+        let json = serde_json::to_vec_pretty(&info).map_err(|source| Error::Json {
+            path: json_path.clone(),
+            source,
+        })?;
+        Ok(mix_io::write_atomic(&json_path, &json)?)
+    }
+}
+
+impl Callback for SaveBest {
+    fn name(&self) -> &str {
+        "SaveModelCallback"
+    }
+
+    fn order(&self) -> i32 {
+        crate::recorder::order::BEST
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
+        match event {
+            Event::BeforeFit if learn.logging => {
+                learn.history.best = if learn.is_fresh() {
+                    None
+                } else {
+                    // A resumed run or a later fit of the same run keeps the best so far; after a
+                    // resume it is read back from the run folder.
+                    learn.history.best.or_else(|| {
+                        let run = self.dir.parent()?;
+                        Self::read(run)
+                            .filter(|b| b.metric == self.monitor.name())
+                            .map(|b| Best {
+                                epoch: b.epoch,
+                                value: b.value,
+                            })
+                    })
+                };
+            }
+            Event::AfterEpoch => {
+                let Some(row) = learn.epoch_row else {
+                    return Ok(());
+                };
+                let value = self.monitor.value(&row);
+                let better = match learn.history.best {
+                    None => !value.is_nan(),
+                    Some(b) => self.monitor.improves(value, b.value),
+                };
+                if better {
+                    self.write(learn, &row, value)?;
+                    learn.history.best = Some(Best {
+                        epoch: row.epoch,
+                        value,
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }

@@ -18,6 +18,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A durable write (run folder file, best model) failed in mix-io.
+    #[error("{0}")]
+    File(#[from] mix_io::Error),
     /// A JSON file (checkpoint progress) could not be read or written.
     #[error("json in {path}: {source}")]
     Json {

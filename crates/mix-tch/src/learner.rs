@@ -1,15 +1,22 @@
 //! fastai's `Learner` loop (fastai/learner.py) on tch: events around fit, epoch, train, validate, batch,
-//! backward and step with cancellation; `fit_one_cycle`; the recorder; checkpoints and resuming.
+//! backward and step with cancellation; `fit_one_cycle`, `fine_tune`, `lr_find`; the recorder's
+//! bookkeeping and resuming. What is shown and written (table, CSVs, curves, checkpoints, best model,
+//! event log, timings) is done by callbacks the learner registers by default.
 
 use crate::augment::{self, AugTransforms, IMAGENET_MEAN, IMAGENET_STD};
 use crate::callback::{Callback, Cancel, Event};
-use crate::checkpoint::{self, Progress};
+use crate::checkpoint::{self, Checkpointer, Monitor, Progress, SaveBest};
 use crate::data::BatchSource;
 use crate::device::{self, DeviceChoice, Precision};
+use crate::events::EventLog;
 use crate::loss::{default_loss, LossFunc};
-use crate::model::VisionModel;
+use crate::model::{Model, VisionModel};
 use crate::optim::{Adam, AdamConfig, LossScaler};
-use crate::recorder::{self, EpochRow, EpochTiming, SmoothLoss, StepRow};
+pub use crate::recorder::TIMINGS_FILE;
+use crate::recorder::{
+    CsvLogger, EpochRow, EpochTiming, History, LoggedStep, ProgressTable, SmoothLoss, StepRow,
+    TimingsFile,
+};
 use crate::schedule::{CombinedCos, FineTune, OneCycle};
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,8 +45,13 @@ pub struct LearnerConfig {
     pub normalize: Option<([f64; 3], [f64; 3])>,
     /// torchvision ResNet18 weights (`.safetensors`); when given the body is frozen except BatchNorm.
     pub pretrained: Option<PathBuf>,
-    /// Folder for `metrics.csv`, `steps.csv`, `curves.png` and `checkpoints/`; `None` writes nothing.
+    /// Folder for `metrics.csv`, `steps.csv`, `curves.png`, `timings.json`, `events.jsonl`,
+    /// `checkpoints/` and `best/`, each written by a callback registered when the learner is built;
+    /// `None` writes nothing.
     pub run_dir: Option<PathBuf>,
+    /// Keep the best model by this validation metric in `<run_dir>/best/` (fastai's
+    /// `SaveModelCallback(monitor=...)`); `None` keeps only the last checkpoint.
+    pub save_best: Option<Monitor>,
     /// Progress bars and the per-epoch table on the console.
     pub progress: bool,
     /// The loss (fastai's `loss_func`).
@@ -72,6 +84,7 @@ impl LearnerConfig {
             normalize: Some((IMAGENET_MEAN, IMAGENET_STD)),
             pretrained: None,
             run_dir: None,
+            save_best: None,
             progress: true,
             loss_func: default_loss(),
             adam: AdamConfig::default(),
@@ -86,7 +99,7 @@ impl LearnerConfig {
 #[derive(Debug)]
 pub struct Learn {
     /// The model.
-    pub model: VisionModel,
+    pub model: Box<dyn Model>,
     /// The optimizer; `lr` and `mom` are set from the schedule before each training batch.
     pub opt: Adam,
     /// The loss function in use (a mixing callback swaps it during training).
@@ -124,6 +137,30 @@ pub struct Learn {
     pub smooth_loss: SmoothLoss,
     /// The rng for this epoch's augmentation, mixing and dropout draws (derived from seed and epoch).
     pub rng: ChaCha8Rng,
+    /// The one-cycle schedule of the current fit (what a checkpoint records to resume it).
+    pub sched: OneCycle,
+    /// The loss scaler, when training in fp16.
+    pub scaler: Option<LossScaler>,
+    /// What the run recorded: steps, epochs, timings, checkpoints.
+    pub history: History,
+    /// Whether this fit records (false during lr_find and `validate()`, fastai's `no_logging`): the
+    /// recording callbacks write nothing then.
+    pub logging: bool,
+    /// The row of the epoch that just finished, from the end of its validation to the start of the next
+    /// epoch; `None` for a cancelled epoch and when not logging. The recording callbacks act on it at
+    /// `after_epoch`.
+    pub epoch_row: Option<EpochRow>,
+}
+
+impl Learn {
+    /// Whether the run starts afresh, with no step, epoch or earlier fit behind it (false for a resumed
+    /// run and for `fine_tune`'s second fit).
+    pub fn is_fresh(&self) -> bool {
+        self.epoch_offset == 0
+            && self.train_iter == 0
+            && self.history.steps.is_empty()
+            && self.history.epochs.is_empty()
+    }
 }
 
 /// What a fit did.
@@ -148,7 +185,6 @@ struct Core {
     learn: Learn,
     cbs: Vec<Slot>,
     cfg: LearnerConfig,
-    sched: OneCycle,
     /// Per parameter group, the learning-rate schedule of this fit; `None` leaves the learning rate and
     /// momentum to callbacks (lr_find).
     lr_scheds: Option<Vec<CombinedCos>>,
@@ -156,31 +192,33 @@ struct Core {
     fit_cancelled: bool,
     /// No epoch table, no run-folder files (lr_find's `no_logging`).
     quiet: bool,
-    scaler: Option<LossScaler>,
     /// The precision in use (never `Auto`) and its autocast dtype (`None`: float32).
     precision: Precision,
     autocast: Option<Kind>,
-    steps: Vec<StepRow>,
-    epochs: Vec<EpochRow>,
     /// The current batch's loss, still on the device.
     batch_loss: Option<Tensor>,
     /// Training losses not yet read back, with their step rows (loss and smoothed loss filled when read).
-    pending: Vec<(Tensor, StepRow, usize)>,
+    pending: Vec<Pending>,
     /// The normalisation's mean and std on the device, made once.
     norm: Option<(Tensor, Tensor)>,
     /// Read losses back every this many steps: `cfg.sync_every`, or 1 during lr_find.
     sync_every: usize,
     valid: ValidSums,
     bar: ProgressBar,
-    epoch_start: Instant,
-    /// The current epoch's [`EpochTiming`], and every finished one of this run.
-    timing: EpochTiming,
-    timings: Vec<EpochTiming>,
-    last_checkpoint: Option<PathBuf>,
 }
 
-/// A ResNet18 vision learner: fastai's `vision_learner(dls, resnet18, loss_func=CrossEntropyLossFlat(),
-/// metrics=[error_rate])`.
+/// A training loss not yet read back, with its step row (loss and smoothed loss filled when read), its
+/// step count, every group's learning rate and when it was queued.
+struct Pending {
+    loss: Tensor,
+    row: StepRow,
+    train_iter: usize,
+    lrs: Vec<f64>,
+    at: Instant,
+}
+
+/// fastai's `Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=[error_rate])` over any
+/// [`Model`]; [`Learner::new`] builds fastai's `vision_learner(dls, resnet18)`.
 pub struct Learner {
     train: Box<dyn BatchSource>,
     valid: Box<dyn BatchSource>,
@@ -203,27 +241,50 @@ fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
 }
 
 impl Learner {
-    /// Builds the model on the configured device (pretrained and frozen when weights are given) and Adam.
+    /// fastai's `vision_learner(dls, resnet18)`: builds the ResNet18 model on the configured device
+    /// (pretrained and frozen when weights are given), then [`Learner::with_model`].
     pub fn new(
         train: Box<dyn BatchSource>,
         valid: Box<dyn BatchSource>,
         cfg: LearnerConfig,
     ) -> Result<Self> {
         let device = cfg.device.resolve()?;
-        let precision = cfg.precision.resolve(device)?;
-        if cfg.channels_last && !device.is_cuda() {
-            // Measured with this model on libtorch 2.11's CPU kernels: from layer2 down the gradients of
-            // an NHWC pass differ from the NCHW pass's by up to 20% relative (forward passes agree), and
-            // a toy run trains visibly worse; torchvision's own ResNet18 in Python does not show it.
-            return Err(Error::Invalid(
-                "channels_last is refused on the CPU: its gradients disagree with the contiguous (NCHW) \
-                 layout's in this model (see docs/fidelity.md); use the contiguous layout"
-                    .into(),
-            ));
-        }
+        check_layout(&cfg, device)?;
         device::prepare(device);
         let mut init_rng = stream_rng(cfg.seed, Purpose::InitWeights, 0);
-        let mut model = VisionModel::new(cfg.n_classes, device, &mut init_rng)?;
+        let model = VisionModel::new(cfg.n_classes, device, &mut init_rng)?;
+        Self::with_model(train, valid, Box::new(model), cfg)
+    }
+
+    /// fastai's `Learner(dls, model)`: trains the caller's `model`, which must live on the configured
+    /// device and have `cfg.n_classes` outputs. Loads `cfg.pretrained` into it when set (through
+    /// [`Model::load_pretrained`]) and builds Adam over its parameter groups. With a run folder, registers
+    /// the recording callbacks ([`CsvLogger`], [`Checkpointer`], [`SaveBest`] when `cfg.save_best` is set,
+    /// [`EventLog`], [`TimingsFile`]); with `cfg.progress`, the [`ProgressTable`].
+    pub fn with_model(
+        train: Box<dyn BatchSource>,
+        valid: Box<dyn BatchSource>,
+        mut model: Box<dyn Model>,
+        cfg: LearnerConfig,
+    ) -> Result<Self> {
+        let device = cfg.device.resolve()?;
+        let precision = cfg.precision.resolve(device)?;
+        check_layout(&cfg, device)?;
+        device::prepare(device);
+        if model.device() != device {
+            return Err(Error::Invalid(format!(
+                "expected the model on the configured device {}, found it on {}; build it on the same device",
+                device_name(device),
+                device_name(model.device())
+            )));
+        }
+        if model.n_classes() != cfg.n_classes {
+            return Err(Error::Invalid(format!(
+                "expected a model with the configured {} classes, found {}",
+                cfg.n_classes,
+                model.n_classes()
+            )));
+        }
         if let Some(path) = &cfg.pretrained {
             model.load_pretrained(path)?;
         }
@@ -236,7 +297,7 @@ impl Learner {
                 }
             }
         }
-        let opt = Adam::new(&model, cfg.adam);
+        let opt = Adam::new(&*model, cfg.adam);
         let learn = Learn {
             model,
             opt,
@@ -257,20 +318,20 @@ impl Learner {
             loss_grad: Tensor::new(),
             smooth_loss: SmoothLoss::default(),
             rng: epoch_rng(cfg.seed, 0),
+            sched: OneCycle::default(),
+            scaler: (precision == Precision::Fp16).then(LossScaler::default),
+            history: History::default(),
+            logging: false,
+            epoch_row: None,
         };
-        let scaler = (precision == Precision::Fp16).then(LossScaler::default);
-        let core = Core {
+        let mut core = Core {
             learn,
             cbs: Vec::new(),
-            sched: OneCycle::default(),
             lr_scheds: None,
             fit_cancelled: false,
             quiet: false,
-            scaler,
             precision,
             autocast: precision.autocast_kind(),
-            steps: Vec::new(),
-            epochs: Vec::new(),
             batch_loss: None,
             pending: Vec::new(),
             norm: cfg
@@ -279,12 +340,11 @@ impl Learner {
             sync_every: cfg.sync_every.max(1),
             valid: ValidSums::new(device),
             bar: ProgressBar::hidden(),
-            epoch_start: Instant::now(),
-            timing: EpochTiming::default(),
-            timings: Vec::new(),
-            last_checkpoint: None,
             cfg,
         };
+        for cb in default_callbacks(&core.cfg) {
+            core.insert(cb, false);
+        }
         Ok(Learner { train, valid, core })
     }
 
@@ -310,17 +370,34 @@ impl Learner {
 
     /// Every training step recorded in the current run.
     pub fn steps(&self) -> &[StepRow] {
-        &self.core.steps
+        &self.core.learn.history.steps
     }
 
     /// Where each epoch's time went (also `timings.json` in the run folder).
     pub fn timings(&self) -> &[EpochTiming] {
-        &self.core.timings
+        &self.core.learn.history.timings
     }
 
     /// Every epoch recorded in the current run.
     pub fn epochs(&self) -> &[EpochRow] {
-        &self.core.epochs
+        &self.core.learn.history.epochs
+    }
+
+    /// The names of the registered callbacks in the order they run (the defaults included).
+    pub fn callback_names(&self) -> Vec<String> {
+        self.core
+            .cbs
+            .iter()
+            .map(|s| s.cb.name().to_owned())
+            .collect()
+    }
+
+    /// Removes every registered callback named `name` (fastai's `remove_cb`), the defaults included;
+    /// returns how many were removed.
+    pub fn remove_callback(&mut self, name: &str) -> usize {
+        let before = self.core.cbs.len();
+        self.core.cbs.retain(|s| s.cb.name() != name);
+        before - self.core.cbs.len()
     }
 
     /// Adds a callback for every later fit (fastai's `add_cb`).
@@ -438,8 +515,9 @@ impl Learner {
         };
         let result =
             self.with_fit_callbacks(vec![Box::new(finder)], |l| l.fit_phase(n_epoch, 0, None));
-        let lrs: Vec<f64> = self.core.steps.iter().map(|s| s.lr).collect();
-        let losses: Vec<f64> = self.core.steps.iter().map(|s| s.smooth_loss).collect();
+        let steps = &self.core.learn.history.steps;
+        let lrs: Vec<f64> = steps.iter().map(|s| s.lr).collect();
+        let losses: Vec<f64> = steps.iter().map(|s| s.smooth_loss).collect();
         self.restore_state(saved)?;
         match result {
             // A loss that turns inf or NaN ends the search like a diverging one.
@@ -456,8 +534,10 @@ impl Learner {
 
     fn clear_history(&mut self) {
         let core = &mut self.core;
-        core.steps.clear();
-        core.epochs.clear();
+        core.learn.history.steps.clear();
+        core.learn.history.epochs.clear();
+        core.learn.history.resumed_from = None;
+        core.learn.history.best = None;
         core.learn.epoch_offset = 0;
         core.learn.smooth_loss = SmoothLoss::default();
         core.learn.train_iter = 0;
@@ -482,12 +562,12 @@ impl Learner {
                 .map(|(n, t)| (n, t.detach().copy()))
                 .collect(),
             opt: learn.opt.snapshot(),
-            steps: self.core.steps.clone(),
-            epochs: self.core.epochs.clone(),
+            steps: learn.history.steps.clone(),
+            epochs: learn.history.epochs.clone(),
             smooth: learn.smooth_loss,
             train_iter: learn.train_iter,
             epoch_offset: learn.epoch_offset,
-            last_checkpoint: self.core.last_checkpoint.clone(),
+            last_checkpoint: learn.history.last_checkpoint.clone(),
         }
     }
 
@@ -502,12 +582,12 @@ impl Learner {
         }
         core.learn.opt.restore(saved.opt);
         core.learn.opt.zero_grad();
-        core.steps = saved.steps;
-        core.epochs = saved.epochs;
+        core.learn.history.steps = saved.steps;
+        core.learn.history.epochs = saved.epochs;
         core.learn.smooth_loss = saved.smooth;
         core.learn.train_iter = saved.train_iter;
         core.learn.epoch_offset = saved.epoch_offset;
-        core.last_checkpoint = saved.last_checkpoint;
+        core.learn.history.last_checkpoint = saved.last_checkpoint;
         Ok(())
     }
 
@@ -579,20 +659,21 @@ impl Learner {
         core.learn.train_iter = p.train_iter;
         core.learn.epoch_offset = p.epoch_offset;
         core.learn.smooth_loss = p.smooth;
-        if core.scaler.is_some() {
-            core.scaler = Some(p.scaler.clone().unwrap_or_default());
+        if core.learn.scaler.is_some() {
+            core.learn.scaler = Some(p.scaler.clone().unwrap_or_default());
         }
-        core.steps = p.steps.clone();
-        core.epochs = p.epochs.clone();
+        core.learn.history.steps = p.steps.clone();
+        core.learn.history.epochs = p.epochs.clone();
         // Earlier epochs' timings are diagnostics: kept when readable, never a reason to refuse a resume.
-        core.timings = core
+        core.learn.history.timings = core
             .cfg
             .run_dir
             .as_ref()
             .and_then(|d| std::fs::read(d.join(TIMINGS_FILE)).ok())
             .and_then(|b| serde_json::from_slice::<Vec<EpochTiming>>(&b).ok())
             .unwrap_or_default();
-        core.last_checkpoint = Some(dir.to_path_buf());
+        core.learn.history.last_checkpoint = Some(dir.to_path_buf());
+        core.learn.history.resumed_from = Some(dir.to_path_buf());
         Ok(p)
     }
 
@@ -602,6 +683,8 @@ impl Learner {
         let valid = &*self.valid;
         let core = &mut self.core;
         core.learn.training = false;
+        core.learn.logging = false;
+        core.learn.epoch_row = None;
         core.event(Event::BeforeFit)?;
         core.event(Event::BeforeEpoch)?;
         core.do_validate(valid)?;
@@ -621,10 +704,10 @@ impl Learner {
 
     fn summary(&self) -> FitSummary {
         FitSummary {
-            epochs: self.core.epochs.clone(),
+            epochs: self.core.learn.history.epochs.clone(),
             train_iter: self.core.learn.train_iter,
-            skipped_steps: self.core.scaler.as_ref().map_or(0, |s| s.skipped),
-            last_checkpoint: self.core.last_checkpoint.clone(),
+            skipped_steps: self.core.learn.scaler.as_ref().map_or(0, |s| s.skipped),
+            last_checkpoint: self.core.learn.history.last_checkpoint.clone(),
         }
     }
 
@@ -664,10 +747,12 @@ impl Learner {
         core.fit_cancelled = false;
         core.lr_scheds = sched.map(|s| s.lr_scheds(core.learn.opt.n_groups()));
         if let Some(sched) = sched {
-            core.sched = sched;
+            core.learn.sched = sched;
             core.learn.opt.wd = sched.wd;
         }
         core.learn.n_epoch = n_epoch;
+        core.learn.logging = !core.quiet;
+        core.learn.epoch_row = None;
         if !core.quiet {
             if let Some(dir) = &core.cfg.run_dir {
                 std::fs::create_dir_all(dir)
@@ -676,19 +761,23 @@ impl Learner {
         }
         let (train, valid) = (&*self.train, &*self.valid);
         let core = &mut self.core;
-        if core.cfg.progress && !core.quiet {
-            println!("{}", recorder::table_header());
-        }
         core.with_events(
             Cancel::Fit,
             |core| {
                 for epoch in start_epoch..n_epoch {
                     core.learn.epoch = epoch;
-                    core.with_events(
+                    core.learn.epoch_row = None;
+                    core.learn.history.timing_closed = false;
+                    let done = core.with_events(
                         Cancel::Epoch,
                         |core| core.do_epoch(train, valid),
                         |_| Ok(()),
-                    )?;
+                    );
+                    // Without a timings callback (no run folder) the timing is still kept in memory.
+                    if core.learn.epoch_row.is_some() {
+                        core.learn.history.close_timing();
+                    }
+                    done?;
                 }
                 Ok(())
             },
@@ -945,13 +1034,14 @@ impl Core {
     }
 
     fn do_epoch(&mut self, train: &dyn BatchSource, valid: &dyn BatchSource) -> Result<()> {
-        self.epoch_start = Instant::now();
+        self.learn.history.epoch_start = Some(Instant::now());
+        self.learn.history.fresh_steps.clear();
         let epoch = self.learn.epoch;
         // The run's epoch number: fine_tune's second fit does not repeat the first fit's draws.
         self.learn.rng = epoch_rng(self.cfg.seed, self.learn.epoch_offset + epoch);
         self.learn.training = true;
         self.learn.pct_train = epoch as f64 / self.learn.n_epoch as f64;
-        self.timing = EpochTiming {
+        self.learn.history.timing = EpochTiming {
             epoch: self.learn.epoch_offset + epoch,
             device: device_name(self.learn.device),
             ..EpochTiming::default()
@@ -961,10 +1051,10 @@ impl Core {
         // Losses of a pass cut short are still recorded (and a NaN among them still stops the run).
         let flushed = self.flush_losses();
         trained.and(flushed)?;
-        self.timing.train_s = started.elapsed().as_secs_f64();
+        self.learn.history.timing.train_s = started.elapsed().as_secs_f64();
         let started = self.now();
         self.do_validate(valid)?;
-        self.timing.valid_s = started.elapsed().as_secs_f64();
+        self.learn.history.timing.valid_s = started.elapsed().as_secs_f64();
         self.end_epoch()
     }
 
@@ -999,7 +1089,8 @@ impl Core {
     /// Adds the time since `started` to a training phase (validation is timed as a whole).
     fn lap(&mut self, started: Instant, phase: fn(&mut EpochTiming) -> &mut f64) {
         if self.learn.training {
-            *phase(&mut self.timing) += self.now().duration_since(started).as_secs_f64();
+            *phase(&mut self.learn.history.timing) +=
+                self.now().duration_since(started).as_secs_f64();
         }
     }
 
@@ -1119,7 +1210,7 @@ impl Core {
                 let pct = self.learn.pct_train;
                 let lrs: Vec<f64> = scheds.iter().map(|s| s.at(pct)).collect();
                 self.learn.opt.set_lrs(&lrs)?;
-                self.learn.opt.mom = self.sched.mom_sched().at(pct);
+                self.learn.opt.mom = self.learn.sched.mom_sched().at(pct);
             }
         }
         self.with_events(
@@ -1139,10 +1230,10 @@ impl Core {
         let learn = &mut self.learn;
         let pred = if learn.training {
             let rng: &mut dyn rand::RngCore = &mut learn.rng;
-            let (model, xb) = (&learn.model, &learn.xb);
+            let (model, xb) = (&*learn.model, &learn.xb);
             tch::autocast(amp, || model.forward(xb, Some(rng)))?
         } else {
-            let (model, xb) = (&learn.model, &learn.xb);
+            let (model, xb) = (&*learn.model, &learn.xb);
             tch::autocast(amp, || model.forward(xb, None))?
         };
         self.learn.pred = pred;
@@ -1158,7 +1249,7 @@ impl Core {
         self.with_events(
             Cancel::Backward,
             |core| {
-                let loss = match &core.scaler {
+                let loss = match &core.learn.scaler {
                     Some(s) => s.scale_loss(&core.learn.loss_grad),
                     None => core.learn.loss_grad.shallow_clone(),
                 };
@@ -1175,7 +1266,7 @@ impl Core {
     }
 
     fn opt_step(&mut self) -> Result<()> {
-        if let Some(scaler) = &mut self.scaler {
+        if let Some(scaler) = &mut self.learn.scaler {
             let grads = self.learn.opt.grads();
             if !scaler.unscale_and_check(&grads)? {
                 return Ok(());
@@ -1193,16 +1284,22 @@ impl Core {
         let n = self.learn.labels.size()[0] as usize;
         if self.learn.training {
             let row = StepRow {
-                step: self.steps.len() + self.pending.len(),
+                step: self.learn.history.steps.len() + self.pending.len(),
                 epoch: self.learn.epoch_offset + self.learn.epoch,
                 lr: self.learn.opt.lr(),
                 mom: self.learn.opt.mom,
                 loss: f64::NAN,
                 smooth_loss: f64::NAN,
             };
-            self.pending.push((loss, row, self.learn.train_iter));
+            self.pending.push(Pending {
+                loss,
+                row,
+                train_iter: self.learn.train_iter,
+                lrs: self.learn.opt.lrs().to_vec(),
+                at: Instant::now(),
+            });
             self.learn.train_iter += 1;
-            self.timing.train_items += n;
+            self.learn.history.timing.train_items += n;
             if self.pending.len() >= self.sync_every {
                 self.flush_losses()?;
             }
@@ -1217,7 +1314,7 @@ impl Core {
             v.loss = (&v.loss + loss.f_to_kind(Kind::Double)? * n as f64).f_view([1])?;
             v.wrong = (&v.wrong + wrong).f_view([1])?;
             v.n += n;
-            self.timing.valid_items += n;
+            self.learn.history.timing.valid_items += n;
         }
         self.bar.inc(1);
         self.lap(started, |t| &mut t.logging_s);
@@ -1232,26 +1329,32 @@ impl Core {
         }
         let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
-        let losses: Vec<&Tensor> = pending.iter().map(|(l, _, _)| l).collect();
+        let losses: Vec<&Tensor> = pending.iter().map(|p| &p.loss).collect();
         let values: Vec<f64> = Vec::try_from(
             Tensor::stack(&losses, 0)
                 .f_to_kind(Kind::Double)?
                 .f_to_device(Device::Cpu)?,
         )?;
-        for ((_, row, train_iter), value) in pending.into_iter().zip(values) {
+        for (p, value) in pending.into_iter().zip(values) {
             if !value.is_finite() {
                 return Err(Error::NonFiniteLoss {
                     value,
                     epoch: self.learn.epoch_offset + self.learn.epoch,
-                    step: train_iter,
-                    last_checkpoint: self.last_checkpoint.clone(),
+                    step: p.train_iter,
+                    last_checkpoint: self.learn.history.last_checkpoint.clone(),
                 });
             }
             self.learn.smooth_loss.accumulate(value);
-            self.steps.push(StepRow {
+            let row = StepRow {
                 loss: value,
                 smooth_loss: self.learn.smooth_loss.value(),
-                ..row
+                ..p.row
+            };
+            self.learn.history.steps.push(row);
+            self.learn.history.fresh_steps.push(LoggedStep {
+                row,
+                lrs: p.lrs,
+                at: p.at,
             });
         }
         self.bar
@@ -1260,92 +1363,68 @@ impl Core {
         Ok(())
     }
 
-    /// The Recorder's `after_epoch`: table row, CSVs, curves, checkpoint and timings.
+    /// The Recorder's `after_epoch` bookkeeping: the epoch's row, handed to the recording callbacks
+    /// (table, CSVs, curves, checkpoint, best model, event log, timings) through `learn.epoch_row`.
     fn end_epoch(&mut self) -> Result<()> {
-        let started = Instant::now();
+        self.learn.history.end_epoch_start = Some(Instant::now());
         let (valid_loss, error_rate) = self.valid_metrics()?;
+        let seconds = self
+            .learn
+            .history
+            .epoch_start
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
         let row = EpochRow {
             epoch: self.learn.epoch_offset + self.learn.epoch,
             train_loss: self.learn.smooth_loss.value(),
             valid_loss,
             error_rate,
-            seconds: self.epoch_start.elapsed().as_secs_f64(),
+            seconds,
         };
-        self.epochs.push(row);
-        if self.quiet {
-            return Ok(());
+        self.learn.history.epochs.push(row);
+        if !self.quiet {
+            self.learn.epoch_row = Some(row);
         }
-        if self.cfg.progress {
-            println!("{}", recorder::table_row(&row));
-        }
-        let Some(dir) = self.cfg.run_dir.clone() else {
-            self.finish_timing(started, None)?;
-            return Ok(());
-        };
-        recorder::write_atomic(
-            &dir.join("metrics.csv"),
-            recorder::metrics_csv(&self.epochs).as_bytes(),
-        )?;
-        recorder::write_atomic(
-            &dir.join("steps.csv"),
-            recorder::steps_csv(&self.steps).as_bytes(),
-        )?;
-        let epoch = row.epoch;
-        let per_epoch = self.steps.iter().filter(|s| s.epoch == epoch).count();
-        recorder::curves_png(
-            &dir.join("curves.png"),
-            &self.steps,
-            &self.epochs,
-            per_epoch,
-        )?;
-        let (opt_tensors, opt_steps) = self.learn.opt.state();
-        let mut model: Vec<(String, Tensor)> = self.learn.model.variables().into_iter().collect();
-        model.sort_by(|a, b| a.0.cmp(&b.0));
-        let progress = Progress {
-            format: checkpoint::FORMAT,
-            epochs_done: self.learn.epoch + 1,
-            n_epoch: self.learn.n_epoch,
-            epoch_offset: self.learn.epoch_offset,
-            train_iter: self.learn.train_iter,
-            sched: self.sched,
-            adam: self.learn.opt.cfg,
-            opt_steps,
-            seed: self.cfg.seed,
-            n_classes: self.cfg.n_classes,
-            frozen: self.learn.model.is_frozen(),
-            smooth: self.learn.smooth_loss,
-            scaler: self.scaler.clone(),
-            steps: self.steps.clone(),
-            epochs: self.epochs.clone(),
-        };
-        self.last_checkpoint = Some(checkpoint::save(
-            &dir.join("checkpoints"),
-            &model,
-            &opt_tensors,
-            &progress,
-        )?);
-        self.finish_timing(started, Some(&dir))
-    }
-
-    /// Closes the epoch's [`EpochTiming`] and writes `timings.json` when there is a run folder.
-    fn finish_timing(&mut self, started: Instant, dir: Option<&Path>) -> Result<()> {
-        self.timing.end_epoch_s = started.elapsed().as_secs_f64();
-        self.timing.epoch_s = self.epoch_start.elapsed().as_secs_f64();
-        let epoch = self.timing.epoch;
-        self.timings.retain(|t| t.epoch < epoch);
-        self.timings.push(self.timing.clone());
-        match dir {
-            Some(dir) => recorder::write_atomic(
-                &dir.join(TIMINGS_FILE),
-                recorder::timings_json(&self.timings)?.as_bytes(),
-            ),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 
-/// The run folder's file of [`EpochTiming`]s.
-pub const TIMINGS_FILE: &str = "timings.json";
+/// The callbacks a learner registers for `cfg`: the table with `progress`, and with a run folder the
+/// CSVs and curves, the last checkpoint, the best model when `save_best` is set, the event log and the
+/// timings.
+fn default_callbacks(cfg: &LearnerConfig) -> Vec<Box<dyn Callback>> {
+    let mut cbs: Vec<Box<dyn Callback>> = Vec::new();
+    if cfg.progress {
+        cbs.push(Box::new(ProgressTable));
+    }
+    if let Some(dir) = &cfg.run_dir {
+        cbs.push(Box::new(CsvLogger::new(dir)));
+        cbs.push(Box::new(Checkpointer::new(
+            &dir.join("checkpoints"),
+            cfg.seed,
+        )));
+        if let Some(monitor) = cfg.save_best {
+            cbs.push(Box::new(SaveBest::new(dir, monitor)));
+        }
+        cbs.push(Box::new(EventLog::new(dir)));
+        cbs.push(Box::new(TimingsFile::new(dir)));
+    }
+    cbs
+}
+
+/// Refuses channels_last off CUDA.
+fn check_layout(cfg: &LearnerConfig, device: Device) -> Result<()> {
+    if cfg.channels_last && !device.is_cuda() {
+        // Measured with this model on libtorch 2.11's CPU kernels: from layer2 down the gradients of
+        // an NHWC pass differ from the NCHW pass's by up to 20% relative (forward passes agree), and
+        // a toy run trains visibly worse; torchvision's own ResNet18 in Python does not show it.
+        return Err(Error::Invalid(
+            "channels_last is refused on the CPU: its gradients disagree with the contiguous (NCHW) \
+             layout's in this model (see docs/fidelity.md); use the contiguous layout"
+                .into(),
+        ));
+    }
+    Ok(())
+}
 
 /// Validation sums kept on the device: loss times batch size, misclassified count, images.
 struct ValidSums {

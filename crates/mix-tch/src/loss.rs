@@ -85,6 +85,44 @@ impl LossFunc for BceWithLogitsFlat {
     }
 }
 
+/// timm's `SoftTargetCrossEntropy` on label-smoothed one-hot targets: per sample
+/// `sum_c -target[c] * log_softmax(pred)[c]`. Targets are floats `(N, C)`; class indices are encoded as
+/// timm's `one_hot(labels, C, on_value = 1 - smoothing + smoothing / C, off_value = smoothing / C)`.
+/// `y_int` is false, so mixing lerps the targets (timm's `mixup_target`), not the losses.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SoftTargetCrossEntropy {
+    /// Label smoothing in [0, 1).
+    pub smoothing: f64,
+}
+
+impl LossFunc for SoftTargetCrossEntropy {
+    fn name(&self) -> String {
+        "soft_target_cross_entropy".into()
+    }
+
+    fn y_int(&self) -> bool {
+        false
+    }
+
+    fn encode_targets(&self, labels: &Tensor, n_classes: i64) -> Result<Tensor> {
+        if !(0.0..1.0).contains(&self.smoothing) {
+            return Err(Error::Invalid(format!(
+                "expected label smoothing in [0, 1), found {}",
+                self.smoothing
+            )));
+        }
+        let off = self.smoothing / n_classes as f64;
+        let on = 1.0 - self.smoothing + off;
+        let one_hot = labels.f_one_hot(n_classes)?.f_to_kind(Kind::Float)?;
+        Ok((one_hot * (on - off)).f_add_scalar(off)?)
+    }
+
+    fn per_sample(&self, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let logp = pred.f_log_softmax(-1, Kind::Float)?;
+        Ok((-(target * logp)).f_sum_dim_intlist(-1, false, Kind::Float)?)
+    }
+}
+
 /// The default loss of the seed's learner.
 pub fn default_loss() -> Arc<dyn LossFunc> {
     Arc::new(CrossEntropyFlat)

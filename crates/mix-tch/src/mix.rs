@@ -1,11 +1,12 @@
 //! mix-core's drawn params applied to tch tensors on any device, the mixed loss, and the callback that runs a
-//! `Box<dyn Mix>` inside the learner the way fastai's `MixHandler` does.
+//! `Box<dyn Mix>` inside the learner the way fastai's `MixHandler` does, or a timm `Mixer` the way timm's
+//! training loop does (soft smoothed targets, `mixup_off_epoch`).
 
 use crate::callback::{Callback, Event};
 use crate::learner::Learn;
-use crate::loss::LossFunc;
+use crate::loss::{LossFunc, SoftTargetCrossEntropy};
 use crate::{Error, Result};
-use mix_core::{BatchShape, Mix, MixParams, PixelMix, SampleMix};
+use mix_core::{BatchShape, Mix, MixParams, Mixer, PixelMix, SampleMix};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
@@ -226,29 +227,84 @@ impl LossFunc for MixedLoss {
     }
 }
 
+/// How a [`MixCallback`] turns the learner's loss and targets into mixed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum MixTargetsMode {
+    /// fastai's `MixHandler`: a loss over class indices is lerped per sample ([`MixedLoss`]); float
+    /// targets are lerped.
+    #[default]
+    Fastai,
+    /// timm's training loop with `Mixup`: during training the loss is [`SoftTargetCrossEntropy`] with
+    /// this label smoothing, on smoothed one-hot targets lerped by the mix (timm's `mixup_target`).
+    /// Validation keeps the learner's loss, as timm validates with plain cross entropy.
+    SoftTargets {
+        /// Label smoothing in [0, 1).
+        smoothing: f32,
+    },
+}
+
+/// A [`MixCallback`]'s options beyond the mixing method.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MixOptions {
+    /// How targets and loss are mixed.
+    pub targets: MixTargetsMode,
+    /// timm's `mixup_off_epoch`: from this epoch of the run on (0-based, counting `fine_tune`'s frozen
+    /// epochs) batches are no longer mixed and no mix is drawn; soft targets stay smoothed, as in timm.
+    /// `None` mixes every epoch.
+    pub off_epoch: Option<usize>,
+}
+
 /// A mixing method as a learner callback (fastai's `MixHandler` with the variant's `before_batch`): swaps in
-/// [`MixedLoss`] at `before_train` when the loss takes class indices, mixes every training batch with params
-/// drawn from the learner's rng, and restores the original loss at `after_train` and whenever training or
-/// the fit ends early (cancelled or failed). It does not run during validation.
+/// [`MixedLoss`] at `before_train` when the loss takes class indices (or [`SoftTargetCrossEntropy`] in
+/// [`MixTargetsMode::SoftTargets`]), mixes every training batch with params drawn from the learner's rng,
+/// and restores the original loss at `after_train` and whenever training or the fit ends early (cancelled
+/// or failed). It does not run during validation.
 #[derive(Debug)]
 pub struct MixCallback {
     mix: Box<dyn Mix>,
+    opts: MixOptions,
     current: Arc<Mutex<MixTargets>>,
     old_loss: Option<Arc<dyn LossFunc>>,
     stack_y: bool,
+    active: bool,
     last: Option<MixParams>,
 }
 
 impl MixCallback {
-    /// Wraps a mixing method; the learner never learns which one.
+    /// Wraps a mixing method the fastai way; the learner never learns which one.
     pub fn new(mix: Box<dyn Mix>) -> Self {
+        Self::with_options(mix, MixOptions::default())
+    }
+
+    /// Wraps a mixing method with `opts`.
+    pub fn with_options(mix: Box<dyn Mix>, opts: MixOptions) -> Self {
         MixCallback {
             mix,
+            opts,
             current: Arc::default(),
             old_loss: None,
             stack_y: false,
+            active: true,
             last: None,
         }
+    }
+
+    /// timm's training loop around `mixer`: soft targets with the mixer's label smoothing, and mixing
+    /// switched off from epoch `off_epoch` on (timm's `mixup_off_epoch`; `None`: never).
+    pub fn timm(mixer: Mixer, off_epoch: Option<usize>) -> Self {
+        let smoothing = mixer.config().label_smoothing;
+        Self::with_options(
+            Box::new(mixer),
+            MixOptions {
+                targets: MixTargetsMode::SoftTargets { smoothing },
+                off_epoch,
+            },
+        )
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> MixOptions {
+        self.opts
     }
 
     /// The params of the last batch mixed.
@@ -278,8 +334,22 @@ impl Callback for MixCallback {
     fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
         match event {
             Event::BeforeTrain => {
+                let epoch = learn.epoch_offset + learn.epoch;
+                self.active = self.opts.off_epoch.map_or(true, |off| epoch < off);
+                if let MixTargetsMode::SoftTargets { smoothing } = self.opts.targets {
+                    // Every batch of this pass is prepared after this event, so its targets are
+                    // encoded by this loss: smoothed one-hot floats, which the mix then lerps.
+                    self.stack_y = false;
+                    if self.old_loss.is_none() {
+                        self.old_loss = Some(learn.loss_func.clone());
+                        learn.loss_func = Arc::new(SoftTargetCrossEntropy {
+                            smoothing: f64::from(smoothing),
+                        });
+                    }
+                    return Ok(());
+                }
                 self.stack_y = learn.loss_func.y_int();
-                if self.stack_y && self.old_loss.is_none() {
+                if self.stack_y && self.active && self.old_loss.is_none() {
                     let old = learn.loss_func.clone();
                     learn.loss_func = Arc::new(MixedLoss {
                         base: old.clone(),
@@ -295,7 +365,7 @@ impl Callback for MixCallback {
             | Event::AfterCancelEpoch
             | Event::AfterCancelFit
             | Event::AfterFit => self.restore(learn),
-            Event::BeforeBatch => {
+            Event::BeforeBatch if self.active => {
                 let (n, c, h, w) = learn.xb.size4()?;
                 let shape = BatchShape::new(n as usize, c as usize, h as usize, w as usize);
                 let params = self.mix.sample(shape, &mut learn.rng)?;

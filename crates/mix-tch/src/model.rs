@@ -1,5 +1,7 @@
-//! fastai's `vision_learner(dls, resnet18)` model: a torchvision ResNet18 body (same parameter names as
-//! torchvision's `state_dict`) and fastai's `create_head`, with fastai's initialisation and freezing.
+//! The models the learner trains: the [`Model`] trait (forward, variables, parameter groups, freezing)
+//! and fastai's `vision_learner(dls, resnet18)` model implementing it, a torchvision ResNet18 body (same
+//! parameter names as torchvision's `state_dict`) and fastai's `create_head`, with fastai's
+//! initialisation and freezing.
 
 use crate::{Error, Result};
 use rand::{Rng, RngCore};
@@ -45,6 +47,59 @@ pub struct Param {
     pub in_body: bool,
     /// Its parameter group (fastai's `_resnet_split`): see [`param_group`].
     pub group: usize,
+}
+
+/// What the learner needs from a model (fastai's `Learner.model` plus its `splitter`): the forward pass,
+/// the variables a checkpoint saves and loads, the trainable parameters with their groups (for
+/// discriminative learning rates) and kinds (for weight decay and for freezing with `train_bn`).
+pub trait Model: Send + std::fmt::Debug {
+    /// Logits `(N, n_classes)`. `train = Some(rng)` is training mode (batch statistics in BatchNorm,
+    /// dropout masks drawn from `rng`); `None` is evaluation mode.
+    fn forward(&self, x: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor>;
+
+    /// Number of classes of the output.
+    fn n_classes(&self) -> usize;
+
+    /// The device the weights live on.
+    fn device(&self) -> Device;
+
+    /// Trainable parameters in construction order, each with its group, kind and body flag.
+    fn params(&self) -> &[Param];
+
+    /// Number of parameter groups; every [`Param::group`] is below it.
+    fn n_groups(&self) -> usize;
+
+    /// Every variable by name, buffers (BatchNorm running statistics) included: what a checkpoint saves.
+    fn variables(&self) -> HashMap<String, Tensor>;
+
+    /// Whether the body is frozen.
+    fn is_frozen(&self) -> bool;
+
+    /// fastai's `freeze()` with `train_bn=True` (see [`set_trainable`]).
+    fn freeze_body(&mut self);
+
+    /// fastai's `unfreeze()`: every parameter trains.
+    fn unfreeze(&mut self);
+
+    /// Loads pretrained weights for the body and freezes it. Models without a pretrained format refuse.
+    fn load_pretrained(&mut self, path: &Path) -> Result<()> {
+        Err(Error::Pretrained {
+            path: path.to_path_buf(),
+            problem:
+                "this model has no pretrained weight format; leave LearnerConfig::pretrained unset"
+                    .into(),
+        })
+    }
+}
+
+/// Sets which of `params` train: with `frozen`, fastai's `freeze()` with `train_bn=True` (body weights
+/// stop requiring gradients, body BatchNorm parameters and everything outside the body keep training);
+/// without, every parameter trains. A helper for [`Model::freeze_body`] and [`Model::unfreeze`].
+pub fn set_trainable(params: &[Param], frozen: bool) {
+    for p in params {
+        let trainable = !frozen || !p.in_body || p.kind == ParamKind::Norm;
+        let _ = p.tensor.set_requires_grad(trainable);
+    }
 }
 
 /// Parameter groups of the model, as fastai's resnet splitter makes them.
@@ -464,18 +519,13 @@ impl VisionModel {
     /// fastai's `freeze()` with `train_bn=True`: body weights stop requiring gradients, body BatchNorm
     /// parameters and the whole head keep training.
     pub fn freeze_body(&mut self) {
-        for p in &self.params {
-            let trainable = !p.in_body || p.kind == ParamKind::Norm;
-            let _ = p.tensor.set_requires_grad(trainable);
-        }
+        set_trainable(&self.params, true);
         self.frozen = true;
     }
 
     /// fastai's `unfreeze()`: every parameter trains.
     pub fn unfreeze(&mut self) {
-        for p in &self.params {
-            let _ = p.tensor.set_requires_grad(true);
-        }
+        set_trainable(&self.params, false);
         self.frozen = false;
     }
 
@@ -584,5 +634,90 @@ impl VisionModel {
             tch::no_grad(|| dst.f_copy_(&src))?;
         }
         Ok(())
+    }
+}
+
+impl Model for VisionModel {
+    fn forward(&self, x: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor> {
+        VisionModel::forward(self, x, train)
+    }
+
+    fn n_classes(&self) -> usize {
+        VisionModel::n_classes(self)
+    }
+
+    fn device(&self) -> Device {
+        VisionModel::device(self)
+    }
+
+    fn params(&self) -> &[Param] {
+        VisionModel::params(self)
+    }
+
+    fn n_groups(&self) -> usize {
+        N_GROUPS
+    }
+
+    fn variables(&self) -> HashMap<String, Tensor> {
+        VisionModel::variables(self)
+    }
+
+    fn is_frozen(&self) -> bool {
+        VisionModel::is_frozen(self)
+    }
+
+    fn freeze_body(&mut self) {
+        VisionModel::freeze_body(self)
+    }
+
+    fn unfreeze(&mut self) {
+        VisionModel::unfreeze(self)
+    }
+
+    fn load_pretrained(&mut self, path: &Path) -> Result<()> {
+        VisionModel::load_pretrained(self, path)
+    }
+}
+
+/// A boxed model is a model, so that `&learn.model` goes wherever a `&dyn Model` does.
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn forward(&self, x: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor> {
+        (**self).forward(x, train)
+    }
+
+    fn n_classes(&self) -> usize {
+        (**self).n_classes()
+    }
+
+    fn device(&self) -> Device {
+        (**self).device()
+    }
+
+    fn params(&self) -> &[Param] {
+        (**self).params()
+    }
+
+    fn n_groups(&self) -> usize {
+        (**self).n_groups()
+    }
+
+    fn variables(&self) -> HashMap<String, Tensor> {
+        (**self).variables()
+    }
+
+    fn is_frozen(&self) -> bool {
+        (**self).is_frozen()
+    }
+
+    fn freeze_body(&mut self) {
+        (**self).freeze_body()
+    }
+
+    fn unfreeze(&mut self) {
+        (**self).unfreeze()
+    }
+
+    fn load_pretrained(&mut self, path: &Path) -> Result<()> {
+        (**self).load_pretrained(path)
     }
 }

@@ -2,7 +2,7 @@
 //! BatchNorm parameters exempt from weight decay; and a manual loss scaler for mixed precision.
 
 use crate::ffi::{self, AdamBucket, AdamHypers};
-use crate::model::{ParamKind, VisionModel, N_GROUPS};
+use crate::model::{Model, ParamKind};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
@@ -63,7 +63,7 @@ impl Adam {
     /// An optimizer over every parameter of `model` (frozen ones are skipped while they have no gradient).
     /// BatchNorm parameters get no weight decay (fastai's `wd_bn_bias=False`; the model has no biases
     /// outside BatchNorm).
-    pub fn new(model: &VisionModel, cfg: AdamConfig) -> Self {
+    pub fn new(model: &dyn Model, cfg: AdamConfig) -> Self {
         let params = model
             .params()
             .iter()
@@ -72,7 +72,7 @@ impl Adam {
                 (p.name.clone(), p.tensor.shallow_clone(), do_wd, p.group)
             })
             .collect();
-        Self::from_groups(params, N_GROUPS, cfg)
+        Self::from_groups(params, model.n_groups(), cfg)
     }
 
     /// An optimizer over explicit `(name, parameter, decayed)` triples, all in one parameter group.

@@ -2,7 +2,7 @@
 //! evaluation mode, the loss's activation (softmax), and the classes ranked by probability.
 
 use crate::augment::{self, AugTransforms};
-use crate::model::VisionModel;
+use crate::model::Model;
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayView4};
 use tch::{Device, Kind, Tensor};
@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 /// model in evaluation mode (BatchNorm running statistics, no dropout), then softmax, as fastai's
 /// `predict` does with `CrossEntropyLossFlat.activation`.
 pub fn predict_probs(
-    model: &VisionModel,
+    model: &dyn Model,
     images: ArrayView4<'_, u8>,
     aug: Option<&AugTransforms>,
     normalize: Option<([f64; 3], [f64; 3])>,

@@ -1,10 +1,13 @@
 //! What fastai's `Recorder` reports: the smoothed training loss, validation loss and error rate, epoch time;
-//! the per-epoch table, `metrics.csv`, `steps.csv` and the loss-curve picture.
+//! the run's [`History`], and the callbacks that show and write it: the per-epoch table, `metrics.csv`,
+//! `steps.csv`, the loss-curve picture and `timings.json`.
 
+use crate::callback::{Callback, Event};
+use crate::learner::Learn;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// fastai's `AvgSmoothLoss(beta=0.98)`: an exponential moving average debiased by `1 - beta^count`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -152,25 +155,6 @@ pub fn table_row(r: &EpochRow) -> String {
     )
 }
 
-/// Writes `path` whole through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("writing", path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("syncing", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("renaming into", path, e.error))?;
-    // The rename is durable only once the folder itself is synced.
-    crate::checkpoint::sync_dir(dir)
-}
-
 /// `metrics.csv`: `epoch,train_loss,valid_loss,error_rate,time`.
 pub fn metrics_csv(rows: &[EpochRow]) -> String {
     let mut s = String::from("epoch,train_loss,valid_loss,error_rate,time\n");
@@ -246,4 +230,197 @@ pub fn curves_png(
         x_log: false,
     };
     Ok(mix_viz::plot::curves_png(path, &[loss, error])?)
+}
+
+/// One training step as the learner read it back from the device, with what the event log adds to its
+/// [`StepRow`]: every parameter group's learning rate and when the step was queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedStep {
+    /// The step's row, loss and smoothed loss filled in.
+    pub row: StepRow,
+    /// The learning rate of every parameter group.
+    pub lrs: Vec<f64>,
+    /// When the host queued the step (its loss was read back later, every `sync_every` steps).
+    pub at: Instant,
+}
+
+/// The best value of the monitored metric so far (fastai's `TrackerCallback.best`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Epoch of the run, 0-based, that reached it.
+    pub epoch: usize,
+    /// The value.
+    pub value: f64,
+}
+
+/// What the learner recorded in the current run (fastai's `Recorder` values): read by the recording
+/// callbacks, restored from a checkpoint on resume.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Every training step of the run, read back from the device.
+    pub steps: Vec<StepRow>,
+    /// Every finished epoch of the run.
+    pub epochs: Vec<EpochRow>,
+    /// Every closed epoch's timing.
+    pub timings: Vec<EpochTiming>,
+    /// The current epoch's timing, filled while it runs.
+    pub timing: EpochTiming,
+    /// Steps read back since the event log last took them (cleared at every epoch's start).
+    pub fresh_steps: Vec<LoggedStep>,
+    /// The last checkpoint written or loaded.
+    pub last_checkpoint: Option<PathBuf>,
+    /// The checkpoint the run was resumed from, until the event log reports it.
+    pub resumed_from: Option<PathBuf>,
+    /// The monitored metric's best epoch, when a best-model callback watches one.
+    pub best: Option<Best>,
+    /// When the current epoch started.
+    pub epoch_start: Option<Instant>,
+    /// When the current epoch's validation ended and its end-of-epoch work began.
+    pub end_epoch_start: Option<Instant>,
+    /// Whether the current epoch's timing is closed (pushed to `timings`).
+    pub timing_closed: bool,
+}
+
+impl History {
+    /// Closes the current epoch's timing once: the end-of-epoch and whole-epoch seconds up to now, and
+    /// the timing in `timings` (replacing one of the same epoch left by a run resumed before it).
+    pub fn close_timing(&mut self) {
+        if self.timing_closed {
+            return;
+        }
+        let since = |t: Option<Instant>| t.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.timing.end_epoch_s = since(self.end_epoch_start);
+        self.timing.epoch_s = since(self.epoch_start);
+        let epoch = self.timing.epoch;
+        self.timings.retain(|t| t.epoch < epoch);
+        self.timings.push(self.timing.clone());
+        self.timing_closed = true;
+    }
+}
+
+/// Orders of the recording callbacks: before every user callback (order 0 and up), so that the files
+/// and the checkpoint of an epoch are written even when a user callback cancels the fit at `after_epoch`,
+/// and in the order the learner always wrote them (table, CSVs and curves, checkpoint, best model,
+/// event log, timings last so that its end-of-epoch time covers the others).
+pub mod order {
+    /// [`super::ProgressTable`].
+    pub const TABLE: i32 = -60;
+    /// [`super::CsvLogger`].
+    pub const CSV: i32 = -50;
+    /// [`crate::checkpoint::Checkpointer`].
+    pub const CHECKPOINT: i32 = -40;
+    /// [`crate::checkpoint::SaveBest`].
+    pub const BEST: i32 = -30;
+    /// [`crate::events::EventLog`].
+    pub const EVENTS: i32 = -20;
+    /// [`super::TimingsFile`].
+    pub const TIMINGS: i32 = -10;
+}
+
+/// The per-epoch table on the console (fastai's `ProgressCallback` table): the header at every fit's
+/// start, one row per finished epoch.
+#[derive(Debug, Default)]
+pub struct ProgressTable;
+
+impl Callback for ProgressTable {
+    fn name(&self) -> &str {
+        "ProgressTable"
+    }
+
+    fn order(&self) -> i32 {
+        order::TABLE
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
+        match event {
+            Event::BeforeFit if learn.logging => println!("{}", table_header()),
+            Event::AfterEpoch => {
+                if let Some(row) = &learn.epoch_row {
+                    println!("{}", table_row(row));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// fastai's `CSVLogger` and the recorder's plot: after every finished epoch, `metrics.csv`, `steps.csv`
+/// and `curves.png` in the run folder, each written whole and durably.
+#[derive(Debug)]
+pub struct CsvLogger {
+    dir: PathBuf,
+}
+
+impl CsvLogger {
+    /// Writes into run folder `dir`.
+    pub fn new(dir: &Path) -> Self {
+        CsvLogger {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Callback for CsvLogger {
+    fn name(&self) -> &str {
+        "CSVLogger"
+    }
+
+    fn order(&self) -> i32 {
+        order::CSV
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
+        let (Event::AfterEpoch, Some(row)) = (event, learn.epoch_row) else {
+            return Ok(());
+        };
+        let h = &learn.history;
+        mix_io::write_atomic(
+            &self.dir.join("metrics.csv"),
+            metrics_csv(&h.epochs).as_bytes(),
+        )?;
+        mix_io::write_atomic(&self.dir.join("steps.csv"), steps_csv(&h.steps).as_bytes())?;
+        let per_epoch = h.steps.iter().filter(|s| s.epoch == row.epoch).count();
+        curves_png(&self.dir.join("curves.png"), &h.steps, &h.epochs, per_epoch)
+    }
+}
+
+/// The run folder's file of [`EpochTiming`]s.
+pub const TIMINGS_FILE: &str = "timings.json";
+
+/// After every finished epoch, closes its [`EpochTiming`] and writes every epoch's to `timings.json`.
+#[derive(Debug)]
+pub struct TimingsFile {
+    dir: PathBuf,
+}
+
+impl TimingsFile {
+    /// Writes into run folder `dir`.
+    pub fn new(dir: &Path) -> Self {
+        TimingsFile {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Callback for TimingsFile {
+    fn name(&self) -> &str {
+        "TimingsFile"
+    }
+
+    fn order(&self) -> i32 {
+        order::TIMINGS
+    }
+
+    fn on(&mut self, event: Event, learn: &mut Learn) -> Result<()> {
+        if event != Event::AfterEpoch || learn.epoch_row.is_none() {
+            return Ok(());
+        }
+        learn.history.close_timing();
+        let json = timings_json(&learn.history.timings)?;
+        Ok(mix_io::write_atomic(
+            &self.dir.join(TIMINGS_FILE),
+            json.as_bytes(),
+        )?)
+    }
 }

@@ -425,10 +425,12 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         .with_context(|| format!("--out {}: cannot create it", args.out.display()))?;
     std::fs::create_dir(&run)
         .with_context(|| format!("--out: cannot create the run folder {}", run.display()))?;
-    if let Err(e) = write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?) {
+    if let Err(e) =
+        mix_io::write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)
+    {
         // The folder holds nothing yet; leave no run folder that --resume would trip over.
         let _ = std::fs::remove_dir_all(&run);
-        return Err(e);
+        return Err(e.into());
     }
     announce(&config, &run);
     println!("{}", compute_line(&learner, cache_images));
@@ -627,7 +629,7 @@ fn finish(learner: &Learner, run: &Path, summary: &FitSummary, epochs: usize) ->
     save_model(learner, &run.join(MODEL_FILE))?;
     let done = summary.epochs.len();
     println!(
-        "{} {done} of {epochs} epoch(s); wrote {}/{{{CONFIG_FILE}, metrics.csv, steps.csv, curves.png, timings.json, {MODEL_FILE}, checkpoints/}}",
+        "{} {done} of {epochs} epoch(s); wrote {}/{{{CONFIG_FILE}, metrics.csv, steps.csv, curves.png, timings.json, events.jsonl, {MODEL_FILE}, checkpoints/}}",
         if done < epochs { "stopped after" } else { "finished" },
         run.display()
     );
@@ -643,32 +645,12 @@ fn save_model(learner: &Learner, path: &Path) -> Result<()> {
         .map(|(name, t)| (name, t.to_device(mix_tch::tch::Device::Cpu).contiguous()))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let tmp = path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&vars, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    sync_and_rename(&tmp, path)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    sync_and_rename(&tmp, path)
-}
-
-/// Syncs `tmp`, renames it to `path` and syncs the folder, so that after a crash `path` is either the
-/// old file or the whole new one.
-fn sync_and_rename(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot sync {}", tmp.display()))?;
-    std::fs::rename(tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot sync the folder {}", dir.display()))?;
+    let tmp = mix_io::temp_path_beside(path);
+    if let Err(e) = Tensor::write_safetensors(&vars, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
     }
-    Ok(())
+    Ok(mix_io::persist(&tmp, path)?)
 }
 
 /// `<out>/<UTC timestamp>`, with `-2`, `-3`, ... when runs start in the same second, once `out` is

@@ -188,6 +188,14 @@ fn check_file(path: &Path) {
             serde_json::from_slice::<serde_json::Value>(&bytes)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
         }
+        Some("jsonl") => {
+            // The event log is appended and flushed, not replaced: a kill may cut its last line only.
+            let text = String::from_utf8(bytes).unwrap();
+            for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("{what}: {e}: {line:?}"));
+            }
+        }
         Some("png") => {
             image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
         }
