@@ -152,6 +152,9 @@ pub enum BestMetric {
     /// The error rate, lower is better.
     #[value(name = "error_rate")]
     ErrorRate,
+    /// The accuracy, higher is better.
+    #[value(name = "accuracy")]
+    Accuracy,
     /// No best checkpoint.
     #[value(name = "none")]
     None,
@@ -163,6 +166,7 @@ impl BestMetric {
         match self {
             BestMetric::ValidLoss => "valid_loss",
             BestMetric::ErrorRate => "error_rate",
+            BestMetric::Accuracy => "accuracy",
             BestMetric::None => "none",
         }
     }

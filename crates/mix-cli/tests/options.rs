@@ -150,7 +150,7 @@ fn bad_values_are_refused_with_the_option_named() {
             &["--mix", "none", "--mixup-off-epoch", "1"][..],
             "--mixup-off-epoch goes with a mix",
         ),
-        (&["--save-best", "accuracy"][..], "'--save-best <METRIC>'"),
+        (&["--save-best", "loss"][..], "'--save-best <METRIC>'"),
     ] {
         let err = refusal(args);
         assert!(err.contains(want), "{args:?}: {err}");

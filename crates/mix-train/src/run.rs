@@ -18,7 +18,7 @@ use mix_tch::checkpoint::{self, Progress};
 use mix_tch::tch::Tensor;
 use mix_tch::{
     aug_transforms, Callback, Cancel, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
-    LearnerConfig, LrSpread, MixCallback, OneCycle, Precision,
+    LearnerConfig, LrSpread, MixCallback, MixOptions, Monitor, OneCycle, Precision,
 };
 use serde::{Deserialize, Serialize};
 
@@ -284,6 +284,12 @@ fn learner_config(
         normalize: Some(cfg.mean_std()),
         pretrained,
         run_dir: Some(run.to_path_buf()),
+        save_best: cfg
+            .save_best
+            .as_deref()
+            .map(str::parse::<Monitor>)
+            .transpose()
+            .context("config.json: save_best")?,
         progress: true,
         ..LearnerConfig::new(cfg.classes.len())
     })
@@ -294,19 +300,29 @@ fn callbacks(config: &RunConfig, stop_after: Option<usize>) -> Result<Vec<Box<dy
     let (mix, alpha) = (config.mix.as_str(), config.alpha);
     let total_epochs = config.total_epochs();
     let mut cbs: Vec<Box<dyn Callback>> = Vec::new();
-    let mix: Option<Box<dyn Mix>> = match MixChoice::parse(mix)? {
-        MixChoice::MixUp => Some(Box::new(MixUp::new(alpha)?)),
-        MixChoice::CutMix => Some(Box::new(CutMix::new(alpha)?)),
+    let off_epoch = config.mixup_off_epoch;
+    let fastai = |mix: Box<dyn Mix>| {
+        MixCallback::with_options(
+            mix,
+            MixOptions {
+                off_epoch,
+                ..MixOptions::default()
+            },
+        )
+    };
+    let mix: Option<MixCallback> = match MixChoice::parse(mix)? {
+        MixChoice::MixUp => Some(fastai(Box::new(MixUp::new(alpha)?))),
+        MixChoice::CutMix => Some(fastai(Box::new(CutMix::new(alpha)?))),
         MixChoice::Timm => {
             let Some(timm) = &config.timm else {
                 bail!("config.json: mix is timm but its timm settings are missing");
             };
-            Some(Box::new(Mixer::new(timm.config()?)?))
+            Some(MixCallback::timm(Mixer::new(timm.config()?)?, off_epoch))
         }
         MixChoice::None => None,
     };
     if let Some(mix) = mix {
-        cbs.push(Box::new(MixCallback::new(mix)));
+        cbs.push(Box::new(mix));
     }
     if let Some(n) = stop_after {
         cbs.push(Box::new(StopAfter {

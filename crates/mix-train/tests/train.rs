@@ -253,3 +253,44 @@ fn offline_with_nothing_cached_fails_and_leaves_no_dataset() {
     assert!(!sb.cache().join("data/other").exists());
     assert!(sb.run_dirs().is_empty());
 }
+
+#[test]
+fn a_config_file_runs_timms_mixup_keeps_the_best_model_and_logs_events() {
+    let sb = Sandbox::new();
+    let config = sb.path().join("run.toml");
+    // timm's Mixup with both mixes, per-element draws, switched off from epoch 1, and the best
+    // model kept by error rate; the command line's --epochs wins over the file's.
+    std::fs::write(
+        &config,
+        "epochs = 5\nmix = \"timm\"\ncutmix = 1.0\nmixup_mode = \"elem\"\nsmoothing = 0.1\n\
+         mixup_off_epoch = 1\nsave_best = \"error_rate\"\n",
+    )
+    .unwrap();
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--config", config.to_str().unwrap(), "--epochs", "2"]);
+    let out = sb.run(&args);
+    out.assert_ok();
+    let dirs = sb.run_dirs();
+    assert_eq!(dirs.len(), 1, "one run folder: {dirs:?}");
+    let run = &dirs[0];
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["mix"], "timm");
+    assert_eq!(cfg["epochs"], 2);
+    assert_eq!(cfg["mixup_off_epoch"], 1);
+    assert_eq!(cfg["save_best"], "error_rate");
+    assert_eq!(cfg["timm"]["mode"], "elem");
+    assert_eq!(cfg["timm"]["cutmix_alpha"], 1.0);
+    let best: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("best").join("best.json")).unwrap())
+            .unwrap();
+    assert_eq!(best["metric"], "error_rate");
+    assert!(run.join("best").join("model.safetensors").is_file());
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let epochs = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "epoch")
+        .count();
+    assert_eq!(epochs, 2, "one epoch line per epoch:\n{events}");
+}
