@@ -1,7 +1,8 @@
 //! Running the xtask binary as a user does, in a sandbox with its own cache (mix-test-support), and
 //! reading what `preview` prints.
 
-#![allow(dead_code)]
+// Each test binary uses a different part of this module, re-exports included.
+#![allow(dead_code, unused_imports)]
 
 use std::ops::Deref;
 

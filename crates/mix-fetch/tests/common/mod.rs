@@ -1,6 +1,7 @@
 //! Test helpers: the loopback HTTP server and archive builders (from mix-test-support), a
 //! ResNet18-shaped safetensors file, directory snapshots, and proptest strategies.
-#![allow(dead_code)] // Each test binary uses a different part of this module.
+// Each test binary uses a different part of this module, re-exports included.
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::fs;

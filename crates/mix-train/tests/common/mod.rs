@@ -1,6 +1,7 @@
 //! Running the mix-train binary the way a user does, in a sandbox with its own cache and run folder.
 
-#![allow(dead_code)]
+// Each test binary uses a different part of this module, re-exports included.
+#![allow(dead_code, unused_imports)]
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
