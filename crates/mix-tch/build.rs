@@ -1,49 +1,49 @@
-//! Links libtorch so that binaries built from this crate find CUDA when the libtorch has it.
+//! Compiles mix-tch's C++ (the libtorch calls tch does not expose, and the CUDA anchor) and links libtorch.
 //!
-//! rustc links with `--as-needed`, so `libtorch_cuda.so`, whose symbols nothing references directly (its
-//! kernels register themselves when it loads), is dropped from the binary and libtorch reports no CUDA
-//! (tch issues #980, #907, #177). As torch-sys's own comments suggest, we pass `--no-as-needed` before
-//! `-ltorch_cuda -ltorch`, plus an rpath to the libtorch lib folder so the binary runs without
-//! `LD_LIBRARY_PATH`. `rustc-link-arg` reaches this crate's tests, benches, examples and binaries only; a
-//! binary in another crate that links mix-tch needs the same lines in its own build script.
-//!
-//! It also compiles `csrc/shim.cpp`, the few libtorch calls tch does not expose (see `src/ffi.rs`), with
+//! `csrc/shim.cpp` holds the few libtorch calls tch does not expose (see `src/ffi.rs`); it is compiled with
 //! the flags and include folders torch-sys compiles its own C++ with, against the same libtorch.
+//!
+//! `csrc/cuda_anchor.cpp`, compiled only when the libtorch has `libtorch_cuda.so`, keeps that library in
+//! every binary that depends on mix-tch, so that libtorch sees CUDA on a GPU machine (tch issues #980,
+//! #907, #177; the file says how). It is linked whole (`+whole-archive`), and `cargo:rustc-link-lib`
+//! reaches dependents, so binaries in other packages need no build script for CUDA.
+//!
+//! The rpath to the libtorch lib folder, which `cargo:rustc-link-arg` can give only to this package's own
+//! tests and benches, comes from mix-build, which mix-train's build script calls too.
 
 use std::path::{Path, PathBuf};
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
-    // torch-sys (links = "tch") exports the lib folder it resolved; LIBTORCH is the fallback.
-    let lib = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("LIBTORCH").map(|l| PathBuf::from(l).join("lib")));
-    let Some(lib) = lib else {
+    println!("cargo:rerun-if-changed=csrc/cuda_anchor.cpp");
+    let Some(lib) = mix_build::link_libtorch() else {
         // torch-sys fails with its own message when it finds no libtorch; nothing to add here.
         return;
     };
-    compile_shim(&lib);
-    // Tests compare the linked libraries against this folder.
-    println!("cargo:rustc-env=MIX_TCH_LIBTORCH_LIB={}", lib.display());
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
-        return;
+    cxx_build(&lib)
+        .file("csrc/shim.cpp")
+        .compile("mix_tch_shim");
+    let gnu_like = std::env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("msvc");
+    if gnu_like && lib.join("libtorch_cuda.so").exists() {
+        // cc's own link lines would link the archive normally, and the linker takes nothing from an
+        // archive that nobody references: give them here, whole-archive, followed by the library the
+        // anchor refers to.
+        let mut anchor = cxx_build(&lib);
+        anchor.file("csrc/cuda_anchor.cpp").cargo_metadata(false);
+        anchor.compile("mix_tch_cuda_anchor");
+        let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR for build scripts");
+        println!("cargo:rustc-link-search=native={out}");
+        println!("cargo:rustc-link-lib=static:+whole-archive=mix_tch_cuda_anchor");
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
     }
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-    println!("cargo:rustc-link-arg=-L{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-    }
-    println!("cargo:rustc-link-arg=-ltorch");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
 }
 
-/// Compiles `csrc/shim.cpp` into a static library that cargo links into this crate. The headers sit next to
-/// the lib folder (`<libtorch>/include`) unless `LIBTORCH_INCLUDE` names their parent, as for torch-sys.
-fn compile_shim(lib: &Path) {
+/// A C++ build with the flags and include folders torch-sys compiles its own C++ with. The headers sit
+/// next to the lib folder (`<libtorch>/include`) unless `LIBTORCH_INCLUDE` names their parent, as for
+/// torch-sys.
+fn cxx_build(lib: &Path) -> cc::Build {
     let root = std::env::var_os("LIBTORCH_INCLUDE")
         .map(PathBuf::from)
         .or_else(|| lib.parent().map(Path::to_path_buf))
@@ -55,8 +55,7 @@ fn compile_shim(lib: &Path) {
         .pic(true)
         .warnings(false)
         .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .file("csrc/shim.cpp");
+        .include(include.join("torch/csrc/api/include"));
     if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("msvc") {
         build.flag("/std:c++17");
     } else {
@@ -67,5 +66,5 @@ fn compile_shim(lib: &Path) {
             .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
             .flag("-DGLOG_USE_GLOG_EXPORT");
     }
-    build.compile("mix_tch_shim");
+    build
 }

@@ -12,26 +12,9 @@ const SIZE: usize = 256;
 /// Values allowed 2 levels apart, over all cases (measured: 2); none may be further apart.
 const MAX_TWO_LEVELS: usize = 4;
 
-/// The Python with fastai: `MIX_TORCH_PYTHON`, else the venv `cargo xtask setup` makes.
+/// The Python with fastai (see mix-test-support).
 fn fastai_python() -> PathBuf {
-    let path = std::env::var_os("MIX_TORCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-                });
-            cache.join("mix/libtorch-2.11.0/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "the Python {} with fastai is missing: run `cargo xtask setup` and `{} -m pip install fastai==2.8.12` \
-         (or point MIX_TORCH_PYTHON at a Python with fastai 2.8.12, numpy and Pillow)",
-        path.display(),
-        path.display()
-    );
-    path
+    mix_test_support::fastai_python("fastai 2.8.12, numpy and Pillow")
 }
 
 fn run_oracle(out: &Path) {

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use md5::{Digest, Md5};
 use mix_fetch::{
     dataset_paths, extract_tgz, extract_tgz_with, untar_data, Checksum, Dataset, DatasetPaths,
     Error, ExtractLimits, FetchConfig, RemoteArchive, Source,
@@ -26,22 +25,6 @@ use tar::{EntryType, Header};
 /// The environment variable that turns this test binary into the extraction child of
 /// [`a_killed_extraction_is_cleaned_up_by_the_next_run`]: `<archive>\n<dest>`.
 const CHILD_ENV: &str = "MIX_FETCH_FAULTS_CHILD";
-
-fn md5_hex(bytes: &[u8]) -> String {
-    hex::encode(Md5::digest(bytes))
-}
-
-/// Names directly inside `dir`, sorted (none when it does not exist).
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => vec![],
-    };
-    v.sort();
-    v
-}
 
 /// Serves `archive` at `/<path>` and runs `untar_data` on it as an unchecked URL; also returns
 /// the cache paths of that URL.

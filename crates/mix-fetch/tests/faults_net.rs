@@ -22,18 +22,6 @@ use mix_fetch::{
 };
 use net::*;
 
-/// Names directly inside `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => vec![],
-    };
-    v.sort();
-    v
-}
-
 /// A file at `url` with an optional SHA-256 and size.
 fn remote(url: String, sha256: Option<&[u8]>, size: Option<usize>) -> RemoteFile {
     RemoteFile {

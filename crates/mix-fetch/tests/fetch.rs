@@ -10,27 +10,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use md5::{Digest, Md5};
 use mix_fetch::{
     dataset_paths, untar_data, Checksum, Dataset, Error, FetchConfig, RemoteArchive, Retries,
     Source, Timeouts,
 };
-
-fn md5_hex(bytes: &[u8]) -> String {
-    hex::encode(Md5::digest(bytes))
-}
-
-/// Names directly inside `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => vec![],
-    };
-    v.sort();
-    v
-}
 
 fn checked(url: String, body: &[u8], checksum: Checksum) -> Source {
     Source::Checked(RemoteArchive {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -13,18 +12,6 @@ use std::time::Duration;
 use common::*;
 use mix_fetch::{fetch_file, file_path, Error, FetchConfig, RemoteFile, Retries};
 use safetensors::SafeTensors;
-
-/// Names directly inside `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => vec![],
-    };
-    v.sort();
-    v
-}
 
 /// A server that answers every request with the weights file, honouring `Range`.
 fn weights_server() -> Server {

@@ -1,129 +1,21 @@
-//! Test helpers: a loopback HTTP server, archive builders that can write unsafe entries, a
+//! Test helpers: the loopback HTTP server and archive builders (from mix-test-support), a
 //! ResNet18-shaped safetensors file, directory snapshots, and proptest strategies.
-#![allow(dead_code)] // Each test binary uses a different part of this module.
+// Each test binary uses a different part of this module, re-exports included.
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::{self, JoinHandle};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use mix_fetch::{FetchConfig, Retries, Timeouts};
 use proptest::prelude::*;
-use tar::{EntryType, Header};
 
 // -------------------------------------------------------------------------------------------------
 // Archives
 
-/// One entry of a test archive. Names and link targets are written into the header byte for byte,
-/// so unsafe names (`../x`, `/x`) reach the extractor unchanged.
-#[derive(Clone, Debug)]
-pub enum Item {
-    /// A regular file.
-    File(String, Vec<u8>),
-    /// A directory.
-    Dir(String),
-    /// A symlink and its target.
-    Symlink(String, String),
-    /// A hard link and the earlier entry it links to.
-    HardLink(String, String),
-    /// Any other entry type, with no data.
-    Other(String, EntryType),
-}
-
-impl Item {
-    pub fn name(&self) -> &str {
-        match self {
-            Item::File(n, _)
-            | Item::Dir(n)
-            | Item::Symlink(n, _)
-            | Item::HardLink(n, _)
-            | Item::Other(n, _) => n,
-        }
-    }
-}
-
-pub fn file(name: &str, data: &[u8]) -> Item {
-    Item::File(name.into(), data.to_vec())
-}
-
-pub fn dir(name: &str) -> Item {
-    Item::Dir(name.into())
-}
-
-pub fn symlink(name: &str, target: &str) -> Item {
-    Item::Symlink(name.into(), target.into())
-}
-
-pub fn hardlink(name: &str, target: &str) -> Item {
-    Item::HardLink(name.into(), target.into())
-}
-
-/// A raw GNU header with `name` copied verbatim (at most 100 bytes).
-fn raw_header(name: &str, kind: EntryType, size: u64, mode: u32) -> Header {
-    let mut h = Header::new_gnu();
-    let bytes = name.as_bytes();
-    assert!(bytes.len() <= 100, "test names must fit the header: {name}");
-    h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_mtime(1_600_000_000);
-    h
-}
-
-/// A tar stream of `items` (uncompressed).
-pub fn tar_bytes(items: &[Item]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for item in items {
-        match item {
-            Item::File(name, data) => {
-                let mut h = raw_header(name, EntryType::Regular, data.len() as u64, 0o644);
-                h.set_cksum();
-                b.append(&h, data.as_slice()).unwrap();
-            }
-            Item::Dir(name) => {
-                let mut h = raw_header(name, EntryType::Directory, 0, 0o755);
-                h.set_cksum();
-                b.append(&h, std::io::empty()).unwrap();
-            }
-            Item::Symlink(name, target) | Item::HardLink(name, target) => {
-                let kind = if matches!(item, Item::Symlink(..)) {
-                    EntryType::Symlink
-                } else {
-                    EntryType::Link
-                };
-                let mut h = raw_header(name, kind, 0, 0o777);
-                h.set_link_name_literal(target.as_bytes()).unwrap();
-                h.set_cksum();
-                b.append(&h, std::io::empty()).unwrap();
-            }
-            Item::Other(name, kind) => {
-                let mut h = raw_header(name, *kind, 0, 0o644);
-                h.set_cksum();
-                b.append(&h, std::io::empty()).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
-
-/// A gzip-compressed tar of `items`.
-pub fn tgz(items: &[Item]) -> Vec<u8> {
-    gzip(&tar_bytes(items))
-}
+pub use mix_test_support::archive::{dir, file, gzip, hardlink, symlink, tar_bytes, tgz, Item};
 
 /// Deterministic incompressible bytes (xorshift64*), so that archives have the size of their
 /// contents.
@@ -268,10 +160,24 @@ pub fn resnet18_safetensors() -> &'static [u8] {
     })
 }
 
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+pub use mix_test_support::sha256_hex;
+
+/// Names directly inside `dir`, sorted (none when it does not exist).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => vec![],
+    };
+    v.sort();
+    v
+}
+
+/// Lower-case hex MD-5 of `bytes` (fastai's checksums).
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(bytes))
 }
 
 /// The last component of `path`: the name a cache path from `dataset_paths` has in its folder.
@@ -384,273 +290,7 @@ impl Sandbox {
 // -------------------------------------------------------------------------------------------------
 // Loopback HTTP server
 
-/// A request as the server saw it.
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// What the server does with a request.
-pub enum Reply {
-    /// Answer with `status`, `Content-Length: body.len()` and the body; with `cut_after`, send only
-    /// that many body bytes and close (a dropped connection); `pause` is slept between 8 KiB
-    /// chunks.
-    Send {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-        cut_after: Option<usize>,
-        /// After sending `cut_after` bytes, hold the connection open without sending (a stalled
-        /// server) instead of closing it.
-        stall_after_cut: bool,
-        pause: Duration,
-    },
-    /// Read the request and never answer, holding the connection until the server stops.
-    Stall,
-    /// Write each piece exactly as given (status line, headers and body are the caller's, so the
-    /// headers may lie), sleeping its pause after it, then close; the writing stops when the
-    /// client goes away or the server stops.
-    Raw(Vec<(Vec<u8>, Duration)>),
-}
-
-impl Reply {
-    pub fn status(status: u16) -> Reply {
-        Reply::Send {
-            status,
-            headers: vec![],
-            body: b"nothing here".to_vec(),
-            cut_after: None,
-            stall_after_cut: false,
-            pause: Duration::ZERO,
-        }
-    }
-
-    /// The whole file (200), or from the requested offset (206) when `honor_range` and the request
-    /// has `Range: bytes=N-`.
-    pub fn file(req: &Request, body: &[u8], honor_range: bool) -> Reply {
-        let start = req
-            .header("range")
-            .filter(|_| honor_range)
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.strip_suffix('-'))
-            .and_then(|n| n.parse::<usize>().ok());
-        match start {
-            Some(s) if s < body.len() => Reply::Send {
-                status: 206,
-                headers: vec![(
-                    "Content-Range".into(),
-                    format!("bytes {s}-{}/{}", body.len() - 1, body.len()),
-                )],
-                body: body[s..].to_vec(),
-                cut_after: None,
-                stall_after_cut: false,
-                pause: Duration::ZERO,
-            },
-            _ => Reply::Send {
-                status: 200,
-                headers: vec![],
-                body: body.to_vec(),
-                cut_after: None,
-                stall_after_cut: false,
-                pause: Duration::ZERO,
-            },
-        }
-    }
-
-    pub fn cut(mut self, after: usize) -> Reply {
-        if let Reply::Send { cut_after, .. } = &mut self {
-            *cut_after = Some(after);
-        }
-        self
-    }
-
-    pub fn stall_at(mut self, after: usize) -> Reply {
-        if let Reply::Send {
-            cut_after,
-            stall_after_cut,
-            ..
-        } = &mut self
-        {
-            *cut_after = Some(after);
-            *stall_after_cut = true;
-        }
-        self
-    }
-
-    pub fn slow(mut self, per_chunk: Duration) -> Reply {
-        if let Reply::Send { pause, .. } = &mut self {
-            *pause = per_chunk;
-        }
-        self
-    }
-}
-
-type Handler = dyn Fn(usize, &Request) -> Reply + Send + Sync;
-
-/// An HTTP/1.1 server on 127.0.0.1 that answers each request with `handler(index, request)` and
-/// records the requests. It stops (and ends every connection) when dropped.
-pub struct Server {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Server {
-    pub fn start(handler: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let accept = {
-            let (requests, stop, workers) = (requests.clone(), stop.clone(), workers.clone());
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (requests, stop, handler) =
-                        (requests.clone(), stop.clone(), handler.clone());
-                    let worker = thread::spawn(move || serve(stream, &requests, &stop, &*handler));
-                    workers.lock().unwrap().push(worker);
-                }
-            })
-        };
-        Server {
-            addr,
-            requests,
-            stop,
-            accept: Some(accept),
-            workers,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    pub fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the accept loop
-        if let Some(a) = self.accept.take() {
-            let _ = a.join();
-        }
-        for w in self.workers.lock().unwrap().drain(..) {
-            let _ = w.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, handler: &Handler) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return; // the wake-up connection, or a client that went away
-    }
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.trim_end().split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let req = Request { path, headers };
-    let index = {
-        let mut r = requests.lock().unwrap();
-        r.push(req.clone());
-        r.len() - 1
-    };
-    let hold = || {
-        while !stop.load(Ordering::SeqCst) {
-            thread::sleep(Duration::from_millis(20));
-        }
-    };
-    let mut out = stream;
-    match handler(index, &req) {
-        Reply::Stall => hold(),
-        Reply::Raw(pieces) => {
-            for (bytes, pause) in pieces {
-                if stop.load(Ordering::SeqCst) || out.write_all(&bytes).is_err() {
-                    return;
-                }
-                let _ = out.flush();
-                thread::sleep(pause);
-            }
-            let _ = out.shutdown(std::net::Shutdown::Both);
-        }
-        Reply::Send {
-            status,
-            headers,
-            body,
-            cut_after,
-            stall_after_cut,
-            pause,
-        } => {
-            let mut head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            for (k, v) in headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            if out.write_all(head.as_bytes()).is_err() {
-                return;
-            }
-            let end = cut_after.unwrap_or(body.len()).min(body.len());
-            for chunk in body[..end].chunks(8192) {
-                if stop.load(Ordering::SeqCst) || out.write_all(chunk).is_err() {
-                    return;
-                }
-                let _ = out.flush();
-                thread::sleep(pause);
-            }
-            if cut_after.is_some() && stall_after_cut {
-                hold();
-            }
-            let _ = out.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-/// A URL on a loopback port where nothing listens (connection refused).
-pub fn closed_port_url(path: &str) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}{path}")
-}
+pub use mix_test_support::http::{closed_port_url, Reply, Request, Server};
 
 /// A configuration for tests: short timeouts, quick retries, no progress bar, no fastai folder.
 pub fn test_config(cache: &Path) -> FetchConfig {

@@ -81,26 +81,9 @@ pub fn small_data(
     )
 }
 
-/// The Python with torch 2.11.0 and torchvision: `MIX_TORCH_PYTHON`, else the venv `cargo xtask setup` makes.
-/// Panics with what to do when it is missing.
+/// The Python with torch 2.11.0 and torchvision (see mix-test-support).
 pub fn torch_python() -> PathBuf {
-    let path = std::env::var_os("MIX_TORCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-                });
-            cache.join("mix/libtorch-2.11.0/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "the torch Python {} is missing: run `cargo xtask setup` (or point MIX_TORCH_PYTHON at a Python with \
-         torch 2.11.0, torchvision 0.26.0 and safetensors)",
-        path.display()
-    );
-    path
+    mix_test_support::torch_python("torch 2.11.0, torchvision 0.26.0 and safetensors")
 }
 
 /// Runs `tests/python/<script>` with the torch Python and `args`, panicking with its output on failure.

@@ -34,28 +34,11 @@ pub fn ints(v: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// The Python with torch 2.11.0, torchvision 0.26.0 and fastai 2.8.12: `MIX_TORCH_PYTHON`, else the venv
-/// `cargo xtask setup` makes. Panics with what to do when it is missing.
+/// The Python with torch 2.11.0, torchvision 0.26.0 and fastai 2.8.12 (see mix-test-support).
 pub fn fastai_python() -> PathBuf {
-    let path = std::env::var_os("MIX_TORCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-                });
-            cache.join("mix/libtorch-2.11.0/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "the torch Python {} is missing: run `cargo xtask setup` and `{} -m pip install fastai==2.8.12` \
-         (or point MIX_TORCH_PYTHON at a Python with torch 2.11.0, torchvision 0.26.0, fastai 2.8.12 and \
-         safetensors)",
-        path.display(),
-        path.display()
-    );
-    path
+    mix_test_support::fastai_python(
+        "torch 2.11.0, torchvision 0.26.0, fastai 2.8.12 and safetensors",
+    )
 }
 
 /// Runs `tests/python/<script>` with that Python and `args` on the CPU, panicking with its output on

@@ -1,73 +1,34 @@
 //! Running the mix-train binary the way a user does, in a sandbox with its own cache and run folder.
 
-#![allow(dead_code)]
+// Each test binary uses a different part of this module, re-exports included.
+#![allow(dead_code, unused_imports)]
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-/// The sample dataset's images, bundled in the repository.
-pub fn sample_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample/images")
-}
+pub use mix_test_support::{sample_images, sha256_hex, Run, SAMPLE_CLASSES};
 
-/// The classes of the sample dataset, in vocab order.
-pub const SAMPLE_CLASSES: [&str; 6] = ["astronaut", "cat", "coffee", "galaxy", "retina", "rocket"];
-
-/// A temporary folder holding a private data cache (`cache/`), an empty fastai home and the run
-/// folders (`runs/`).
-pub struct Sandbox {
-    pub dir: tempfile::TempDir,
-}
-
-/// What one run of the binary did.
-pub struct Run {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
+/// A sandbox (mix-test-support) whose binary is mix-train, with the run folders in `runs/`.
+pub struct Sandbox(mix_test_support::Sandbox);
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
+        Sandbox(mix_test_support::Sandbox::new(env!(
+            "CARGO_BIN_EXE_mix-train"
+        )))
     }
 
     pub fn runs(&self) -> PathBuf {
         self.path().join("runs")
     }
 
-    pub fn cache(&self) -> PathBuf {
-        self.path().join("cache")
-    }
-
-    /// A command for the binary with the sandbox's cache, no fastai cache, no proxy, one download
-    /// attempt, and `--out <sandbox>/runs` appended by [`Sandbox::run`].
+    /// The sandbox's command (private cache, no proxy, one download attempt) without colours;
+    /// [`Sandbox::run`] appends `--out <sandbox>/runs`.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mix-train"));
-        cmd.current_dir(self.path())
-            .env("MIX_DATA_HOME", self.cache())
-            .env("FASTAI_HOME", self.path().join("no-fastai"))
-            .env("MIX_FETCH_ATTEMPTS", "1")
-            .env("NO_COLOR", "1");
-        for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
-            cmd.env_remove(var).env_remove(var.to_lowercase());
-        }
+        let mut cmd = self.0.command();
+        cmd.env("NO_COLOR", "1");
         cmd
-    }
-
-    /// Runs the binary with `args`.
-    pub fn run_with(&self, mut cmd: Command, args: &[&str]) -> Run {
-        let out: Output = cmd.args(args).output().expect("mix-train starts");
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
     }
 
     /// Runs the binary with `args` and `--out <sandbox>/runs` (unless resuming).
@@ -92,30 +53,11 @@ impl Sandbox {
     }
 }
 
-impl Run {
-    /// Panics with both streams unless the run succeeded.
-    pub fn assert_ok(&self) -> &Run {
-        assert!(
-            self.ok,
-            "mix-train failed\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
+impl Deref for Sandbox {
+    type Target = mix_test_support::Sandbox;
 
-    /// Panics unless the run failed with `needle` in its error output.
-    pub fn assert_fails_with(&self, needle: &str) -> &Run {
-        assert!(
-            !self.ok,
-            "mix-train should have failed\nstdout:\n{}",
-            self.stdout
-        );
-        assert!(
-            self.stderr.contains(needle),
-            "expected `{needle}` in the error output, found:\n{}",
-            self.stderr
-        );
-        self
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -149,60 +91,23 @@ pub fn one_cycle_lr(lr_max: f64, pos: f64) -> f64 {
     }
 }
 
-/// A loopback HTTP server answering every GET with `body` (200, or 206 for a `Range` request),
-/// counting the requests. It serves until the test process ends.
+/// A loopback server (mix-test-support) answering every GET with one file, at `url`.
 pub struct FileServer {
     pub url: String,
-    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    server: mix_test_support::http::FileServer,
 }
 
 impl FileServer {
     pub fn start(name: &str, body: Vec<u8>) -> FileServer {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/{name}", listener.local_addr().unwrap());
-        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut start = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(r) = lower.strip_prefix("range: bytes=") {
-                        start = r.trim().trim_end_matches('-').parse().unwrap_or(0);
-                    }
-                }
-                let start = start.min(body.len());
-                let part = &body[start..];
-                let head = if start > 0 {
-                    format!(
-                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
-                        part.len(),
-                        body.len() - 1,
-                        body.len()
-                    )
-                } else {
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        part.len()
-                    )
-                };
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(part);
-            }
-        });
-        FileServer { url, requests }
+        let server = mix_test_support::http::FileServer::start(body);
+        FileServer {
+            url: server.url(name),
+            server,
+        }
     }
 
     pub fn count(&self) -> usize {
-        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+        self.server.count()
     }
 }
 
@@ -232,10 +137,4 @@ pub fn resnet18_safetensors(seed: u64) -> Vec<u8> {
     let path = dir.path().join("w.safetensors");
     Tensor::write_safetensors(&named, &path).unwrap();
     std::fs::read(path).unwrap()
-}
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
 }
