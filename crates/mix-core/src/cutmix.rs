@@ -72,6 +72,22 @@ impl BBox {
 ///
 /// fastai draws `cx` uniformly from `0..width` and `cy` from `0..height`; [`CutMix::draw`] does.
 /// Fails when `lam` is not in [0, 1] or `(cx, cy)` is not a pixel of the image.
+///
+/// ```
+/// use mix_core::cutmix::{rand_bbox, BBox};
+/// use mix_core::ImageSize;
+///
+/// # fn main() -> mix_core::Result<()> {
+/// // 4 rows of 6 pixels; lam = 0.75 cuts half of each side, centred on column 3, row 2.
+/// let size = ImageSize::new(4, 6);
+/// let bbox = rand_bbox(size, 0.75, 3, 2)?;
+/// assert_eq!(bbox, BBox { x1: 2, y1: 1, x2: 4, y2: 3 });
+/// assert_eq!(bbox.lam(size)?, 1.0 - bbox.area() as f32 / size.area() as f32);
+/// assert!(rand_bbox(size, 0.75, 6, 0).is_err(), "column 6 is outside");
+/// assert!(rand_bbox(size, 1.5, 3, 2).is_err(), "lam is outside [0, 1]");
+/// # Ok(())
+/// # }
+/// ```
 pub fn rand_bbox(size: ImageSize, lam: f32, cx: usize, cy: usize) -> Result<BBox> {
     check_centre(size, lam, cx, cy)?;
     let cut_rat = (1.0 - lam).sqrt();
