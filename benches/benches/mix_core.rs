@@ -13,7 +13,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mix_core::cutmix::{paste_into, rand_bbox};
 use mix_core::mixup::blend_into;
-use mix_core::{MixParams, MixUp, PixelMix};
+use mix_core::{ImageSize, MixParams, MixUp, PixelMix};
 use ndarray::{Array4, ArrayView4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -26,10 +26,10 @@ fn bench(c: &mut Criterion) {
     let x8 = Array4::from_shape_simple_fn(SHAPE, || rng.gen::<u8>());
     let mut out = Array4::<f32>::zeros(SHAPE);
     let mut out8 = Array4::<u8>::zeros(SHAPE);
-    let mixup = MixUp::default().sample(SHAPE.0, &mut rng).unwrap();
+    let mixup = MixUp::default().draw(SHAPE.0, &mut rng).unwrap();
     let (_, _, h, w) = SHAPE;
     // The lambda = 0.5 box, centred so that it is not clipped: 158 x 158 pixels.
-    let bbox = rand_bbox(w, h, 0.5, w / 2, h / 2);
+    let bbox = rand_bbox(ImageSize::new(h, w), 0.5, w / 2, h / 2).unwrap();
     let blend_params: MixParams = mixup.clone().into();
     let identity = MixParams::identity(SHAPE.0);
 
@@ -50,6 +50,7 @@ fn bench(c: &mut Criterion) {
                 &mixup.perm,
                 out.view_mut().into_dyn(),
             )
+            .unwrap()
         })
     });
     g.bench_function("cutmix_paste_into_lam_0.5", |b| {

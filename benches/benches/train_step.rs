@@ -14,7 +14,7 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mix_core::{BatchShape, CutMix, Mix, MixUp};
+use mix_core::{BatchShape, CutMix, ImageSize, Mix, MixUp};
 use mix_tch::loss::{CrossEntropyFlat, LossFunc};
 use mix_tch::tch::{Device, Kind, Tensor};
 use mix_tch::{mix, Adam, AdamConfig, VisionModel};
@@ -92,12 +92,8 @@ impl Step {
                 CrossEntropyFlat.loss(&pred, &self.y).expect("loss")
             }
             Some(m) => {
-                let shape = BatchShape::new(
-                    self.batch as usize,
-                    3,
-                    self.size as usize,
-                    self.size as usize,
-                );
+                let side = self.size as usize;
+                let shape = BatchShape::new(self.batch as usize, 3, ImageSize::new(side, side));
                 let params = m.sample(shape, &mut self.rng).expect("sample");
                 // What MixCallback does: one copy of the params to the device, then apply and mixed loss.
                 let on_device = mix::DeviceParams::new(&params, self.device).expect("params");

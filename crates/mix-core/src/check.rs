@@ -1,7 +1,7 @@
 //! Input checks shared by every kernel: batch sizes, permutations, weights and boxes.
 
 use crate::cutmix::BBox;
-use crate::{Error, Result};
+use crate::{Error, ImageSize, Result};
 
 /// Rejects an empty batch.
 pub(crate) fn batch(batch: usize) -> Result<()> {
@@ -60,17 +60,21 @@ pub(crate) fn weights(what: &'static str, lam: &[f32], batch: usize) -> Result<(
     lam.iter().enumerate().try_for_each(|(i, &l)| weight(i, l))
 }
 
-/// Checks that a box is not inverted and lies inside a `width` x `height` image.
-pub(crate) fn bbox(index: usize, bbox: BBox, width: usize, height: usize) -> Result<()> {
-    if bbox.x1 <= bbox.x2 && bbox.x2 <= width && bbox.y1 <= bbox.y2 && bbox.y2 <= height {
+/// Checks that a box is not inverted and lies inside an image of `size`.
+pub(crate) fn bbox(index: usize, bbox: BBox, size: ImageSize) -> Result<()> {
+    if bbox.x1 <= bbox.x2 && bbox.x2 <= size.width && bbox.y1 <= bbox.y2 && bbox.y2 <= size.height {
         Ok(())
     } else {
-        Err(Error::BoxOutOfImage {
-            index,
-            bbox,
-            width,
-            height,
-        })
+        Err(Error::BoxOutOfImage { index, bbox, size })
+    }
+}
+
+/// Rejects an image with no pixels, where a box area must be divided by the image area.
+pub(crate) fn image(size: ImageSize) -> Result<()> {
+    if size.is_empty() {
+        Err(Error::EmptyImage { size })
+    } else {
+        Ok(())
     }
 }
 

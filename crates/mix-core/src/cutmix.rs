@@ -9,7 +9,7 @@ use rand::Rng;
 use rand_distr::{Beta, Distribution};
 
 use crate::params::{random_perm, MixParams, PixelMix};
-use crate::{check, kernel, Alpha, BatchShape, Error, Mix, Result};
+use crate::{check, kernel, Alpha, BatchShape, Error, ImageSize, Mix, Result};
 
 /// A half-open pixel box: columns `x1..x2`, rows `y1..y2`. Empty when `x1 == x2` or `y1 == y2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -53,26 +53,15 @@ impl BBox {
         self.area() == 0
     }
 
-    /// The corrected lambda: the share of a `width` x `height` image outside the box,
-    /// `1 - area / (width * height)`, computed in f32 as fastai does.
-    ///
-    /// # Panics
-    ///
-    /// When the image is empty or the box does not fit it; [`BBox::try_lam`] returns the error.
-    pub fn lam(&self, width: usize, height: usize) -> f32 {
-        self.try_lam(width, height)
-            .unwrap_or_else(|e| panic!("mix_core::cutmix::BBox::lam: {e}"))
-    }
-
-    /// [`BBox::lam`], returning an error for an empty image or a box that does not fit it.
-    pub fn try_lam(&self, width: usize, height: usize) -> Result<f32> {
-        if width == 0 || height == 0 {
-            return Err(Error::EmptyImage { width, height });
-        }
-        check::bbox(0, *self, width, height)?;
+    /// The corrected lambda: the share of an image of `size` outside the box,
+    /// `1 - area / (width * height)`, computed in f32 as fastai does. Fails for an image with no
+    /// pixels or a box that does not fit it.
+    pub fn lam(&self, size: ImageSize) -> Result<f32> {
+        check::image(size)?;
+        check::bbox(0, *self, size)?;
         // fastai: `1 - ((x2-x1)*(y2-y1)) / float(W*H)`, an int64 tensor over a Python float,
         // which torch evaluates in float32.
-        Ok(1.0 - self.area() as f32 / (width * height) as f32)
+        Ok(1.0 - self.area() as f32 / size.area() as f32)
     }
 }
 
@@ -81,93 +70,80 @@ impl BBox {
 /// `torch.round`), then `x1 = clamp(cx - cut_w / 2, 0, width)`, `x2 = clamp(cx + cut_w / 2, 0,
 /// width)` and the same for y. An odd `cut_w` gives a box one pixel narrower, as in fastai.
 ///
-/// fastai draws `cx` uniformly from `0..width` and `cy` from `0..height`; [`CutMix::sample`] does.
+/// fastai draws `cx` uniformly from `0..width` and `cy` from `0..height`; [`CutMix::draw`] does.
+/// Fails when `lam` is not in [0, 1] or `(cx, cy)` is not a pixel of the image.
 ///
-/// # Panics
+/// ```
+/// use mix_core::cutmix::{rand_bbox, BBox};
+/// use mix_core::ImageSize;
 ///
-/// When `lam` is not in [0, 1] or the centre is outside the image; [`try_rand_bbox`] returns the
-/// error.
-pub fn rand_bbox(width: usize, height: usize, lam: f32, cx: usize, cy: usize) -> BBox {
-    try_rand_bbox(width, height, lam, cx, cy)
-        .unwrap_or_else(|e| panic!("mix_core::cutmix::rand_bbox: {e}"))
-}
-
-/// [`rand_bbox`], returning an error when `lam` is not in [0, 1] or `(cx, cy)` is not a pixel.
-pub fn try_rand_bbox(width: usize, height: usize, lam: f32, cx: usize, cy: usize) -> Result<BBox> {
-    check_centre(width, height, lam, cx, cy)?;
+/// # fn main() -> mix_core::Result<()> {
+/// // 4 rows of 6 pixels; lam = 0.75 cuts half of each side, centred on column 3, row 2.
+/// let size = ImageSize::new(4, 6);
+/// let bbox = rand_bbox(size, 0.75, 3, 2)?;
+/// assert_eq!(bbox, BBox { x1: 2, y1: 1, x2: 4, y2: 3 });
+/// assert_eq!(bbox.lam(size)?, 1.0 - bbox.area() as f32 / size.area() as f32);
+/// assert!(rand_bbox(size, 0.75, 6, 0).is_err(), "column 6 is outside");
+/// assert!(rand_bbox(size, 1.5, 3, 2).is_err(), "lam is outside [0, 1]");
+/// # Ok(())
+/// # }
+/// ```
+pub fn rand_bbox(size: ImageSize, lam: f32, cx: usize, cy: usize) -> Result<BBox> {
+    check_centre(size, lam, cx, cy)?;
     let cut_rat = (1.0 - lam).sqrt();
-    let cut_w = (width as f32 * cut_rat).round_ties_even() as usize;
-    let cut_h = (height as f32 * cut_rat).round_ties_even() as usize;
-    Ok(centred_box(width, height, cut_w, cut_h, cx, cy))
+    let cut_w = (size.width as f32 * cut_rat).round_ties_even() as usize;
+    let cut_h = (size.height as f32 * cut_rat).round_ties_even() as usize;
+    Ok(centred_box(size, cut_w, cut_h, cx, cy))
 }
 
 /// timm's `rand_bbox` (margin 0) for a given centre: the cut sizes are truncated, `cut_h =
 /// int(height * sqrt(1 - lam))`, in f64 as numpy computes them (fastai rounds), and the box spans
 /// `cy - cut_h // 2 .. cy + (cut_h + 1) // 2`, clipped to the image, so an unclipped box is exactly
 /// `cut_h` high even when `cut_h` is odd (fastai's and older timm's lose a pixel there).
-pub fn rand_bbox_timm(width: usize, height: usize, lam: f32, cx: usize, cy: usize) -> Result<BBox> {
-    check_centre(width, height, lam, cx, cy)?;
+/// Fails where [`rand_bbox`] does.
+pub fn rand_bbox_timm(size: ImageSize, lam: f32, cx: usize, cy: usize) -> Result<BBox> {
+    check_centre(size, lam, cx, cy)?;
     let ratio = (1.0 - f64::from(lam)).sqrt();
-    let cut_w = (width as f64 * ratio) as usize;
-    let cut_h = (height as f64 * ratio) as usize;
+    let cut_w = (size.width as f64 * ratio) as usize;
+    let cut_h = (size.height as f64 * ratio) as usize;
     Ok(BBox {
         x1: cx.saturating_sub(cut_w / 2),
         y1: cy.saturating_sub(cut_h / 2),
-        x2: (cx + cut_w.div_ceil(2)).min(width),
-        y2: (cy + cut_h.div_ceil(2)).min(height),
+        x2: (cx + cut_w.div_ceil(2)).min(size.width),
+        y2: (cy + cut_h.div_ceil(2)).min(size.height),
     })
 }
 
-fn check_centre(width: usize, height: usize, lam: f32, cx: usize, cy: usize) -> Result<()> {
+fn check_centre(size: ImageSize, lam: f32, cx: usize, cy: usize) -> Result<()> {
     check::weight(0, lam)?;
-    if cx >= width || cy >= height {
-        return Err(Error::CentreOutOfImage {
-            cx,
-            cy,
-            width,
-            height,
-        });
+    if cx >= size.width || cy >= size.height {
+        return Err(Error::CentreOutOfImage { cx, cy, size });
     }
     Ok(())
 }
 
-/// `clamp(c -/+ cut / 2, 0, size)` on both axes.
-fn centred_box(
-    width: usize,
-    height: usize,
-    cut_w: usize,
-    cut_h: usize,
-    cx: usize,
-    cy: usize,
-) -> BBox {
+/// `clamp(c -/+ cut / 2, 0, side)` on both axes.
+fn centred_box(size: ImageSize, cut_w: usize, cut_h: usize, cx: usize, cy: usize) -> BBox {
     BBox {
         x1: cx.saturating_sub(cut_w / 2),
         y1: cy.saturating_sub(cut_h / 2),
-        x2: (cx + cut_w / 2).min(width),
-        y2: (cy + cut_h / 2).min(height),
+        x2: (cx + cut_w / 2).min(size.width),
+        y2: (cy + cut_h / 2).min(size.height),
     }
 }
 
 /// Pastes `bbox` of each sample's partner `x[perm[i]]` into a copy of `x[i]` (NCHW), as fastai's
-/// `xb[..., y1:y2, x1:x2] = x[shuffle][..., y1:y2, x1:x2]`.
-///
-/// # Panics
-///
-/// On any input [`try_paste`] rejects, with its error message.
-pub fn paste(x: ArrayView4<'_, f32>, perm: &[usize], bbox: BBox) -> Array4<f32> {
-    try_paste(x, perm, bbox).unwrap_or_else(|e| panic!("mix_core::cutmix::paste: {e}"))
-}
-
-/// [`paste`], returning an error for an empty batch, a `perm` that is not a permutation of the
-/// batch, or a box that does not fit the images.
-pub fn try_paste(x: ArrayView4<'_, f32>, perm: &[usize], bbox: BBox) -> Result<Array4<f32>> {
+/// `xb[..., y1:y2, x1:x2] = x[shuffle][..., y1:y2, x1:x2]`. Fails for an empty batch, a `perm`
+/// that is not a permutation of the batch, or a box that does not fit the images.
+pub fn paste(x: ArrayView4<'_, f32>, perm: &[usize], bbox: BBox) -> Result<Array4<f32>> {
     let mut out = Array4::zeros(x.raw_dim());
     paste_into(x, perm, bbox, out.view_mut())?;
     Ok(out)
 }
 
 /// [`paste`] into a buffer the caller owns (same shape as `x`): one pass that copies the rows
-/// around the box from `x[i]` and the box from `x[perm[i]]`.
+/// around the box from `x[i]` and the box from `x[perm[i]]`. Fails where [`paste`] does, or when
+/// `out`'s shape is not `x`'s, before anything is written.
 pub fn paste_into(
     x: ArrayView4<'_, f32>,
     perm: &[usize],
@@ -177,7 +153,7 @@ pub fn paste_into(
     let (batch, _, height, width) = x.dim();
     check::batch(batch)?;
     check::perm(perm, batch)?;
-    check::bbox(0, bbox, width, height)?;
+    check::bbox(0, bbox, ImageSize::new(height, width))?;
     check::shape("out", x.shape(), out.shape())?;
     kernel::for_each_sample(out, |i, o| {
         kernel::paste_sample(
@@ -235,24 +211,23 @@ impl CutMix {
     /// Draws, in fastai's order, lambda (f64, rounded to f32), the permutation, `cx` in
     /// `0..width` and `cy` in `0..height`; builds the box with [`rand_bbox`] and corrects lambda
     /// with [`BBox::lam`]. Fails for an empty batch or an image with no pixels.
-    pub fn sample<R: Rng + ?Sized>(
+    ///
+    /// The generic, typed form of [`Mix::sample`], which draws the same numbers from the same rng.
+    pub fn draw<R: Rng + ?Sized>(
         &self,
         batch: usize,
-        height: usize,
-        width: usize,
+        size: ImageSize,
         rng: &mut R,
     ) -> Result<CutMixParams> {
         check::batch(batch)?;
-        if width == 0 || height == 0 {
-            return Err(Error::EmptyImage { width, height });
-        }
+        check::image(size)?;
         let drawn = self.beta.sample(rng) as f32;
         let perm = random_perm(batch, rng);
-        let cx = rng.gen_range(0..width);
-        let cy = rng.gen_range(0..height);
-        let bbox = try_rand_bbox(width, height, drawn, cx, cy)?;
+        let cx = rng.gen_range(0..size.width);
+        let cy = rng.gen_range(0..size.height);
+        let bbox = rand_bbox(size, drawn, cx, cy)?;
         Ok(CutMixParams {
-            lam: bbox.try_lam(width, height)?,
+            lam: bbox.lam(size)?,
             perm,
             bbox,
             cx,
@@ -285,6 +260,6 @@ impl Mix for CutMix {
     }
 
     fn sample(&self, shape: BatchShape, rng: &mut dyn rand::RngCore) -> Result<MixParams> {
-        CutMix::sample(self, shape.batch, shape.height, shape.width, rng).map(MixParams::from)
+        self.draw(shape.batch, shape.size, rng).map(MixParams::from)
     }
 }

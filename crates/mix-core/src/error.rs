@@ -1,10 +1,10 @@
 //! The one error type of mix-core: every rejected input says what was expected and what was found.
 
 use crate::cutmix::BBox;
+use crate::ImageSize;
 
-/// Everything mix-core can reject. No function of this crate panics on bad input when it returns
-/// [`Result`]; the few listed ones that return plain values say so under `# Panics` and have a
-/// `try_` twin.
+/// Everything mix-core can reject. Every public function that can be given bad input returns
+/// [`Result`] with this error and checks before it writes; none of them panics on bad input.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -67,7 +67,7 @@ pub enum Error {
     },
     /// A box that is inverted or sticks out of the image.
     #[error(
-        "box {bbox:?} of sample {index} does not fit a {width}x{height} (width x height) image: \
+        "box {bbox:?} of sample {index} does not fit a {size} image: \
          expected x1 <= x2 <= width and y1 <= y2 <= height"
     )]
     BoxOutOfImage {
@@ -75,35 +75,26 @@ pub enum Error {
         index: usize,
         /// The box found.
         bbox: BBox,
-        /// Image width.
-        width: usize,
-        /// Image height.
-        height: usize,
+        /// The image size.
+        size: ImageSize,
     },
     /// A box centre that is not a pixel of the image.
     #[error(
-        "box centre ({cx}, {cy}) is outside a {width}x{height} (width x height) image: \
-         expected cx < width and cy < height"
+        "box centre ({cx}, {cy}) is outside a {size} image: expected cx < width and cy < height"
     )]
     CentreOutOfImage {
         /// Centre column.
         cx: usize,
         /// Centre row.
         cy: usize,
-        /// Image width.
-        width: usize,
-        /// Image height.
-        height: usize,
+        /// The image size.
+        size: ImageSize,
     },
     /// An image with no pixels, where a box area must be divided by the image area.
-    #[error(
-        "image of {width}x{height} (width x height) has no pixels; expected width and height >= 1"
-    )]
+    #[error("image of {size} has no pixels; expected height and width >= 1")]
     EmptyImage {
-        /// Image width.
-        width: usize,
-        /// Image height.
-        height: usize,
+        /// The image size.
+        size: ImageSize,
     },
     /// An integer target that is not a class index of the logits.
     #[error("target of sample {index} is class {class}, expected a class index < {num_classes}")]

@@ -16,6 +16,19 @@
 //!   [`stream::stream_rng`] derives a run's seeded generators, one stream per [`stream::Purpose`]
 //!   (split, initial weights, each epoch's loader and learner draws), so that no two share numbers.
 //!
+//! # Conventions
+//!
+//! - Every public function that can be given bad input returns [`Result`] with [`Error`] under its
+//!   plain name (`blend`, `blend_into`, `blend_u8`, `paste`, `rand_bbox`, [`BBox::lam`],
+//!   `mixed_cross_entropy`, ...), checks everything before it writes, and never panics on bad
+//!   input; there are no `try_` twins. Functions that cannot fail return plain values.
+//! - `sample` is only [`Mix::sample`] (a trait object's draw of [`MixParams`]). The samplers' own
+//!   generic draws are called `draw`: [`MixUp::draw`] gives [`MixUpParams`], [`CutMix::draw`]
+//!   gives [`CutMixParams`], [`Mixer::draw`] gives [`MixParams`]; each takes the same numbers from
+//!   the rng as the sampler's `Mix::sample`. Per-sample lookups are [`PixelMix::for_sample`].
+//! - An image's two sides always travel together as an [`ImageSize`] (`ImageSize::new(height,
+//!   width)`, NCHW order), so they cannot be swapped; [`BatchShape`] holds one.
+//!
 //! # A custom variant
 //!
 //! A variant is one type implementing [`Mix`]: it samples plain [`MixParams`], and the params
@@ -36,9 +49,9 @@
 //!         "StripMix"
 //!     }
 //!     fn sample(&self, shape: BatchShape, rng: &mut dyn RngCore) -> Result<MixParams> {
-//!         let strip = rng.gen_range(0..=shape.width);
-//!         let bbox = BBox { x1: 0, y1: 0, x2: strip, y2: shape.height };
-//!         let lam = bbox.try_lam(shape.width, shape.height)?;
+//!         let strip = rng.gen_range(0..=shape.size.width);
+//!         let bbox = BBox { x1: 0, y1: 0, x2: strip, y2: shape.size.height };
+//!         let lam = bbox.lam(shape.size)?;
 //!         Ok(MixParams {
 //!             lam: vec![lam; shape.batch],
 //!             perm: flip_perm(shape.batch),
@@ -92,6 +105,48 @@ pub use params::{flip_perm, random_perm, MixParams, PixelMix, SampleMix};
 
 use ndarray::{ArrayBase, Ix4, RawData};
 
+/// The size of an image: `height` rows of `width` pixels.
+///
+/// Every mix-core function that needs both sides takes one `ImageSize`, so the order of the two
+/// numbers cannot be mixed up. [`ImageSize::new`] takes them in NCHW order, height first.
+///
+/// ```
+/// use mix_core::ImageSize;
+/// let size = ImageSize::new(4, 6);
+/// assert_eq!((size.height, size.width, size.area()), (4, 6, 24));
+/// assert_eq!(size.to_string(), "4x6 (height x width)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ImageSize {
+    /// Rows (H).
+    pub height: usize,
+    /// Columns (W).
+    pub width: usize,
+}
+
+impl ImageSize {
+    /// A size from its two sides, height first (the order of the H and W axes of NCHW).
+    pub const fn new(height: usize, width: usize) -> ImageSize {
+        ImageSize { height, width }
+    }
+
+    /// Number of pixels, `height * width`.
+    pub const fn area(self) -> usize {
+        self.height * self.width
+    }
+
+    /// Whether the image has no pixel (a side is 0).
+    pub const fn is_empty(self) -> bool {
+        self.height == 0 || self.width == 0
+    }
+}
+
+impl std::fmt::Display for ImageSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{} (height x width)", self.height, self.width)
+    }
+}
+
 /// The shape of an NCHW image batch: what a [`Mix`] needs to know to draw params for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct BatchShape {
@@ -99,32 +154,29 @@ pub struct BatchShape {
     pub batch: usize,
     /// Channels per image (C).
     pub channels: usize,
-    /// Image height in pixels (H).
-    pub height: usize,
-    /// Image width in pixels (W).
-    pub width: usize,
+    /// Height and width of each image (H, W).
+    pub size: ImageSize,
 }
 
 impl BatchShape {
-    /// A shape from its four sizes, in NCHW order.
-    pub fn new(batch: usize, channels: usize, height: usize, width: usize) -> BatchShape {
+    /// A shape from the batch size, the channels and the image size.
+    pub const fn new(batch: usize, channels: usize, size: ImageSize) -> BatchShape {
         BatchShape {
             batch,
             channels,
-            height,
-            width,
+            size,
         }
     }
 
     /// The shape of an NCHW array (owned, view or mutable view).
     pub fn of<S: RawData>(x: &ArrayBase<S, Ix4>) -> BatchShape {
         let (batch, channels, height, width) = x.dim();
-        BatchShape::new(batch, channels, height, width)
+        BatchShape::new(batch, channels, ImageSize::new(height, width))
     }
 
     /// The sizes as an ndarray pattern `(N, C, H, W)`.
     pub fn dim(&self) -> (usize, usize, usize, usize) {
-        (self.batch, self.channels, self.height, self.width)
+        (self.batch, self.channels, self.size.height, self.size.width)
     }
 }
 

@@ -10,25 +10,10 @@ use crate::{check, Error, Result};
 
 /// fastai's `MixHandler.lf` around cross-entropy on logits:
 /// `mean_i lerp(ce(logits[i], target[perm[i]]), ce(logits[i], target[i]), lam[i])`, where `lam[i]`
-/// weighs the sample's own target.
-///
-/// # Panics
-///
-/// On any input [`try_mixed_cross_entropy`] rejects, with its error message.
+/// weighs the sample's own target. Fails for an empty batch, lengths that differ from the number
+/// of logit rows, a class index out of range, a non-finite logit, a weight outside [0, 1] or a
+/// `perm` that is not a permutation.
 pub fn mixed_cross_entropy(
-    logits: ArrayView2<'_, f32>,
-    target: &[usize],
-    perm: &[usize],
-    lam: &[f32],
-) -> f32 {
-    try_mixed_cross_entropy(logits, target, perm, lam)
-        .unwrap_or_else(|e| panic!("mix_core::loss::mixed_cross_entropy: {e}"))
-}
-
-/// [`mixed_cross_entropy`], returning an error for an empty batch, lengths that differ from the
-/// number of logit rows, a class index out of range, a non-finite logit, a weight outside [0, 1]
-/// or a `perm` that is not a permutation.
-pub fn try_mixed_cross_entropy(
     logits: ArrayView2<'_, f32>,
     target: &[usize],
     perm: &[usize],

@@ -12,7 +12,7 @@ use rand_distr::{Beta, Distribution};
 
 use crate::cutmix::{rand_bbox_timm, BBox};
 use crate::params::{flip_perm, MixParams, PixelMix, SampleMix};
-use crate::{check, loss, Alpha, BatchShape, Error, Mix, Result};
+use crate::{check, loss, Alpha, BatchShape, Error, ImageSize, Mix, Result};
 
 /// How many independent draws a batch gets (timm's `mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -135,18 +135,16 @@ impl Mixer {
     /// Draws one mix for `shape`. Draw order, per batch, pair or element in index order: apply?
     /// (uniform < `prob`), CutMix? (uniform < `switch_prob`, only when both are on), lambda, then
     /// for CutMix the box (`cy`, `cx`; or with min/max: `cut_h`, `cut_w`, `y1`, `x1`).
-    pub fn sample_params<R: Rng + ?Sized>(
-        &self,
-        shape: BatchShape,
-        rng: &mut R,
-    ) -> Result<MixParams> {
+    ///
+    /// The generic form of [`Mix::sample`], which draws the same numbers from the same rng.
+    pub fn draw<R: Rng + ?Sized>(&self, shape: BatchShape, rng: &mut R) -> Result<MixParams> {
         let batch = shape.batch;
         check::batch(batch)?;
         let mut lam = vec![1.0; batch];
         let mut ops = vec![SampleMix::Keep; batch];
         match self.config.mode {
             MixMode::Batch => {
-                if let Some(draw) = self.draw(rng) {
+                if let Some(draw) = self.choose(rng) {
                     let (op, l) = self.realise(draw, shape, rng)?;
                     lam.fill(l);
                     ops.fill(op);
@@ -154,14 +152,14 @@ impl Mixer {
             }
             MixMode::Elem => {
                 for i in 0..batch {
-                    if let Some(draw) = self.draw(rng) {
+                    if let Some(draw) = self.choose(rng) {
                         (ops[i], lam[i]) = self.realise(draw, shape, rng)?;
                     }
                 }
             }
             MixMode::Pair => {
                 for i in 0..batch / 2 {
-                    if let Some(draw) = self.draw(rng) {
+                    if let Some(draw) = self.choose(rng) {
                         let (op, l) = self.realise(draw, shape, rng)?;
                         let j = batch - 1 - i;
                         (ops[i], ops[j], lam[i], lam[j]) = (op, op, l, l);
@@ -189,7 +187,7 @@ impl Mixer {
     }
 
     /// Whether to mix, which operation, and its raw lambda.
-    fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<Draw> {
+    fn choose<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<Draw> {
         if rng.gen::<f32>() >= self.config.prob {
             return None;
         }
@@ -213,13 +211,12 @@ impl Mixer {
         shape: BatchShape,
         rng: &mut R,
     ) -> Result<(SampleMix, f32)> {
-        let (width, height) = (shape.width, shape.height);
+        let size = shape.size;
+        let ImageSize { height, width } = size;
         match draw {
             Draw::MixUp(l) => Ok((SampleMix::Blend(l), l)),
             Draw::CutMix(l) => {
-                if width == 0 || height == 0 {
-                    return Err(Error::EmptyImage { width, height });
-                }
+                check::image(size)?;
                 let bbox = match self.config.cutmix_minmax {
                     Some((lo, hi)) => {
                         // timm: `randint(int(img_h * minmax[0]), int(img_h * minmax[1]))`, in f64.
@@ -240,15 +237,11 @@ impl Mixer {
                     None => {
                         let cy = rng.gen_range(0..height);
                         let cx = rng.gen_range(0..width);
-                        rand_bbox_timm(width, height, l, cx, cy)?
+                        rand_bbox_timm(size, l, cx, cy)?
                     }
                 };
                 let correct = self.config.correct_lam || self.config.cutmix_minmax.is_some();
-                let lam = if correct {
-                    bbox.try_lam(width, height)?
-                } else {
-                    l
-                };
+                let lam = if correct { bbox.lam(size)? } else { l };
                 Ok((SampleMix::Paste(bbox), lam))
             }
         }
@@ -270,6 +263,6 @@ impl Mix for Mixer {
     }
 
     fn sample(&self, shape: BatchShape, rng: &mut dyn rand::RngCore) -> Result<MixParams> {
-        self.sample_params(shape, rng)
+        self.draw(shape, rng)
     }
 }

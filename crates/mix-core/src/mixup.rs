@@ -14,41 +14,19 @@ use crate::{check, kernel, Alpha, BatchShape, Mix, Result};
 /// Mixes sample `i` with sample `perm[i]` along axis 0:
 /// `out[i] = x[perm[i]] + lam[i] * (x[i] - x[perm[i]])`, computed as `torch.lerp(x[perm], x, lam)`.
 ///
-/// `x` is any array with the batch on axis 0 (images NCHW, one-hot targets, features).
-///
-/// # Panics
-///
-/// On any input [`try_blend`] rejects, with its error message. Use [`try_blend`] (or
-/// [`MixParams::apply`]) to get a [`crate::Error`] instead.
-pub fn blend(x: ArrayViewD<'_, f32>, lam: &[f32], perm: &[usize]) -> ArrayD<f32> {
-    try_blend(x, lam, perm).unwrap_or_else(|e| panic!("mix_core::mixup::blend: {e}"))
-}
-
-/// [`blend`], returning an error for an empty batch, a rank-0 array, `lam` or `perm` of the wrong
-/// length, a weight outside [0, 1] or a `perm` that is not a permutation.
-pub fn try_blend(x: ArrayViewD<'_, f32>, lam: &[f32], perm: &[usize]) -> Result<ArrayD<f32>> {
+/// `x` is any array with the batch on axis 0 (images NCHW, one-hot targets, features). Fails for an
+/// empty batch, a rank-0 array, `lam` or `perm` of the wrong length, a weight outside [0, 1] or a
+/// `perm` that is not a permutation.
+pub fn blend(x: ArrayViewD<'_, f32>, lam: &[f32], perm: &[usize]) -> Result<ArrayD<f32>> {
     check_blend(x.shape(), lam, perm)?;
     let mut out = ArrayD::zeros(x.raw_dim());
     blend_unchecked(x, lam, perm, out.view_mut());
     Ok(out)
 }
 
-/// [`blend`] into a buffer the caller owns (same shape as `x`); nothing is allocated.
-///
-/// # Panics
-///
-/// On any input [`try_blend_into`] rejects, with its error message.
+/// [`blend`] into a buffer the caller owns (same shape as `x`); nothing is allocated. Fails where
+/// [`blend`] does, or when `out`'s shape is not `x`'s, before anything is written.
 pub fn blend_into(
-    x: ArrayViewD<'_, f32>,
-    lam: &[f32],
-    perm: &[usize],
-    out: ArrayViewMutD<'_, f32>,
-) {
-    try_blend_into(x, lam, perm, out).unwrap_or_else(|e| panic!("mix_core::mixup::blend_into: {e}"))
-}
-
-/// [`blend_into`], returning an error where [`try_blend`] does, or when `out`'s shape is not `x`'s.
-pub fn try_blend_into(
     x: ArrayViewD<'_, f32>,
     lam: &[f32],
     perm: &[usize],
@@ -63,6 +41,7 @@ pub fn try_blend_into(
 /// Blends uint8 samples the way timm's `FastCollateMixup` does:
 /// `out[i] = rint(x[i] * lam[i] + x[perm[i]] * (1 - lam[i]))` in f32, rounding to nearest with
 /// ties to even (numpy's `rint`). A quarter of the memory of f32, for mixing at collate time.
+/// Fails where [`blend`] does.
 pub fn blend_u8(x: ArrayViewD<'_, u8>, lam: &[f32], perm: &[usize]) -> Result<ArrayD<u8>> {
     check_blend(x.shape(), lam, perm)?;
     let mut out = ArrayD::zeros(x.raw_dim());
@@ -70,7 +49,7 @@ pub fn blend_u8(x: ArrayViewD<'_, u8>, lam: &[f32], perm: &[usize]) -> Result<Ar
     Ok(out)
 }
 
-/// [`blend_u8`] into a buffer the caller owns (same shape as `x`).
+/// [`blend_u8`] into a buffer the caller owns (same shape as `x`); fails where [`blend_into`] does.
 pub fn blend_u8_into(
     x: ArrayViewD<'_, u8>,
     lam: &[f32],
@@ -164,7 +143,9 @@ impl MixUp {
     /// Draws `batch` lambdas (in that order), each `max(l, 1 - l)` with `l ~ Beta(alpha, alpha)`
     /// drawn in f64 and rounded to f32, then a uniform random permutation (Fisher-Yates).
     /// Batch size 1 is fine (its partner is itself); an empty batch is an error.
-    pub fn sample<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R) -> Result<MixUpParams> {
+    ///
+    /// The generic, typed form of [`Mix::sample`], which draws the same numbers from the same rng.
+    pub fn draw<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R) -> Result<MixUpParams> {
         check::batch(batch)?;
         let lam = (0..batch)
             .map(|_| {
@@ -200,6 +181,6 @@ impl Mix for MixUp {
     }
 
     fn sample(&self, shape: BatchShape, rng: &mut dyn rand::RngCore) -> Result<MixParams> {
-        MixUp::sample(self, shape.batch, rng).map(MixParams::from)
+        self.draw(shape.batch, rng).map(MixParams::from)
     }
 }

@@ -22,7 +22,7 @@ pub enum PixelMix {
     PerSample(Vec<SampleMix>),
 }
 
-/// What happens to one sample; [`PixelMix::sample`] gives it for any variant.
+/// What happens to one sample; [`PixelMix::for_sample`] gives it for any variant.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SampleMix {
     /// The sample is copied unchanged.
@@ -48,7 +48,7 @@ impl SampleMix {
 impl PixelMix {
     /// The operation for sample `i`, whatever the variant (`Keep` for [`PixelMix::Identity`]).
     /// Returns `None` when `i` is past the end of a per-sample list.
-    pub fn sample(&self, i: usize) -> Option<SampleMix> {
+    pub fn for_sample(&self, i: usize) -> Option<SampleMix> {
         match self {
             PixelMix::Identity => Some(SampleMix::Keep),
             PixelMix::Blend(w) => w.get(i).map(|&w| SampleMix::Blend(w)),
@@ -124,14 +124,14 @@ impl MixParams {
                 boxes
                     .iter()
                     .enumerate()
-                    .try_for_each(|(i, &b)| check::bbox(i, b, shape.width, shape.height))
+                    .try_for_each(|(i, &b)| check::bbox(i, b, shape.size))
             }
             PixelMix::PerSample(ops) => {
                 check::length("per-sample ops", batch, ops.len())?;
                 ops.iter().enumerate().try_for_each(|(i, op)| match *op {
                     SampleMix::Keep => Ok(()),
                     SampleMix::Blend(w) => check::weight(i, w),
-                    SampleMix::Paste(b) => check::bbox(i, b, shape.width, shape.height),
+                    SampleMix::Paste(b) => check::bbox(i, b, shape.size),
                 })
             }
         }
@@ -167,7 +167,7 @@ impl MixParams {
             return;
         }
         kernel::for_each_sample(out, |i, o| {
-            let op = self.pixels.sample(i).unwrap_or(SampleMix::Keep);
+            let op = self.pixels.for_sample(i).unwrap_or(SampleMix::Keep);
             kernel::apply_sample_f32(
                 op,
                 x.index_axis(Axis(0), i),
@@ -191,7 +191,7 @@ impl MixParams {
         check::shape("out", x.shape(), out.shape())?;
         let perm = &self.perm;
         kernel::for_each_sample(out, |i, o| {
-            let op = self.pixels.sample(i).unwrap_or(SampleMix::Keep);
+            let op = self.pixels.for_sample(i).unwrap_or(SampleMix::Keep);
             kernel::apply_sample_u8(
                 op,
                 x.index_axis(Axis(0), i),
@@ -217,7 +217,7 @@ impl MixParams {
         logits: ArrayView2<'_, f32>,
         target: &[usize],
     ) -> Result<f32> {
-        loss::try_mixed_cross_entropy(logits, target, &self.perm, &self.lam)
+        loss::mixed_cross_entropy(logits, target, &self.perm, &self.lam)
     }
 }
 

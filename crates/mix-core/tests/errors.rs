@@ -1,11 +1,10 @@
-//! Bad inputs give typed errors with clear messages, never panics or silently wrong results; the
-//! listed plain-value functions panic with the same message.
+//! Bad inputs give typed errors with clear messages, never panics or silently wrong results.
 
-use mix_core::cutmix::{paste, paste_into, rand_bbox, try_paste, try_rand_bbox, BBox};
-use mix_core::loss::{one_hot, try_mixed_cross_entropy};
-use mix_core::mixup::{blend, blend_u8, try_blend, try_blend_into};
+use mix_core::cutmix::{paste, paste_into, rand_bbox, rand_bbox_timm, BBox};
+use mix_core::loss::{mixed_cross_entropy, one_hot};
+use mix_core::mixup::{blend, blend_into, blend_u8, blend_u8_into};
 use mix_core::{
-    Alpha, BatchShape, CutMix, Error, Mix, MixConfig, MixParams, MixUp, Mixer, PixelMix,
+    Alpha, BatchShape, CutMix, Error, ImageSize, Mix, MixConfig, MixParams, MixUp, Mixer, PixelMix,
 };
 use ndarray::{Array2, Array4, ArrayD, IxDyn};
 use rand::SeedableRng;
@@ -36,43 +35,47 @@ fn alpha_must_be_finite_and_positive() {
 #[test]
 fn empty_batches_are_rejected() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    assert_eq!(MixUp::default().sample(0, &mut rng), Err(Error::EmptyBatch));
+    assert_eq!(MixUp::default().draw(0, &mut rng), Err(Error::EmptyBatch));
     assert_eq!(
-        CutMix::default().sample(0, 4, 4, &mut rng),
+        CutMix::default().draw(0, ImageSize::new(4, 4), &mut rng),
         Err(Error::EmptyBatch)
     );
     let empty = ArrayD::<f32>::zeros(IxDyn(&[0, 3]));
-    assert_eq!(try_blend(empty.view(), &[], &[]), Err(Error::EmptyBatch));
+    assert_eq!(blend(empty.view(), &[], &[]), Err(Error::EmptyBatch));
     let mixer = Mixer::new(MixConfig::default()).unwrap();
     assert_eq!(
-        mixer.sample(BatchShape::new(0, 3, 4, 4), &mut rng),
+        mixer.sample(BatchShape::new(0, 3, ImageSize::new(4, 4)), &mut rng),
         Err(Error::EmptyBatch)
     );
     let logits = Array2::<f32>::zeros((0, 3));
     assert_eq!(
-        try_mixed_cross_entropy(logits.view(), &[], &[], &[]),
+        mixed_cross_entropy(logits.view(), &[], &[], &[]),
         Err(Error::EmptyBatch)
     );
     let scalar = ArrayD::<f32>::zeros(IxDyn(&[]));
-    assert_eq!(try_blend(scalar.view(), &[], &[]), Err(Error::NoBatchAxis));
+    assert_eq!(blend(scalar.view(), &[], &[]), Err(Error::NoBatchAxis));
 }
 
 #[test]
 fn empty_images_are_rejected_where_a_box_is_needed() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let e = CutMix::default().sample(2, 0, 5, &mut rng).unwrap_err();
+    let e = CutMix::default()
+        .draw(2, ImageSize::new(0, 5), &mut rng)
+        .unwrap_err();
     assert_eq!(
         e,
         Error::EmptyImage {
-            width: 5,
-            height: 0
+            size: ImageSize::new(0, 5)
         }
     );
     assert_eq!(
-        BBox::EMPTY.try_lam(0, 3),
+        e.to_string(),
+        "image of 0x5 (height x width) has no pixels; expected height and width >= 1"
+    );
+    assert_eq!(
+        BBox::EMPTY.lam(ImageSize::new(3, 0)),
         Err(Error::EmptyImage {
-            width: 0,
-            height: 3
+            size: ImageSize::new(3, 0)
         })
     );
 }
@@ -80,7 +83,7 @@ fn empty_images_are_rejected_where_a_box_is_needed() {
 #[test]
 fn wrong_lengths_are_rejected() {
     let x = x4();
-    let e = try_blend(x.view().into_dyn(), &[1.0, 1.0], &[0, 1, 2]).unwrap_err();
+    let e = blend(x.view().into_dyn(), &[1.0, 1.0], &[0, 1, 2]).unwrap_err();
     assert_eq!(
         e,
         Error::LengthMismatch {
@@ -93,13 +96,13 @@ fn wrong_lengths_are_rejected() {
         e.to_string(),
         "lam has length 2, expected 3 (one per sample)"
     );
-    let e = try_blend(x.view().into_dyn(), &[1.0; 3], &[0, 1]).unwrap_err();
+    let e = blend(x.view().into_dyn(), &[1.0; 3], &[0, 1]).unwrap_err();
     assert!(
         matches!(e, Error::LengthMismatch { what: "perm", .. }),
         "{e:?}"
     );
     let mut out = ArrayD::zeros(IxDyn(&[3, 2, 4, 4]));
-    let e = try_blend_into(x.view().into_dyn(), &[1.0; 3], &[0, 1, 2], out.view_mut()).unwrap_err();
+    let e = blend_into(x.view().into_dyn(), &[1.0; 3], &[0, 1, 2], out.view_mut()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "out has shape [3, 2, 4, 4], expected [3, 2, 4, 5]"
@@ -115,12 +118,12 @@ fn wrong_lengths_are_rejected() {
 #[test]
 fn non_permutations_are_rejected() {
     let x = x4();
-    let e = try_blend(x.view().into_dyn(), &[1.0; 3], &[0, 0, 1]).unwrap_err();
+    let e = blend(x.view().into_dyn(), &[1.0; 3], &[0, 0, 1]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "perm must be a permutation of 0..3, found 0 twice"
     );
-    let e = try_paste(x.view(), &[0, 1, 3], BBox::EMPTY).unwrap_err();
+    let e = paste(x.view(), &[0, 1, 3], BBox::EMPTY).unwrap_err();
     assert_eq!(
         e.to_string(),
         "perm must be a permutation of 0..3, found 3 (out of range)"
@@ -131,14 +134,14 @@ fn non_permutations_are_rejected() {
 fn lambdas_outside_zero_one_are_rejected() {
     let x = x4();
     for bad in [-0.01, 1.01, f32::NAN, f32::INFINITY] {
-        let e = try_blend(x.view().into_dyn(), &[1.0, bad, 0.5], &[2, 1, 0]).unwrap_err();
+        let e = blend(x.view().into_dyn(), &[1.0, bad, 0.5], &[2, 1, 0]).unwrap_err();
         assert!(
             matches!(e, Error::LambdaOutOfRange { index: 1, .. }),
             "{bad}: {e:?}"
         );
-        assert!(try_rand_bbox(5, 4, bad, 0, 0).is_err());
+        assert!(rand_bbox(ImageSize::new(4, 5), bad, 0, 0).is_err());
     }
-    let e = try_blend(x.view().into_dyn(), &[1.0, 1.5, 0.5], &[2, 1, 0]).unwrap_err();
+    let e = blend(x.view().into_dyn(), &[1.0, 1.5, 0.5], &[2, 1, 0]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "lambda of sample 1 must be in [0, 1], found 1.5"
@@ -154,10 +157,10 @@ fn boxes_outside_the_image_are_rejected() {
         x2: 6,
         y2: 2,
     };
-    let e = try_paste(x.view(), &[0, 1, 2], wide).unwrap_err();
+    let e = paste(x.view(), &[0, 1, 2], wide).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "box BBox { x1: 1, y1: 0, x2: 6, y2: 2 } of sample 0 does not fit a 5x4 (width x height) \
+        "box BBox { x1: 1, y1: 0, x2: 6, y2: 2 } of sample 0 does not fit a 4x5 (height x width) \
          image: expected x1 <= x2 <= width and y1 <= y2 <= height"
     );
     let inverted = BBox {
@@ -166,17 +169,22 @@ fn boxes_outside_the_image_are_rejected() {
         x2: 2,
         y2: 2,
     };
-    assert!(try_paste(x.view(), &[0, 1, 2], inverted).is_err());
+    assert!(paste(x.view(), &[0, 1, 2], inverted).is_err());
+    let size = ImageSize::new(4, 5);
+    let e = rand_bbox(size, 0.5, 5, 0).unwrap_err();
+    assert_eq!(e, Error::CentreOutOfImage { cx: 5, cy: 0, size });
     assert_eq!(
-        try_rand_bbox(5, 4, 0.5, 5, 0),
-        Err(Error::CentreOutOfImage {
-            cx: 5,
-            cy: 0,
-            width: 5,
-            height: 4
-        })
+        e.to_string(),
+        "box centre (5, 0) is outside a 4x5 (height x width) image: expected cx < width and cy < height"
     );
-    assert!(wide.try_lam(5, 4).is_err());
+    assert_eq!(
+        rand_bbox_timm(size, 0.5, 0, 4),
+        Err(Error::CentreOutOfImage { cx: 0, cy: 4, size })
+    );
+    assert!(matches!(
+        wide.lam(size),
+        Err(Error::BoxOutOfImage { index: 0, .. })
+    ));
 }
 
 #[test]
@@ -240,16 +248,16 @@ fn params_are_validated_before_anything_is_written() {
 #[test]
 fn losses_reject_bad_targets_and_logits() {
     let logits = Array2::<f32>::zeros((2, 3));
-    let e = try_mixed_cross_entropy(logits.view(), &[0, 3], &[1, 0], &[1.0, 1.0]).unwrap_err();
+    let e = mixed_cross_entropy(logits.view(), &[0, 3], &[1, 0], &[1.0, 1.0]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "target of sample 1 is class 3, expected a class index < 3"
     );
-    let e = try_mixed_cross_entropy(logits.view(), &[0], &[1, 0], &[1.0, 1.0]).unwrap_err();
+    let e = mixed_cross_entropy(logits.view(), &[0], &[1, 0], &[1.0, 1.0]).unwrap_err();
     assert!(matches!(e, Error::LengthMismatch { what: "target", .. }));
     let mut nan = logits.clone();
     nan[(1, 2)] = f32::NAN;
-    let e = try_mixed_cross_entropy(nan.view(), &[0, 1], &[1, 0], &[1.0, 1.0]).unwrap_err();
+    let e = mixed_cross_entropy(nan.view(), &[0, 1], &[1, 0], &[1.0, 1.0]).unwrap_err();
     assert_eq!(
         e,
         Error::NonFinite {
@@ -307,29 +315,60 @@ fn mixer_configs_are_checked() {
     assert_eq!(e.to_string(), "prob must be in [0, 1], found 1.5");
 }
 
+/// The functions that used to panic on bad input (`blend`, `blend_into`, `paste`, `rand_bbox`,
+/// `BBox::lam`, `mixed_cross_entropy`) now return the error, with a message naming the problem.
 #[test]
-#[should_panic(
-    expected = "mix_core::mixup::blend: perm must be a permutation of 0..3, found 0 twice"
-)]
-fn blend_panics_with_the_error_message() {
+fn formerly_panicking_functions_return_the_error() {
     let x = x4();
-    blend(x.view().into_dyn(), &[1.0; 3], &[0, 0, 1]);
-}
-
-#[test]
-#[should_panic(expected = "mix_core::cutmix::paste: empty batch")]
-fn paste_panics_with_the_error_message() {
-    paste(Array4::<f32>::zeros((0, 1, 2, 2)).view(), &[], BBox::EMPTY);
-}
-
-#[test]
-#[should_panic(expected = "mix_core::cutmix::rand_bbox: lambda of sample 0 must be in [0, 1]")]
-fn rand_bbox_panics_with_the_error_message() {
-    rand_bbox(4, 4, 1.5, 0, 0);
+    let e = blend(x.view().into_dyn(), &[1.0; 3], &[0, 0, 1]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "perm must be a permutation of 0..3, found 0 twice"
+    );
+    let mut out = ArrayD::from_elem(IxDyn(&[3, 2, 4, 5]), -1.0f32);
+    let e = blend_into(x.view().into_dyn(), &[1.0, 0.5], &[0, 1, 2], out.view_mut()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "lam has length 2, expected 3 (one per sample)"
+    );
+    assert!(out.iter().all(|&v| v == -1.0), "nothing written on error");
+    let e = paste(Array4::<f32>::zeros((0, 1, 2, 2)).view(), &[], BBox::EMPTY).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "empty batch: expected at least one sample, found 0"
+    );
+    let e = rand_bbox(ImageSize::new(4, 4), 1.5, 0, 0).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "lambda of sample 0 must be in [0, 1], found 1.5"
+    );
+    let e = BBox::EMPTY.lam(ImageSize::new(0, 3)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "image of 0x3 (height x width) has no pixels; expected height and width >= 1"
+    );
+    let logits = Array2::<f32>::zeros((2, 3));
+    let e = mixed_cross_entropy(logits.view(), &[0, 1], &[0, 1], &[1.0, -0.5]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "lambda of sample 1 must be in [0, 1], found -0.5"
+    );
 }
 
 #[test]
 fn u8_blend_checks_like_f32() {
     let x = x4().mapv(|v| v as u8);
-    assert!(blend_u8(x.view().into_dyn(), &[1.0; 3], &[0, 1, 1]).is_err());
+    assert_eq!(
+        blend_u8(x.view().into_dyn(), &[1.0; 3], &[0, 1, 1]),
+        Err(Error::NotAPermutation {
+            len: 3,
+            problem: "1 twice".into()
+        })
+    );
+    let mut out = ArrayD::zeros(IxDyn(&[3, 2, 4, 4]));
+    let e = blend_u8_into(x.view().into_dyn(), &[1.0; 3], &[0, 1, 2], out.view_mut()).unwrap_err();
+    assert!(
+        matches!(e, Error::ShapeMismatch { what: "out", .. }),
+        "{e:?}"
+    );
 }

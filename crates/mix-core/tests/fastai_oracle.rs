@@ -4,7 +4,7 @@
 use mix_core::cutmix::{paste, rand_bbox, BBox};
 use mix_core::loss::mixed_cross_entropy;
 use mix_core::mixup::blend;
-use mix_core::{CutMixParams, MixParams, MixUpParams};
+use mix_core::{CutMixParams, ImageSize, MixParams, MixUpParams};
 use ndarray::{Array2, Array4, ArrayD};
 use serde_json::Value;
 
@@ -74,7 +74,7 @@ fn mixup_matches_fastai() {
         let out = floats(&case["out"]);
         assert_close(
             &format!("case {k} blend"),
-            &blend(x.view().into_dyn(), &lam, &perm),
+            &blend(x.view().into_dyn(), &lam, &perm).unwrap(),
             &out,
         );
         let params: MixParams = MixUpParams {
@@ -98,7 +98,7 @@ fn mixup_matches_fastai() {
 
         let logits = rows(case, "logits");
         let labels = ints(&case["labels"]);
-        let loss = mixed_cross_entropy(logits.view(), &labels, &perm, &lam);
+        let loss = mixed_cross_entropy(logits.view(), &labels, &perm, &lam).unwrap();
         let want = case["loss"].as_f64().unwrap() as f32;
         assert!(
             (loss - want).abs() <= TOL,
@@ -114,6 +114,7 @@ fn cutmix_matches_fastai() {
     for (k, case) in cases.iter().enumerate() {
         let x = images(case, "x");
         let (_, _, h, w) = x.dim();
+        let size = ImageSize::new(h, w);
         let perm = ints(&case["perm"]);
         let drawn = case["lam_drawn"].as_f64().unwrap() as f32;
         let cx = case["cx"].as_u64().unwrap() as usize;
@@ -125,9 +126,9 @@ fn cutmix_matches_fastai() {
             x2: b[2],
             y2: b[3],
         };
-        let bbox = rand_bbox(w, h, drawn, cx, cy);
+        let bbox = rand_bbox(size, drawn, cx, cy).unwrap();
         assert_eq!(bbox, want_box, "case {k} box");
-        let lam = bbox.lam(w, h);
+        let lam = bbox.lam(size).unwrap();
         let want_lam = case["lam"].as_f64().unwrap() as f32;
         assert!(
             (lam - want_lam).abs() <= TOL,
@@ -137,7 +138,7 @@ fn cutmix_matches_fastai() {
         // The paste is a pure copy: exact.
         let out = ArrayD::from_shape_vec(x.shape(), floats(&case["out"])).unwrap();
         assert_eq!(
-            paste(x.view(), &perm, bbox).into_dyn(),
+            paste(x.view(), &perm, bbox).unwrap().into_dyn(),
             out,
             "case {k} paste"
         );

@@ -3,8 +3,8 @@
 
 use mix_core::cutmix::{rand_bbox, rand_bbox_timm, BBox};
 use mix_core::{
-    flip_perm, BatchShape, CutMix, Mix, MixConfig, MixMode, MixParams, MixUp, Mixer, PixelMix,
-    SampleMix,
+    flip_perm, BatchShape, CutMix, ImageSize, Mix, MixConfig, MixMode, MixParams, MixUp, Mixer,
+    PixelMix, SampleMix,
 };
 use ndarray::Array4;
 use rand::SeedableRng;
@@ -30,7 +30,7 @@ fn draws(m: &Mixer, shape: BatchShape, n: usize) -> Vec<MixParams> {
 
 #[test]
 fn prob_zero_never_mixes_and_prob_one_always_does() {
-    let shape = BatchShape::new(4, 3, 8, 8);
+    let shape = BatchShape::new(4, 3, ImageSize::new(8, 8));
     for p in draws(
         &mixer(MixConfig {
             prob: 0.0,
@@ -72,7 +72,7 @@ fn prob_zero_never_mixes_and_prob_one_always_does() {
 
 #[test]
 fn batch_mode_draws_once_with_timms_flipped_partners_and_no_folding() {
-    let shape = BatchShape::new(5, 1, 6, 4);
+    let shape = BatchShape::new(5, 1, ImageSize::new(6, 4));
     let all = draws(&mixer(MixConfig::default()), shape, 100);
     for p in &all {
         assert_eq!(p.perm, flip_perm(5));
@@ -87,7 +87,7 @@ fn batch_mode_draws_once_with_timms_flipped_partners_and_no_folding() {
 
 #[test]
 fn switch_prob_chooses_between_cutmix_and_mixup() {
-    let shape = BatchShape::new(4, 1, 8, 8);
+    let shape = BatchShape::new(4, 1, ImageSize::new(8, 8));
     let cut = mixer(MixConfig {
         switch_prob: 1.0,
         ..both(MixMode::Batch)
@@ -110,7 +110,7 @@ fn timm_truncates_the_cut_where_fastai_rounds() {
     // timm 1.0.31 spans `c - 7 // 2 .. c + (7 + 1) // 2`, so the odd cut keeps all 7 pixels
     // (older timm, like fastai, cut `c - 3 .. c + 3`); centred at (4, 4) neither box is clipped.
     assert_eq!(
-        rand_bbox_timm(9, 9, 0.3, 4, 4),
+        rand_bbox_timm(ImageSize::new(9, 9), 0.3, 4, 4),
         Ok(BBox {
             x1: 1,
             y1: 1,
@@ -119,19 +119,19 @@ fn timm_truncates_the_cut_where_fastai_rounds() {
         })
     );
     assert_eq!(
-        rand_bbox(9, 9, 0.3, 4, 4),
-        BBox {
+        rand_bbox(ImageSize::new(9, 9), 0.3, 4, 4),
+        Ok(BBox {
             x1: 0,
             y1: 0,
             x2: 8,
             y2: 8
-        }
+        })
     );
 }
 
 #[test]
 fn correct_lam_decides_whether_lambda_follows_the_box() {
-    let shape = BatchShape::new(2, 1, 7, 10);
+    let shape = BatchShape::new(2, 1, ImageSize::new(7, 10));
     let cutmix_only = MixConfig {
         mixup_alpha: None,
         cutmix_alpha: Some(1.0),
@@ -141,7 +141,7 @@ fn correct_lam_decides_whether_lambda_follows_the_box() {
         let PixelMix::Boxes(b) = &p.pixels else {
             panic!("{p:?}")
         };
-        assert_eq!(p.lam[0], b[0].lam(10, 7));
+        assert_eq!(p.lam[0], b[0].lam(ImageSize::new(7, 10)).unwrap());
     }
     let raw = draws(
         &mixer(MixConfig {
@@ -155,7 +155,7 @@ fn correct_lam_decides_whether_lambda_follows_the_box() {
         let PixelMix::Boxes(b) = &p.pixels else {
             panic!("{p:?}")
         };
-        (p.lam[0] - b[0].lam(10, 7)).abs() > 1e-3
+        (p.lam[0] - b[0].lam(ImageSize::new(7, 10)).unwrap()).abs() > 1e-3
     });
     assert!(
         differs.count() > 50,
@@ -174,7 +174,7 @@ fn minmax_boxes_have_bounded_sides_and_corrected_lambdas() {
         mode: MixMode::Elem,
         ..MixConfig::default()
     });
-    for p in draws(&m, BatchShape::new(3, 1, h, w), 100) {
+    for p in draws(&m, BatchShape::new(3, 1, ImageSize::new(h, w)), 100) {
         let PixelMix::Boxes(boxes) = &p.pixels else {
             panic!("{p:?}")
         };
@@ -184,7 +184,11 @@ fn minmax_boxes_have_bounded_sides_and_corrected_lambdas() {
                 "{b:?}"
             );
             assert!(b.x2 <= w && b.y2 <= h);
-            assert_eq!(l, b.lam(w, h), "min/max always corrects lambda");
+            assert_eq!(
+                l,
+                b.lam(ImageSize::new(h, w)).unwrap(),
+                "min/max always corrects lambda"
+            );
         }
     }
 }
@@ -193,7 +197,7 @@ fn minmax_boxes_have_bounded_sides_and_corrected_lambdas() {
 fn timm_boxes_keep_odd_cuts_whole_and_clip_at_the_edges() {
     // 10 * sqrt(1 - 0.19) = 9 exactly: cut 9 high and wide, 4 above/left and 5 below/right.
     assert_eq!(
-        rand_bbox_timm(10, 10, 0.19, 5, 5).unwrap(),
+        rand_bbox_timm(ImageSize::new(10, 10), 0.19, 5, 5).unwrap(),
         BBox {
             x1: 1,
             y1: 1,
@@ -202,7 +206,7 @@ fn timm_boxes_keep_odd_cuts_whole_and_clip_at_the_edges() {
         }
     );
     assert_eq!(
-        rand_bbox_timm(10, 10, 0.19, 9, 0).unwrap(),
+        rand_bbox_timm(ImageSize::new(10, 10), 0.19, 9, 0).unwrap(),
         BBox {
             x1: 5,
             y1: 0,
@@ -212,7 +216,7 @@ fn timm_boxes_keep_odd_cuts_whole_and_clip_at_the_edges() {
     );
     // An even cut is split evenly: 10 * sqrt(1 - 0.35) = 8.06 -> 8, 4 on each side.
     assert_eq!(
-        rand_bbox_timm(10, 10, 0.35, 5, 5).unwrap(),
+        rand_bbox_timm(ImageSize::new(10, 10), 0.35, 5, 5).unwrap(),
         BBox {
             x1: 1,
             y1: 1,
@@ -235,7 +239,7 @@ fn minmax_corners_reach_every_position_the_box_fits() {
         ..MixConfig::default()
     });
     let mut seen = std::collections::BTreeSet::new();
-    for p in draws(&m, BatchShape::new(8, 1, h, w), 400) {
+    for p in draws(&m, BatchShape::new(8, 1, ImageSize::new(h, w)), 400) {
         let PixelMix::Boxes(boxes) = &p.pixels else {
             panic!("{p:?}")
         };
@@ -264,7 +268,7 @@ fn minmax_boxes_touch_all_four_edges() {
         mode: MixMode::Elem,
         ..MixConfig::default()
     });
-    let boxes: Vec<BBox> = draws(&m, BatchShape::new(8, 1, h, w), 200)
+    let boxes: Vec<BBox> = draws(&m, BatchShape::new(8, 1, ImageSize::new(h, w)), 200)
         .iter()
         .flat_map(|p| match &p.pixels {
             PixelMix::Boxes(b) => b.clone(),
@@ -298,7 +302,7 @@ fn defaults_are_timms_mixup_defaults() {
 
 #[test]
 fn elem_mode_mixes_blends_and_boxes_in_one_batch() {
-    let shape = BatchShape::new(6, 2, 5, 7);
+    let shape = BatchShape::new(6, 2, ImageSize::new(5, 7));
     let all = draws(&mixer(both(MixMode::Elem)), shape, 50);
     assert!(all
         .iter()
@@ -309,10 +313,10 @@ fn elem_mode_mixes_blends_and_boxes_in_one_batch() {
     for p in &all {
         let out = p.apply(x.view()).unwrap();
         for i in 0..6 {
-            let op = p.pixels.sample(i).unwrap();
+            let op = p.pixels.for_sample(i).unwrap();
             match op {
                 SampleMix::Blend(w) => assert_eq!(w, p.lam[i]),
-                SampleMix::Paste(b) => assert_eq!(p.lam[i], b.lam(7, 5)),
+                SampleMix::Paste(b) => assert_eq!(p.lam[i], b.lam(ImageSize::new(5, 7)).unwrap()),
                 SampleMix::Keep => assert_eq!(p.lam[i], 1.0),
             }
             // Each sample alone, through the single-op variants, gives the same pixels.
@@ -337,18 +341,18 @@ fn pair_mode_shares_each_draw_between_mirrored_samples() {
     for batch in [1, 2, 5, 8] {
         let all = draws(
             &mixer(both(MixMode::Pair)),
-            BatchShape::new(batch, 1, 6, 6),
+            BatchShape::new(batch, 1, ImageSize::new(6, 6)),
             30,
         );
         for p in &all {
             for i in 0..batch {
                 let j = batch - 1 - i;
-                assert_eq!(p.pixels.sample(i), p.pixels.sample(j));
+                assert_eq!(p.pixels.for_sample(i), p.pixels.for_sample(j));
                 assert_eq!(p.lam[i], p.lam[j]);
             }
             if batch % 2 == 1 {
                 // The middle sample of an odd batch is its own partner and stays as it is.
-                assert!(p.pixels.sample(batch / 2).unwrap().is_keep(), "{p:?}");
+                assert!(p.pixels.for_sample(batch / 2).unwrap().is_keep(), "{p:?}");
                 assert_eq!(p.lam[batch / 2], 1.0);
             }
         }
@@ -405,11 +409,13 @@ fn odd_batches_and_non_square_images_work() {
     });
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for _ in 0..20 {
-        let p = CutMix::default().sample(7, 5, 13, &mut rng).unwrap();
+        let p = CutMix::default()
+            .draw(7, ImageSize::new(5, 13), &mut rng)
+            .unwrap();
         assert!(p.bbox.x2 <= 13 && p.bbox.y2 <= 5);
         let out = MixParams::from(p).apply(x.view()).unwrap();
         assert_eq!(out.dim(), x.dim());
-        let m = MixUp::default().sample(7, &mut rng).unwrap();
+        let m = MixUp::default().draw(7, &mut rng).unwrap();
         assert_eq!(MixParams::from(m).apply(x.view()).unwrap().dim(), x.dim());
     }
 }

@@ -1,7 +1,9 @@
 //! The batch-parallel kernels give the same bits as a plain serial loop, whatever the thread count.
 //! The batches here are big enough for the rayon path to be taken when the feature is on.
 
-use mix_core::{BBox, BatchShape, MixConfig, MixMode, MixParams, Mixer, PixelMix, SampleMix};
+use mix_core::{
+    BBox, BatchShape, ImageSize, MixConfig, MixMode, MixParams, Mixer, PixelMix, SampleMix,
+};
 use ndarray::{Array4, ArrayD};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -28,10 +30,8 @@ fn params() -> Vec<MixParams> {
     })
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let shape = BatchShape::new(SHAPE.0, SHAPE.1, SHAPE.2, SHAPE.3);
-    let mut all: Vec<MixParams> = (0..4)
-        .map(|_| m.sample_params(shape, &mut rng).unwrap())
-        .collect();
+    let shape = BatchShape::new(SHAPE.0, SHAPE.1, ImageSize::new(SHAPE.2, SHAPE.3));
+    let mut all: Vec<MixParams> = (0..4).map(|_| m.draw(shape, &mut rng).unwrap()).collect();
     let perm: Vec<usize> = vec![3, 8, 0, 1, 2, 7, 6, 5, 4];
     all.push(MixParams {
         lam: vec![0.5; 9],
@@ -79,7 +79,7 @@ fn naive_f32(p: &MixParams, x: &Array4<f32>) -> Array4<f32> {
     Array4::from_shape_fn(x.dim(), |(i, c, y, xx)| {
         let own = x[(i, c, y, xx)];
         let partner = x[(p.perm[i], c, y, xx)];
-        match p.pixels.sample(i).unwrap() {
+        match p.pixels.for_sample(i).unwrap() {
             SampleMix::Keep => own,
             SampleMix::Blend(w) if w < 0.5 => partner + w * (own - partner),
             SampleMix::Blend(w) => own - (own - partner) * (1.0 - w),
@@ -99,7 +99,7 @@ fn naive_u8(p: &MixParams, x: &Array4<u8>) -> Array4<u8> {
     Array4::from_shape_fn(x.dim(), |(i, c, y, xx)| {
         let own = x[(i, c, y, xx)];
         let partner = x[(p.perm[i], c, y, xx)];
-        match p.pixels.sample(i).unwrap() {
+        match p.pixels.for_sample(i).unwrap() {
             SampleMix::Keep => own,
             SampleMix::Blend(w) => {
                 (f32::from(own) * w + f32::from(partner) * (1.0 - w)).round_ties_even() as u8
@@ -157,13 +157,13 @@ fn blend_of_any_rank_equals_the_reference() {
         .into_shape_with_order((9, 3 * 48 * 40))
         .unwrap()
         .into_dyn();
-    let got = mix_core::mixup::blend(flat.view(), &lam, &perm);
+    let got = mix_core::mixup::blend(flat.view(), &lam, &perm).unwrap();
     assert_eq!(got.into_shape_with_order(x.raw_dim()).unwrap(), want);
     let five: ArrayD<f32> = x
         .clone()
         .into_shape_with_order(vec![9, 3, 6, 8, 40])
         .unwrap();
-    let got = mix_core::mixup::blend(five.view(), &lam, &perm);
+    let got = mix_core::mixup::blend(five.view(), &lam, &perm).unwrap();
     assert_eq!(got.into_shape_with_order(x.raw_dim()).unwrap(), want);
 }
 

@@ -3,7 +3,7 @@
 //! law (chi-square). Seeds are fixed, so a result never changes between runs; thresholds are at
 //! p = 1e-6, so a correct sampler would fail with a new seed about once in a million.
 
-use mix_core::{BatchShape, CutMix, MixConfig, MixMode, MixUp, Mixer};
+use mix_core::{BatchShape, CutMix, ImageSize, MixConfig, MixMode, MixUp, Mixer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -143,9 +143,9 @@ fn raw_lambdas(alpha: f64, seed: u64) -> Vec<f32> {
         ..MixConfig::default()
     })
     .unwrap();
-    let shape = BatchShape::new(N, 1, 1, 1);
+    let shape = BatchShape::new(N, 1, ImageSize::new(1, 1));
     mixer
-        .sample_params(shape, &mut ChaCha8Rng::seed_from_u64(seed))
+        .draw(shape, &mut ChaCha8Rng::seed_from_u64(seed))
         .unwrap()
         .lam
 }
@@ -187,8 +187,8 @@ fn cutmix_lambdas_follow_beta_alpha_alpha_before_correction() {
         })
         .unwrap();
         let lam = mixer
-            .sample_params(
-                BatchShape::new(N, 1, 3, 3),
+            .draw(
+                BatchShape::new(N, 1, ImageSize::new(3, 3)),
                 &mut ChaCha8Rng::seed_from_u64(200 + k as u64),
             )
             .unwrap()
@@ -203,7 +203,7 @@ fn mixup_lambdas_follow_the_law_of_max_b_one_minus_b() {
     for (k, &a) in ALPHAS.iter().enumerate() {
         let params = MixUp::new(a as f32)
             .unwrap()
-            .sample(N, &mut ChaCha8Rng::seed_from_u64(300 + k as u64))
+            .draw(N, &mut ChaCha8Rng::seed_from_u64(300 + k as u64))
             .unwrap();
         let d = ks_statistic(&params.lam, |m| folded_cdf(m, a));
         assert!(d < ks_critical(N, P), "alpha {a}: KS {d}");
@@ -219,7 +219,7 @@ fn the_ks_test_rejects_a_wrong_alpha() {
     assert!(d > 2.0 * ks_critical(N, P), "alpha 0.4 vs 0.6: KS {d}");
     let folded = MixUp::new(0.4)
         .unwrap()
-        .sample(N, &mut ChaCha8Rng::seed_from_u64(8))
+        .draw(N, &mut ChaCha8Rng::seed_from_u64(8))
         .unwrap();
     let d = ks_statistic(&folded.lam, |x| beta_cdf(x, 0.4, 0.4));
     assert!(d > 2.0 * ks_critical(N, P), "folded vs unfolded: KS {d}");
@@ -233,13 +233,13 @@ fn chi_square_critical(df: f64) -> f64 {
     df * (1.0 - t + z * t.sqrt()).powi(3)
 }
 
-fn centre_counts(width: usize, height: usize, draws: usize, seed: u64) -> Vec<usize> {
+fn centre_counts(size: ImageSize, draws: usize, seed: u64) -> Vec<usize> {
     let cutmix = CutMix::new(1.0).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut counts = vec![0usize; width * height];
+    let mut counts = vec![0usize; size.area()];
     for _ in 0..draws {
-        let p = cutmix.sample(1, height, width, &mut rng).unwrap();
-        counts[p.cy * width + p.cx] += 1;
+        let p = cutmix.draw(1, size, &mut rng).unwrap();
+        counts[p.cy * size.width + p.cx] += 1;
     }
     counts
 }
@@ -257,7 +257,7 @@ fn chi_square_uniform(counts: &[usize]) -> f64 {
 fn box_centres_are_uniform_over_the_image() {
     // A non-square image: 7 columns, 5 rows, every pixel a cell.
     let (w, h) = (7, 5);
-    let counts = centre_counts(w, h, 35_000, 400);
+    let counts = centre_counts(ImageSize::new(h, w), 35_000, 400);
     let stat = chi_square_uniform(&counts);
     let crit = chi_square_critical((w * h - 1) as f64);
     assert!(stat < crit, "chi-square {stat} >= {crit}: {counts:?}");

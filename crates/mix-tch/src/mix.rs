@@ -6,7 +6,7 @@ use crate::callback::{Callback, Event};
 use crate::learner::Learn;
 use crate::loss::{LossFunc, SoftTargetCrossEntropy};
 use crate::{Error, Result};
-use mix_core::{BatchShape, Mix, MixParams, Mixer, PixelMix, SampleMix};
+use mix_core::{BatchShape, ImageSize, Mix, MixParams, Mixer, PixelMix, SampleMix};
 use std::sync::{Arc, Mutex};
 use tch::{Device, Kind, Tensor};
 
@@ -60,7 +60,9 @@ impl DeviceParams {
             )));
         };
         params.validate(BatchShape::new(
-            n as usize, c as usize, h as usize, w as usize,
+            n as usize,
+            c as usize,
+            ImageSize::new(h as usize, w as usize),
         ))?;
         match &params.pixels {
             PixelMix::Identity => Ok(x.shallow_clone()),
@@ -91,7 +93,7 @@ impl DeviceParams {
                 let (n, h, w) = (n as usize, h as usize, w as usize);
                 let mut map = vec![1.0f32; n * h * w];
                 for (i, plane) in map.chunks_mut(h * w).enumerate() {
-                    match pixels.sample(i) {
+                    match pixels.for_sample(i) {
                         Some(SampleMix::Keep) | None => {}
                         Some(SampleMix::Blend(wt)) => plane.fill(wt),
                         Some(SampleMix::Paste(b)) => {
@@ -367,7 +369,8 @@ impl Callback for MixCallback {
             | Event::AfterFit => self.restore(learn),
             Event::BeforeBatch if self.active => {
                 let (n, c, h, w) = learn.xb.size4()?;
-                let shape = BatchShape::new(n as usize, c as usize, h as usize, w as usize);
+                let size = ImageSize::new(h as usize, w as usize);
+                let shape = BatchShape::new(n as usize, c as usize, size);
                 let params = self.mix.sample(shape, &mut learn.rng)?;
                 let on_device = DeviceParams::new(&params, learn.xb.device())?;
                 learn.xb = on_device.apply(&params, &learn.xb)?;

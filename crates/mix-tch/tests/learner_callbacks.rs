@@ -349,7 +349,10 @@ fn timm_soft_targets_give_soft_target_cross_entropy() {
     let pred: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
     for _ in 0..4 {
         let params = mixer
-            .sample_params(mix_core::BatchShape::new(n, 3, 8, 8), &mut rng)
+            .draw(
+                mix_core::BatchShape::new(n, 3, mix_core::ImageSize::new(8, 8)),
+                &mut rng,
+            )
             .unwrap();
         // What the callback does: the soft-target loss encodes, the mix lerps the targets.
         let loss = SoftTargetCrossEntropy {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{max_abs_diff, test_device, to_array, to_tensor};
 use mix_core::cutmix::BBox;
-use mix_core::{BatchShape, CutMix, Mix, MixParams, MixUp, PixelMix};
+use mix_core::{BatchShape, CutMix, ImageSize, Mix, MixParams, MixUp, PixelMix};
 use mix_tch::mix;
 use mix_tch::tch::{Kind, Tensor};
 use ndarray::{Array2, Array4};
@@ -57,7 +57,9 @@ fn sampled_mixup_and_cutmix_match_mix_core() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     for m in &mixes {
         for _ in 0..5 {
-            let params = m.sample(BatchShape::new(6, 3, 16, 20), &mut rng).unwrap();
+            let params = m
+                .sample(BatchShape::new(6, 3, ImageSize::new(16, 20)), &mut rng)
+                .unwrap();
             assert_apply_parity(&params, &x);
         }
     }
@@ -99,7 +101,7 @@ fn mixed_cross_entropy_matches_mix_core() {
     let target: Vec<usize> = (0..n).map(|_| rng.gen_range(0..k)).collect();
     let params = Mix::sample(
         &MixUp::new(1.0).unwrap(),
-        BatchShape::new(n, 3, 4, 4),
+        BatchShape::new(n, 3, ImageSize::new(4, 4)),
         &mut rng,
     )
     .unwrap();
@@ -133,7 +135,7 @@ fn lerped_targets_match_mix_core() {
     let onehot = mix_core::loss::one_hot(&labels, k, 0.0).unwrap();
     let params = Mix::sample(
         &CutMix::new(1.0).unwrap(),
-        BatchShape::new(n, 3, 10, 10),
+        BatchShape::new(n, 3, ImageSize::new(10, 10)),
         &mut rng,
     )
     .unwrap();

@@ -3,7 +3,7 @@
 // Each test file uses a different subset of these strategies.
 #![allow(dead_code)]
 
-use mix_core::{BBox, BatchShape};
+use mix_core::{BBox, BatchShape, ImageSize};
 use ndarray::Array4;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -11,19 +11,19 @@ use proptest::prelude::*;
 /// NCHW shapes with 1..=6 samples and small, often non-square images.
 pub fn shape() -> impl Strategy<Value = BatchShape> {
     (1usize..=6, 1usize..=3, 1usize..=9, 1usize..=9)
-        .prop_map(|(n, c, h, w)| BatchShape::new(n, c, h, w))
+        .prop_map(|(n, c, h, w)| BatchShape::new(n, c, ImageSize::new(h, w)))
 }
 
 /// An f32 batch of `shape` with values in [-100, 100].
 pub fn images(shape: BatchShape) -> impl Strategy<Value = Array4<f32>> {
-    let len = shape.batch * shape.channels * shape.height * shape.width;
+    let len = shape.batch * shape.channels * shape.size.area();
     vec(-100.0f32..100.0, len)
         .prop_map(move |v| Array4::from_shape_vec(shape.dim(), v).expect("length matches shape"))
 }
 
 /// A uint8 batch of `shape`.
 pub fn images_u8(shape: BatchShape) -> impl Strategy<Value = Array4<u8>> {
-    let len = shape.batch * shape.channels * shape.height * shape.width;
+    let len = shape.batch * shape.channels * shape.size.area();
     vec(any::<u8>(), len)
         .prop_map(move |v| Array4::from_shape_vec(shape.dim(), v).expect("length matches shape"))
 }
@@ -41,8 +41,9 @@ pub fn weights(n: usize) -> impl Strategy<Value = Vec<f32>> {
     )
 }
 
-/// Any box inside a `width` x `height` image, empty and full ones included.
-pub fn bbox(width: usize, height: usize) -> impl Strategy<Value = BBox> {
+/// Any box inside an image of `size`, empty and full ones included.
+pub fn bbox(size: ImageSize) -> impl Strategy<Value = BBox> {
+    let ImageSize { height, width } = size;
     (0..=width, 0..=width, 0..=height, 0..=height).prop_map(|(a, b, c, d)| BBox {
         x1: a.min(b),
         x2: a.max(b),
@@ -58,7 +59,7 @@ pub fn blend_case() -> impl Strategy<Value = (Array4<f32>, Vec<f32>, Vec<usize>)
 
 /// A batch, a permutation and a box inside its images.
 pub fn paste_case() -> impl Strategy<Value = (Array4<f32>, Vec<usize>, BBox)> {
-    shape().prop_flat_map(|s| (images(s), perm(s.batch), bbox(s.width, s.height)))
+    shape().prop_flat_map(|s| (images(s), perm(s.batch), bbox(s.size)))
 }
 
 /// The alphas the issue names, plus anything in between.
