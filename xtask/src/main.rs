@@ -85,9 +85,9 @@ fn run() -> Result<()> {
         "train" => train::train(&rest),
         "lr-find" => train::lr_find(&rest),
         "predict" => train::predict(&rest),
-        "bench" => bench::bench(&rest),
+        "bench" => bench::bench(&rest.iter().map(Into::into).collect::<Vec<_>>()),
         "gpu-pack" => gpu::gpu_pack(&rest),
-        "corpus" => gpu::corpus_task(&rest),
+        "corpus" => bench::corpus(&rest.iter().map(Into::into).collect::<Vec<_>>()),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

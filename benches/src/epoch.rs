@@ -14,163 +14,24 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use super::{
-    accuracy, corpus, empty_dir, formula, judge, last_json_line, machine_lines, measured_text,
-    verdict_word, write_atomic, Bound, Key, Machine, Measure, Mode, Quantity, Results, Show,
-    Target, CORPUS_SEED,
+use crate::report::{machine_lines, Machine, Table};
+use crate::runner::{self, empty_dir, last_json_line, Mode};
+use crate::speed::{
+    formula, judge, measured_text, verdict_word, Bound, Key, Measure, Quantity, Results, Show,
+    Target,
 };
-use crate::libtorch::Libtorch;
-use crate::process;
+use crate::{accuracy, corpus};
 
-/// The step's name in `--only` and in the report's markers.
-pub const STEP: &str = "epoch";
-/// The peer script's stem in benches/peers.
-pub const PEER: &str = "fastai_epoch";
-/// The file mix-train writes in its run folder: one object of timings per epoch.
-pub const TIMINGS_FILE: &str = "timings.json";
+mod recipe;
 
-/// Where both sides train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
-    /// The CPU, with every core.
-    Cpu,
-    /// The first CUDA device.
-    Cuda,
-}
-
-impl Device {
-    /// Reads `--device`.
-    pub fn parse(value: &str) -> Result<Device> {
-        match value {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda),
-            _ => bail!("--device {value}: expected cpu or cuda"),
-        }
-    }
-
-    /// The name both command lines take.
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-        }
-    }
-}
-
-/// The recipe of the timed epoch: the seed notebook's, one epoch, from scratch.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Recipe {
-    /// Both sides' device.
-    pub device: Device,
-    /// Images per breed of the corpus (37 breeds).
-    pub per_breed: usize,
-    /// `Resize(item, method='crop')`.
-    pub item: usize,
-    /// `aug_transforms(size=size)`.
-    pub size: usize,
-    /// Batch size.
-    pub bs: usize,
-    /// `MixUp(alpha)`.
-    pub alpha: &'static str,
-    /// `fit_one_cycle`'s `lr_max`: fastai's default, `defaults.lr`.
-    pub lr: &'static str,
-    /// The seed of split, shuffles, augmentation and weights.
-    pub seed: u64,
-}
-
-/// The CPU epoch: 370 images at a small size, a few minutes on 2 cores for both sides.
-pub const CPU: Recipe = Recipe {
-    device: Device::Cpu,
-    per_breed: 10,
-    item: 144,
-    size: 128,
-    bs: 64,
-    alpha: "1",
-    lr: "1e-3",
-    seed: 0,
-};
-
-/// The GPU epoch: the size of Oxford-IIIT Pet (37 x 200 images) at the seed notebook's sizes.
-pub const CUDA: Recipe = Recipe {
-    device: Device::Cuda,
-    per_breed: 200,
-    item: 256,
-    size: 224,
-    ..CPU
-};
+pub use recipe::{Device, Recipe, CORPUS_SEED, CPU, CUDA, PEER, STEP, TIMINGS_FILE};
 
 /// Runs per side in full mode, alternating sides; quick mode runs each side once.
 const FULL_RUNS: usize = 3;
 
-impl Recipe {
-    /// The recipe of a device.
-    pub fn for_device(device: Device) -> &'static Recipe {
-        match device {
-            Device::Cpu => &CPU,
-            Device::Cuda => &CUDA,
-        }
-    }
-
-    /// Images in the corpus.
-    pub fn images(&self) -> usize {
-        corpus::BREEDS.len() * self.per_breed
-    }
-
-    /// mix-train's arguments, reading `images` and writing its run folder under `out`.
-    pub fn ours_args(&self, images: &Path, out: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--dataset".into(), images.as_os_str().to_owned()];
-        for (k, v) in [
-            ("--epochs", "1".to_string()),
-            ("--bs", self.bs.to_string()),
-            ("--resize", self.item.to_string()),
-            ("--size", self.size.to_string()),
-            ("--lr", self.lr.to_string()),
-            ("--mix", "mixup".to_string()),
-            ("--alpha", self.alpha.to_string()),
-            ("--pretrained", "none".to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--device", self.device.name().to_string()),
-        ] {
-            args.push(k.into());
-            args.push(v.into());
-        }
-        args.push("--out".into());
-        args.push(out.as_os_str().to_owned());
-        args
-    }
-
-    /// The peer script's arguments (after the script).
-    pub fn peer_args(&self, images: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--images".into(), images.as_os_str().to_owned()];
-        for (k, v) in [
-            ("--item", self.item.to_string()),
-            ("--size", self.size.to_string()),
-            ("--bs", self.bs.to_string()),
-            ("--alpha", self.alpha.to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--device", self.device.name().to_string()),
-        ] {
-            args.push(k.into());
-            args.push(v.into());
-        }
-        args
-    }
-
-    /// The fastai calls the recipe stands for.
-    fn fastai_calls(&self) -> String {
-        format!(
-            "`Resize({}, method='crop')`, `aug_transforms(size={})`, ImageNet `Normalize`, batch {}, \
-             `vision_learner(dls, resnet18, pretrained=False, metrics=error_rate)`, \
-             `fit_one_cycle(1, cbs=MixUp({}))` (lr_max {}), seed {}, {}",
-            self.item,
-            self.size,
-            self.bs,
-            self.alpha,
-            self.lr,
-            self.seed,
-            self.device.name()
-        )
-    }
+/// Images in a recipe's corpus.
+pub fn images(recipe: &Recipe) -> usize {
+    corpus::BREEDS.len() * recipe.per_breed
 }
 
 /// The figures both sides report for one epoch.
@@ -408,7 +269,6 @@ pub const TARGET: Target = Target {
 pub fn run(
     root: &Path,
     target: &Path,
-    torch: &Libtorch,
     python: &Path,
     data: &Path,
     recipe: &'static Recipe,
@@ -449,8 +309,8 @@ pub fn run(
     };
     // Named from the workspace root in the report, which is the same on every clone.
     outcome.corpus = Some(corpus.strip_prefix(root).unwrap_or(&corpus).to_path_buf());
-    let binary = accuracy::build_ours(target, torch, &dir);
-    let ceiling_binary = build_ceiling(target, torch, &dir);
+    let binary = runner::build_mix_train(target, &dir);
+    let ceiling_binary = build_ceiling(target, &dir);
     outcome.prepare_s = t.elapsed().as_secs_f64();
     let ceiling_binary = match ceiling_binary {
         Ok(b) => Some(b),
@@ -479,7 +339,6 @@ pub fn run(
             let t = Instant::now();
             match run_ours(
                 root,
-                torch,
                 binary,
                 recipe,
                 &corpus,
@@ -493,7 +352,7 @@ pub fn run(
             outcome.ours_s += t.elapsed().as_secs_f64();
         }
         if let Some(binary) = &ceiling_binary {
-            match run_ceiling(root, torch, binary, recipe, &corpus) {
+            match run_ceiling(root, binary, recipe, &corpus) {
                 Ok(c) => outcome.ceiling.push(c),
                 Err(e) => outcome
                     .problems
@@ -514,13 +373,12 @@ pub fn run(
 
 fn run_ours(
     root: &Path,
-    torch: &Libtorch,
     binary: &Path,
     recipe: &Recipe,
     corpus: &Path,
     out: &Path,
 ) -> Result<Timings> {
-    let run = accuracy::run_mix_train(root, torch, binary, &recipe.ours_args(corpus, out), out)?;
+    let run = runner::run_mix_train(root, binary, &recipe.ours_args(corpus, out), out)?;
     let path = run.join(TIMINGS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -552,10 +410,10 @@ fn run_peer(
         .args(recipe.peer_args(corpus))
         // fastai's progress goes to the terminal; only the JSON line is read.
         .stderr(Stdio::inherit());
-    eprintln!("$ {}", process::display(&cmd));
-    let stdout = process::output(&mut cmd)?;
+    eprintln!("$ {}", runner::display(&cmd));
+    let stdout = runner::output(&mut cmd)?;
     eprint!("{stdout}");
-    let _ = write_atomic(&dir.join(format!("{PEER}-{i}.json")), &stdout);
+    let _ = mix_io::write_atomic(&dir.join(format!("{PEER}-{i}.json")), stdout.as_bytes());
     parse_peer(&stdout)
 }
 
@@ -606,8 +464,8 @@ pub fn parse_ceiling(stdout: &str) -> Result<Ceiling> {
     Ok(c)
 }
 
-fn build_ceiling(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf> {
-    let mut cmd = process::cargo(Some(torch));
+fn build_ceiling(target: &Path, dir: &Path) -> Result<PathBuf> {
+    let mut cmd = runner::cargo();
     cmd.args([
         "build",
         "--package",
@@ -615,7 +473,7 @@ fn build_ceiling(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf>
         "--example",
         "epoch_ceiling",
     ]);
-    process::run(&mut cmd)?;
+    runner::run(&mut cmd)?;
     let name = format!("epoch_ceiling{}", std::env::consts::EXE_SUFFIX);
     let built = target.join("debug").join("examples").join(&name);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -627,27 +485,17 @@ fn build_ceiling(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf>
 
 fn run_ceiling(
     root: &Path,
-    torch: &Libtorch,
     binary: &Path,
     recipe: &Recipe,
     corpus: &Path,
 ) -> Result<Ceiling> {
     let mut cmd = Command::new(binary);
     cmd.current_dir(root)
-        .arg("--images")
-        .arg(corpus)
-        .args(["--item", &recipe.item.to_string()])
-        .args(["--size", &recipe.size.to_string()])
-        .args(["--bs", &recipe.bs.to_string()])
-        .args(["--alpha", recipe.alpha])
-        .args(["--device", recipe.device.name()])
+        .args(recipe.ceiling_args(corpus))
         // As mix-train runs itself: OpenMP threads sleep while they wait.
         .env("OMP_WAIT_POLICY", "PASSIVE");
-    for (k, v) in torch.env_vars() {
-        cmd.env(k, v);
-    }
-    eprintln!("$ {}", process::display(&cmd));
-    let stdout = process::output(&mut cmd)?;
+    eprintln!("$ {}", runner::display(&cmd));
+    let stdout = runner::output(&mut cmd)?;
     eprint!("{stdout}");
     parse_ceiling(&stdout)
 }
@@ -783,7 +631,7 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
          figures are mix-train's `{TIMINGS_FILE}`, fastai's come from a callback around its \
          training and validation loops. A whole epoch counts training and validation images over \
          the epoch's seconds, end-of-epoch writing included.\n",
-        r.images(),
+        images(r),
         r.per_breed,
         r.fastai_calls(),
         args_text(&r.ours_args(Path::new("CORPUS"), Path::new("DIR"))),
@@ -1109,7 +957,7 @@ mod tests {
             peer,
             "--images /c --item 256 --size 224 --bs 64 --alpha 1 --seed 0 --device cuda"
         );
-        assert_eq!((CPU.images(), CUDA.images()), (370, 7400));
+        assert_eq!((images(&CPU), images(&CUDA)), (370, 7400));
         assert_eq!(Recipe::for_device(Device::Cuda), &CUDA);
         assert_eq!(Device::parse("cuda").unwrap(), Device::Cuda);
         let err = Device::parse("gpu").unwrap_err();
