@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -650,11 +650,13 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
     );
 
     let _ = writeln!(w, "### Final epoch, per seed\n");
-    let _ = writeln!(
-        w,
-        "| | ours error_rate | fastai error_rate | ours valid_loss | fastai valid_loss |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|");
+    let mut finals_table = Table::new(&[
+        "",
+        "ours error_rate",
+        "fastai error_rate",
+        "ours valid_loss",
+        "fastai valid_loss",
+    ]);
     let final_of = |runs: &[Run], seed: u64, pick: fn(&Epoch) -> f64| {
         runs.iter()
             .find(|r| r.seed == seed)
@@ -663,14 +665,13 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
     };
     let fastai = outcome.fastai_runs();
     for &seed in RECIPE.seeds {
-        let _ = writeln!(
-            w,
-            "| seed {seed} | {} | {} | {} | {} |",
+        finals_table.push([
+            format!("seed {seed}"),
             final_of(&outcome.ours, seed, |e| e.error_rate),
             final_of(fastai, seed, |e| e.error_rate),
             final_of(&outcome.ours, seed, |e| e.valid_loss),
             final_of(fastai, seed, |e| e.valid_loss),
-        );
+        ]);
     }
     let columns = [
         stats_cells(stats(&finals(&outcome.ours, |e| e.error_rate))),
@@ -679,12 +680,15 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
         stats_cells(stats(&finals(fastai, |e| e.valid_loss))),
     ];
     for (i, name) in ["mean", "min–max", "sample std"].iter().enumerate() {
-        let _ = writeln!(
-            w,
-            "| {name} | {} | {} | {} | {} |",
-            columns[0][i], columns[1][i], columns[2][i], columns[3][i]
-        );
+        finals_table.push([
+            name.to_string(),
+            columns[0][i].clone(),
+            columns[1][i].clone(),
+            columns[2][i].clone(),
+            columns[3][i].clone(),
+        ]);
     }
+    let _ = write!(w, "{}", finals_table.render());
     let _ = writeln!(w, "\n{}\n", verdict(outcome));
     let _ = writeln!(
         w,
@@ -695,36 +699,37 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
     let _ = writeln!(w, "### Per epoch\n");
     for &seed in RECIPE.seeds {
         let _ = writeln!(w, "Seed {seed}:\n");
-        let _ = writeln!(
-            w,
-            "| side | epoch | train_loss | valid_loss | error_rate | time (s) |"
-        );
-        let _ = writeln!(w, "|---|---|---|---|---|---|");
+        let mut epochs = Table::new(&[
+            "side",
+            "epoch",
+            "train_loss",
+            "valid_loss",
+            "error_rate",
+            "time (s)",
+        ]);
         for (side, runs, secs) in [
             ("ours", &outcome.ours[..], 0usize),
             ("fastai", fastai, 1usize),
         ] {
             match runs.iter().find(|r| r.seed == seed) {
                 None => {
-                    let _ = writeln!(w, "| {side} | missing | | | | |");
+                    epochs.push([side, "missing", "", "", "", ""]);
                 }
                 Some(run) => {
                     for e in &run.epochs {
-                        let _ = writeln!(
-                            w,
-                            "| {side} | {} | {} | {} | {} | {:.prec$} |",
-                            e.epoch,
+                        epochs.push([
+                            side.to_string(),
+                            e.epoch.to_string(),
                             fmt6(e.train_loss),
                             fmt6(e.valid_loss),
                             fmt6(e.error_rate),
-                            e.seconds,
-                            prec = secs
-                        );
+                            format!("{:.prec$}", e.seconds, prec = secs),
+                        ]);
                     }
                 }
             }
         }
-        let _ = writeln!(w);
+        let _ = writeln!(w, "{}", epochs.render());
     }
 
     let _ = writeln!(w, "### Problems\n");

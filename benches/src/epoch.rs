@@ -24,7 +24,9 @@ use crate::{accuracy, corpus};
 
 mod recipe;
 
-pub use recipe::{Device, Recipe, CORPUS_SEED, CPU, CUDA, PEER, STEP, TIMINGS_FILE};
+#[cfg(test)]
+use recipe::CPU;
+pub use recipe::{Device, Recipe, CORPUS_SEED, CUDA, PEER, STEP, TIMINGS_FILE};
 
 /// Runs per side in full mode, alternating sides; quick mode runs each side once.
 const FULL_RUNS: usize = 3;
@@ -502,7 +504,7 @@ fn run_ceiling(
 
 /// The CUDA targets (training epoch >= 2x fastai's, >= 80% of the device-only ceiling), judged on a
 /// CUDA run only, as table rows.
-fn cuda_target_rows(outcome: &Outcome) -> Vec<String> {
+fn cuda_target_rows(outcome: &Outcome) -> Vec<Vec<String>> {
     let cuda = outcome.recipe.device == Device::Cuda;
     let ours = outcome.ours().map(|t| t.figures.train_ips());
     let fastai = outcome.fastai().map(|p| p.figures.train_ips());
@@ -527,7 +529,7 @@ fn cuda_target_rows(outcome: &Outcome) -> Vec<String> {
                 },
             ),
         };
-        format!("| {claim} | {measured} | {word} | {how} |")
+        vec![claim.to_string(), measured, word, how.to_string()]
     };
     vec![
         row(
@@ -547,8 +549,8 @@ fn cuda_target_rows(outcome: &Outcome) -> Vec<String> {
     ]
 }
 
-/// The target's row, or why it is not judged.
-fn target_row(outcome: &Outcome) -> String {
+/// The target's row (its cells), or why it is not judged.
+fn target_row(outcome: &Outcome) -> Vec<String> {
     let verdict = judge(&TARGET, &outcome.results());
     let (word, measured) = if outcome.recipe.device == Device::Cpu {
         (
@@ -561,11 +563,12 @@ fn target_row(outcome: &Outcome) -> String {
             measured_text(&TARGET, &verdict),
         )
     };
-    format!(
-        "| {} | {measured} | {word} | {} |",
-        TARGET.claim,
-        formula(&TARGET.quantity)
-    )
+    vec![
+        TARGET.claim.to_string(),
+        measured,
+        word,
+        formula(&TARGET.quantity),
+    ]
 }
 
 /// The step's section of docs/performance.md.
@@ -640,21 +643,19 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
     let _ = writeln!(w, "Corpus folder of this run: `{corpus}`.\n");
 
     let _ = writeln!(w, "### Target\n");
-    let _ = writeln!(w, "| Target | Measured | Verdict | Quantity |");
-    let _ = writeln!(w, "|---|---|---|---|");
-    let _ = writeln!(w, "{}", target_row(outcome));
+    let mut targets = Table::new(&["Target", "Measured", "Verdict", "Quantity"]);
+    targets.push(target_row(outcome));
     for row in cuda_target_rows(outcome) {
-        let _ = writeln!(w, "{row}");
+        targets.push(row);
     }
-    let _ = writeln!(w);
+    let _ = writeln!(w, "{}", targets.render());
 
     let _ = writeln!(w, "### Side by side\n");
     let _ = writeln!(
         w,
         "A ratio above 1 on an images/s row, or below 1 on a seconds row, means ours is faster.\n"
     );
-    let _ = writeln!(w, "| Figure | Ours | fastai | Ours / fastai |");
-    let _ = writeln!(w, "|---|---|---|---|");
+    let mut side = Table::new(&["Figure", "Ours", "fastai", "Ours / fastai"]);
     let ours = outcome.ours().map(|t| t.figures);
     let fastai = peer.map(|p| p.figures);
     // Each row: its name, the figure and the decimals it is shown with.
@@ -676,8 +677,9 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
             (Some(o), Some(f)) => ratio(pick(&o), pick(&f)),
             _ => "missing".to_string(),
         };
-        let _ = writeln!(w, "| {name} | {} | {} | {both} |", cell(ours), cell(fastai));
+        side.push([name.to_string(), cell(ours), cell(fastai), both]);
     }
+    let _ = write!(w, "{}", side.render());
 
     match (median_by(&outcome.ceiling, |c| c.train_s), outcome.ours()) {
         (Some(c), Some(t)) => {
@@ -703,20 +705,20 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
             let _ = writeln!(w, "Missing: mix-train reported no timings (see Problems).");
         }
         Some(t) => {
-            let _ = writeln!(w, "| Part | Seconds | Share of the training loop |");
-            let _ = writeln!(w, "|---|---|---|");
+            let mut parts = Table::new(&["Part", "Seconds", "Share of the training loop"]);
             for (name, secs) in t.breakdown() {
-                let _ = writeln!(
-                    w,
-                    "| {name} | {secs:.3} | {} |",
-                    percent(secs, t.figures.train_s)
-                );
+                parts.push([
+                    name.to_string(),
+                    format!("{secs:.3}"),
+                    percent(secs, t.figures.train_s),
+                ]);
             }
-            let _ = writeln!(
-                w,
-                "| training loop (`train_s`) | {:.3} | 100.0% |",
-                t.figures.train_s
-            );
+            parts.push([
+                "training loop (`train_s`)".to_string(),
+                format!("{:.3}", t.figures.train_s),
+                "100.0%".to_string(),
+            ]);
+            let _ = write!(w, "{}", parts.render());
             let end = t
                 .end_epoch_s
                 .map_or("missing".to_string(), |e| format!("{e:.3} s"));
@@ -730,11 +732,13 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
 
     if mode == Mode::Full {
         let _ = writeln!(w, "\n### Every run\n");
-        let _ = writeln!(
-            w,
-            "| Side | Run | Training images/s | Whole-epoch images/s | Whole epoch, s |"
-        );
-        let _ = writeln!(w, "|---|---|---|---|---|");
+        let mut runs = Table::new(&[
+            "Side",
+            "Run",
+            "Training images/s",
+            "Whole-epoch images/s",
+            "Whole epoch, s",
+        ]);
         let list = outcome
             .ours
             .iter()
@@ -748,14 +752,15 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
                     .enumerate(),
             );
         for (i, (side, f)) in list {
-            let _ = writeln!(
-                w,
-                "| {side} | {i} | {:.1} | {:.1} | {:.2} |",
-                f.train_ips(),
-                f.epoch_ips(),
-                f.epoch_s
-            );
+            runs.push([
+                side.to_string(),
+                i.to_string(),
+                format!("{:.1}", f.train_ips()),
+                format!("{:.1}", f.epoch_ips()),
+                format!("{:.2}", f.epoch_s),
+            ]);
         }
+        let _ = write!(w, "{}", runs.render());
     }
 
     let _ = writeln!(w, "\n### Problems\n");
@@ -788,8 +793,8 @@ pub fn print_summary(outcome: &Outcome) {
         "epoch     fastai: {}",
         show(outcome.fastai().map(|p| p.figures))
     );
-    eprintln!("epoch     {}", target_row(outcome));
-    for row in cuda_target_rows(outcome) {
+    eprintln!("epoch     {}", Table::line(&target_row(outcome)));
+    for row in cuda_target_rows(outcome).iter().map(|r| Table::line(r)) {
         eprintln!("epoch     {row}");
     }
 }
@@ -843,7 +848,10 @@ mod tests {
         )
         .is_err());
         assert!(parse_ceiling("no json").is_err());
-        let rows = cuda_target_rows(&outcome());
+        let lines = |o: &Outcome| -> Vec<String> {
+            cuda_target_rows(o).iter().map(|r| Table::line(r)).collect()
+        };
+        let rows = lines(&outcome());
         // Ours trains 12.8 images/s: 80% of the 16 images/s ceiling, 1.6x fastai's 8.
         assert!(
             rows[0].contains("| 1.60x | not judged (cpu run) |"),
@@ -857,7 +865,7 @@ mod tests {
         );
         let mut cuda = outcome();
         cuda.recipe = &CUDA;
-        let rows = cuda_target_rows(&cuda);
+        let rows = lines(&cuda);
         assert!(rows[0].contains("| 1.60x | not met |"), "{}", rows[0]);
         assert!(rows[1].contains("| 80% | met |"), "{}", rows[1]);
     }
@@ -961,7 +969,7 @@ mod tests {
         assert_eq!(Recipe::for_device(Device::Cuda), &CUDA);
         assert_eq!(Device::parse("cuda").unwrap(), Device::Cuda);
         let err = Device::parse("gpu").unwrap_err();
-        assert_eq!(err.to_string(), "--device gpu: expected cpu or cuda");
+        assert_eq!(err.to_string(), "expected cpu or cuda, found `gpu`");
     }
 
     #[test]

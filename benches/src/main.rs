@@ -25,7 +25,7 @@ mod report;
 mod runner;
 mod speed;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -265,6 +265,7 @@ fn splice_report(existing: &str, step: &str, section: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::speed::legacy_step;
 
     #[test]
     fn only_takes_a_step_name_and_refuses_others_with_the_list() {
@@ -276,10 +277,42 @@ mod tests {
         assert_eq!(parse_only("train_step").unwrap(), "train_step");
         let err = parse_only("mix_ops").unwrap_err();
         assert_eq!(
-            err.to_string(),
-            "--only mix_ops: unknown step; expected one of mix_core, mix_data, train_step, epoch, \
-             accuracy"
+            err,
+            "unknown step; expected one of mix_core, mix_data, train_step, epoch, accuracy"
         );
+        // clap puts the option and the value in front of it.
+        let err = Cli::try_parse_from(["mix-bench", "--only", "mix_ops"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid value 'mix_ops' for '--only <STEP>': unknown step"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from(["mix-bench", "--quick", "--only", "epoch"]).unwrap();
+        assert!(cli.quick && cli.only == Some("epoch") && cli.command.is_none());
+    }
+
+    #[test]
+    fn corpus_is_a_subcommand_with_the_cuda_epoch_size_and_the_bench_seed_by_default() {
+        let cli = Cli::try_parse_from(["mix-bench", "corpus", "out"]).unwrap();
+        let Some(Task::Corpus(args)) = cli.command else {
+            panic!("expected the corpus task, found {:?}", cli.command);
+        };
+        assert_eq!(args.out, PathBuf::from("out"));
+        assert_eq!(
+            (args.per_breed, args.seed),
+            (epoch::CUDA.per_breed, epoch::CORPUS_SEED)
+        );
+        let cli = Cli::try_parse_from(["mix-bench", "corpus", "o", "--per-breed", "3", "--seed", "7"])
+            .unwrap();
+        let Some(Task::Corpus(args)) = cli.command else {
+            panic!("expected the corpus task, found {:?}", cli.command);
+        };
+        assert_eq!((args.per_breed, args.seed), (3, 7));
+        // The bench's options belong to the bench, not to the corpus task.
+        assert!(Cli::try_parse_from(["mix-bench", "--quick", "corpus", "o"]).is_err());
+        let err = Cli::try_parse_from(["mix-bench", "--device", "gpu"]).unwrap_err();
+        assert!(err.to_string().contains("expected cpu or cuda"), "{err}");
+        <Cli as clap::CommandFactory>::command().debug_assert();
         assert_eq!(
             invocation(Mode::Quick, Some("accuracy")),
             "cargo xtask bench --quick --only accuracy"

@@ -276,12 +276,22 @@ mod tests {
 
     #[test]
     fn bad_peer_json_is_refused_with_what_was_expected() {
-        let err = parse_peer("[]").unwrap_err();
-        assert!(err.to_string().contains("`results` array"), "{err}");
-        let err = parse_peer(r#"{"results":[{"median_s":1.0}]}"#).unwrap_err();
-        assert!(err.to_string().contains("string `name`"), "{err}");
-        let err = parse_peer(r#"{"results":[{"name":"a","median_s":"fast"}]}"#).unwrap_err();
-        assert!(err.to_string().contains("number `median_s`"), "{err}");
+        // The context says what was expected; serde's message under it, what was found.
+        let err = format!("{:#}", parse_peer("[]").unwrap_err());
+        assert!(err.contains("`results` array"), "{err}");
+        let err = format!(
+            "{:#}",
+            parse_peer(r#"{"results":[{"median_s":1.0}]}"#).unwrap_err()
+        );
+        assert!(err.contains("missing field `name`"), "{err}");
+        let err = format!(
+            "{:#}",
+            parse_peer(r#"{"results":[{"name":"a","median_s":"fast"}]}"#).unwrap_err()
+        );
+        assert!(
+            err.contains("\"median_s\": number") && err.contains("invalid type: string \"fast\""),
+            "{err}"
+        );
         let err = parse_peer(r#"{"results":[{"name":"a","median_s":0}]}"#).unwrap_err();
         assert!(err.to_string().contains("positive `median_s`"), "{err}");
     }

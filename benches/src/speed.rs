@@ -715,6 +715,7 @@ pub fn render_section(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peers::parse_versions;
 
     fn with(measures: &[(Key, f64, Option<u64>)]) -> Results {
         let mut r = Results::default();
