@@ -25,13 +25,13 @@ const PHOTOS: &str = "data/sample/images";
 /// `mix-bench corpus OUT [--per-breed N] [--seed S]`.
 #[derive(Debug, clap::Args)]
 pub struct CorpusArgs {
-    /// The folder to make the corpus in.
+    /// the folder to make the corpus in
     #[arg(value_name = "OUT")]
     pub out: PathBuf,
-    /// Images per breed, 37 breeds (default: the CUDA epoch's 200).
+    /// images per breed, 37 breeds (default: the CUDA epoch's 200).
     #[arg(long, value_name = "N", default_value_t = epoch::CUDA.per_breed, hide_default_value = true)]
     pub per_breed: usize,
-    /// The generator's seed (default: the bench's).
+    /// the generator's seed (default: the bench's)
     #[arg(long, value_name = "S", default_value_t = epoch::CORPUS_SEED, hide_default_value = true)]
     pub seed: u64,
 }

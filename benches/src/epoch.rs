@@ -485,12 +485,7 @@ fn build_ceiling(target: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(copy)
 }
 
-fn run_ceiling(
-    root: &Path,
-    binary: &Path,
-    recipe: &Recipe,
-    corpus: &Path,
-) -> Result<Ceiling> {
+fn run_ceiling(root: &Path, binary: &Path, recipe: &Recipe, corpus: &Path) -> Result<Ceiling> {
     let mut cmd = Command::new(binary);
     cmd.current_dir(root)
         .args(recipe.ceiling_args(corpus))

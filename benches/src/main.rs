@@ -51,20 +51,21 @@ are built.";
 pub const ACCURACY: &str = "accuracy";
 
 /// `mix-bench [--quick] [--only STEP] [--device DEVICE] [--out FILE]`, or `mix-bench corpus OUT`.
+// The option help is lower-case, as the other `cargo xtask` tasks write theirs.
 #[derive(Debug, Parser)]
 #[command(name = "mix-bench", version, about = ABOUT, args_conflicts_with_subcommands = true)]
 struct Cli {
-    /// Short warm-up and measurement times (seconds per figure, not minutes).
+    /// short warm-up and measurement times (seconds per figure, not minutes).
     #[arg(long)]
     quick: bool,
-    /// Run one step (mix_core, mix_data, train_step, epoch or accuracy) and rewrite its section.
+    /// run one step (mix_core, mix_data, train_step, epoch or accuracy) and rewrite its section.
     #[arg(long, value_name = "STEP", value_parser = parse_only)]
     only: Option<&'static str>,
-    /// The epoch step's device: cpu (default; 37 x 10 images, Resize 144, size 128) or cuda (the full
+    /// the epoch step's device: cpu (default; 37 x 10 images, Resize 144, size 128) or cuda (the full
     /// Pets size: 37 x 200 images, Resize 256, size 224).
     #[arg(long, value_name = "DEVICE", value_parser = Device::parse)]
     device: Option<Device>,
-    /// Where to write the report (default docs/performance.md).
+    /// where to write the report (default docs/performance.md).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     #[command(subcommand)]
@@ -302,8 +303,16 @@ mod tests {
             (args.per_breed, args.seed),
             (epoch::CUDA.per_breed, epoch::CORPUS_SEED)
         );
-        let cli = Cli::try_parse_from(["mix-bench", "corpus", "o", "--per-breed", "3", "--seed", "7"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "mix-bench",
+            "corpus",
+            "o",
+            "--per-breed",
+            "3",
+            "--seed",
+            "7",
+        ])
+        .unwrap();
         let Some(Task::Corpus(args)) = cli.command else {
             panic!("expected the corpus task, found {:?}", cli.command);
         };

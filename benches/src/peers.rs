@@ -209,8 +209,9 @@ struct ImagesPerSecond {
 /// step of `batch` images, labelled with the peer's torch, device, batch, size and threads.
 pub fn parse_images_per_s(stdout: &str) -> Result<PeerOutput> {
     let line = last_json_line(stdout)?;
-    let rates: ImagesPerSecond = serde_json::from_str(line)
-        .with_context(|| format!("expected a JSON object with an integer `batch`, found `{line}`"))?;
+    let rates: ImagesPerSecond = serde_json::from_str(line).with_context(|| {
+        format!("expected a JSON object with an integer `batch`, found `{line}`")
+    })?;
     let batch = rates.batch;
     if batch == 0 {
         bail!("expected a positive integer `batch`, found `{line}`");

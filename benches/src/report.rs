@@ -244,7 +244,10 @@ mod tests {
         let mut table = Table::new(&["", "a", "b"]);
         table.push(["x", "1", ""]);
         table.push(["y", "", "2"]);
-        assert_eq!(table.render(), "| | a | b |\n|---|---|---|\n| x | 1 | |\n| y | | 2 |\n");
+        assert_eq!(
+            table.render(),
+            "| | a | b |\n|---|---|---|\n| x | 1 | |\n| y | | 2 |\n"
+        );
     }
 
     #[test]

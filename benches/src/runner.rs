@@ -345,12 +345,7 @@ pub fn build_mix_train(target: &Path, dir: &Path) -> Result<PathBuf> {
 
 /// Runs mix-train with `args` (whose `--out` is `out`) in the workspace root (libtorch's
 /// environment is this process's), and returns the one run folder it made in `out`; the accuracy and epoch steps use it.
-pub fn run_mix_train(
-    root: &Path,
-    binary: &Path,
-    args: &[OsString],
-    out: &Path,
-) -> Result<PathBuf> {
+pub fn run_mix_train(root: &Path, binary: &Path, args: &[OsString], out: &Path) -> Result<PathBuf> {
     let mut cmd = Command::new(binary);
     cmd.current_dir(root).args(args);
     run(&mut cmd)?;

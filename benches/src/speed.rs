@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::criterion;
 use crate::peers::{PeerFormat, PeerSpec};
 use crate::report::{format_measure, machine_lines, Machine, Table};
 use crate::runner::{self, BenchEnv, Mode};
-use crate::criterion;
 
 /// A criterion bench target of the mix-benches package.
 pub struct BenchSpec {

@@ -19,10 +19,10 @@ use serde::Deserialize;
 use crate::args;
 use epoch_recipe::{self as epoch, Recipe, CORPUS_SEED};
 
-// The bench's epoch recipe, shared with mix-bench (`#[path]`, relative to xtask/src/gpu/), so that
+// The bench's epoch recipe, shared with mix-bench (`#[path]`, from xtask/src/), so that
 // the arguments of mix-train, the peer and the ceiling example are written in one place.
 #[allow(dead_code)]
-#[path = "../../../benches/src/epoch/recipe.rs"]
+#[path = "../../benches/src/epoch/recipe.rs"]
 mod epoch_recipe;
 use crate::libtorch;
 use crate::process::{self, cargo};
