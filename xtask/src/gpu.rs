@@ -1,6 +1,6 @@
 //! `cargo xtask gpu-pack`: builds here everything a GPU machine without Rust needs for the CUDA
-//! checks (the libtorch test binaries, mix-train, the ceiling example and xtask itself, stripped and
-//! packed) and writes the one script that runs them there; `cargo xtask corpus` makes the epoch's
+//! checks (the libtorch test binaries, mix-train, the ceiling example and mix-bench, stripped and
+//! packed) and writes the one script that runs them there; `mix-bench corpus` makes the epoch's
 //! corpus on that machine.
 //!
 //! The pack is `.carry/gpu/`: `bin.tar.xz` (the binaries; stripped debug binaries share most of
@@ -16,9 +16,13 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::args::{self, Opt};
-use crate::bench::epoch::{self, Recipe};
-use crate::bench::{corpus, CORPUS_SEED};
+use epoch_recipe::{self as epoch, Recipe, CORPUS_SEED};
+
+// The bench's epoch recipe, shared with mix-bench (`#[path]`, from xtask/src/), so that
+// the arguments of mix-train, the peer and the ceiling example are written in one place.
+#[allow(dead_code)]
+#[path = "../../benches/src/epoch/recipe.rs"]
+mod epoch_recipe;
 use crate::libtorch;
 use crate::process::{self, cargo};
 
@@ -31,8 +35,6 @@ const SCRIPT: &str = "run.sh";
 /// The pack size to aim for, and the size refused: the device tool carries 64 MiB in all.
 const WANT_BYTES: u64 = 55 << 20;
 const MAX_BYTES: u64 = 60 << 20;
-/// The sample photos the corpus is made from, from the workspace root.
-const PHOTOS: &str = "data/sample/images";
 /// Seconds one test binary may run.
 const TEST_TIMEOUT_S: u64 = 300;
 /// The device tool stops a command after 600 s; the script stops starting work before that.
@@ -42,25 +44,10 @@ const TEST_BUDGET_S: u64 = 270;
 /// Runs of mix-train and of the ceiling example, alternating, as the bench's full mode does.
 const EPOCH_RUNS: usize = 3;
 
-const ABOUT: &str = "Build the libtorch test binaries, mix-train, the epoch_ceiling example and \
-xtask, strip them and pack them with a script into .carry/gpu/, so that a GPU machine with python3 \
+/// What `gpu-pack --help` says.
+pub const ABOUT: &str = "Build the libtorch test binaries, mix-train, the epoch_ceiling example and \
+mix-bench, strip them and pack them with a script into .carry/gpu/, so that a GPU machine with python3 \
 and torch 2.11.0 but no Rust runs the CUDA checks with `bash .carry/gpu/run.sh`.";
-
-const CORPUS_ABOUT: &str = "Make the bench's pets-like corpus under OUT (once; cached) from \
-data/sample/images and print its images folder. The GPU pack's script runs it on the device.";
-
-const CORPUS_OPTS: &[Opt] = &[
-    Opt {
-        name: "per-breed",
-        value: Some("N"),
-        help: "images per breed, 37 breeds (default: the CUDA epoch's 200)",
-    },
-    Opt {
-        name: "seed",
-        value: Some("S"),
-        help: "the generator's seed (default: the bench's)",
-    },
-];
 
 /// One compiled target cargo reported, with an executable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,22 +205,6 @@ fn words(args: &[OsString], vars: &[(&Path, &str)]) -> String {
         .join(" ")
 }
 
-/// The ceiling example's arguments, as `epoch.rs`'s `run_ceiling` passes them.
-fn ceiling_args(recipe: &Recipe, images: &Path) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["--images".into(), images.as_os_str().to_owned()];
-    for (k, v) in [
-        ("--item", recipe.item.to_string()),
-        ("--size", recipe.size.to_string()),
-        ("--bs", recipe.bs.to_string()),
-        ("--alpha", recipe.alpha.to_string()),
-        ("--device", recipe.device.name().to_string()),
-    ] {
-        args.push(k.into());
-        args.push(v.into());
-    }
-    args
-}
-
 /// The text of run.sh.
 pub fn script(plan: &Plan) -> String {
     let images = Path::new("@CORPUS@");
@@ -241,7 +212,7 @@ pub fn script(plan: &Plan) -> String {
     let vars = [(images, "$CORPUS"), (out, "$WORK/ours-$i")];
     let ours = words(&plan.recipe.ours_args(images, out), &vars);
     let peer = words(&plan.recipe.peer_args(images), &vars);
-    let ceiling = words(&ceiling_args(plan.recipe, images), &vars);
+    let ceiling = words(&plan.recipe.ceiling_args(images), &vars);
     let mut tests = String::new();
     for (name, dir) in &plan.tests {
         let _ = writeln!(tests, "run_test {} {}", shell_quote(name), shell_quote(dir));
@@ -409,7 +380,7 @@ run_test() {
 const SCRIPT_EPOCH: &str = r#"epoch_step() {
   local i t rc corpus_log=$OUT/corpus.log
   t=$(allow "$END" 240)
-  CORPUS=$(timeout -k 10 "$t" "$BIN/xtask" corpus "$WORK/data" --per-breed "$PER_BREED" --seed "$SEED" 2> "$corpus_log" | tail -1)
+  CORPUS=$(timeout -k 10 "$t" "$BIN/mix-bench" corpus "$WORK/data" --per-breed "$PER_BREED" --seed "$SEED" 2> "$corpus_log" | tail -1)
   trim "$corpus_log"
   if [ -z "$CORPUS" ] || [ ! -d "$CORPUS" ]; then
     note "FAIL: no corpus (see corpus.log): the epoch runs were not started"
@@ -466,10 +437,7 @@ exit "$FAILED"
 "#;
 
 /// Runs `cargo xtask gpu-pack`.
-pub fn gpu_pack(rest: &[String]) -> Result<()> {
-    if args::parse("gpu-pack", ABOUT, &[], rest)?.is_none() {
-        return Ok(());
-    }
+pub fn gpu_pack() -> Result<()> {
     let root = crate::project_root();
     let torch = libtorch::setup()?;
     let built = build_json(cargo(Some(&torch)).args([
@@ -502,7 +470,12 @@ pub fn gpu_pack(rest: &[String]) -> Result<()> {
     )?;
     // The mix-train tests run the binary of their own build (CARGO_BIN_EXE_mix-train).
     let tests_mix_train = one(&built, "bin", "mix-train").unwrap_or_else(|_| mix_train.clone());
-    let xtask = std::env::current_exe().context("cannot find the running xtask binary")?;
+    // The corpus of the epoch step is made on the device by mix-bench, the bench's own binary.
+    let mix_bench = one(
+        &build_json(cargo(None).args(["build", "-p", "mix-benches", "--bin", "mix-bench"]))?,
+        "bin",
+        "mix-bench",
+    )?;
 
     let pack = root.join(PACK_DIR);
     let tmp = root.join(format!("{PACK_DIR}.tmp"));
@@ -525,7 +498,7 @@ pub fn gpu_pack(rest: &[String]) -> Result<()> {
     }
     copy(&mix_train, "mix-train")?;
     copy(&ceiling, "epoch_ceiling")?;
-    copy(&xtask, "xtask")?;
+    copy(&mix_bench, "mix-bench")?;
 
     // One solid archive with a dictionary larger than a binary, so that the code they share is
     // stored once; single-threaded so as not to take every core of a shared machine.
@@ -640,50 +613,6 @@ fn folder_bytes(dir: &Path) -> Result<u64> {
         };
     }
     Ok(total)
-}
-
-/// The folder the sample photos are read from: the build's workspace root when it is there, else
-/// the current folder (a copy of the repository on another machine).
-fn photos_dir() -> Result<PathBuf> {
-    let built = crate::project_root().join(PHOTOS);
-    if built.is_dir() {
-        return Ok(built);
-    }
-    let here = std::env::current_dir()
-        .context("cannot read the current folder")?
-        .join(PHOTOS);
-    if here.is_dir() {
-        return Ok(here);
-    }
-    bail!(
-        "expected the sample photos in {} or {}, found neither: run from the repository root",
-        built.display(),
-        here.display()
-    )
-}
-
-/// Runs `cargo xtask corpus OUT [--per-breed N] [--seed S]`.
-pub fn corpus_task(rest: &[String]) -> Result<()> {
-    let Some(opts) =
-        args::parse_with_positionals("corpus", CORPUS_ABOUT, CORPUS_OPTS, "OUT", rest)?
-    else {
-        return Ok(());
-    };
-    let [out] = opts.positionals() else {
-        bail!(
-            "expected one folder OUT to make the corpus in, found {} arguments: \
-             cargo xtask corpus OUT [--per-breed N] [--seed S]",
-            opts.positionals().len()
-        );
-    };
-    let per_breed: usize = opts.parse_or("per-breed", epoch::CUDA.per_breed)?;
-    if per_breed == 0 {
-        bail!("--per-breed 0: expected at least one image per breed");
-    }
-    let seed: u64 = opts.parse_or("seed", CORPUS_SEED)?;
-    let images = corpus::ensure(Path::new(out), &photos_dir()?, per_breed, seed)?;
-    println!("{}", images.display());
-    Ok(())
 }
 
 #[cfg(test)]

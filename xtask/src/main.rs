@@ -1,7 +1,6 @@
 //! Project orchestration: `cargo xtask <task>` provisions libtorch, runs the checks and runs the
 //! user-facing commands. It never links libtorch: tasks that need it run child cargo processes.
 
-mod args;
 mod bench;
 mod ci;
 mod download;
@@ -64,12 +63,8 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Build, strip and pack the CUDA checks into .carry/gpu/ for a GPU machine without Rust.
-    #[command(disable_help_flag = true)]
-    GpuPack {
-        /// gpu-pack's own options (`--help`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<OsString>,
-    },
+    #[command(long_about = gpu::ABOUT)]
+    GpuPack,
     /// Make the bench's pets-like corpus in a folder (run.sh of gpu-pack runs it on the device).
     #[command(disable_help_flag = true)]
     Corpus {
@@ -98,16 +93,6 @@ fn task_args() -> Vec<OsString> {
     std::env::args_os().skip(2).collect()
 }
 
-/// Forwarded arguments as UTF-8 for the tasks whose parsers still take strings.
-fn utf8(args: Vec<OsString>) -> Result<Vec<String>> {
-    args.into_iter()
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| anyhow::anyhow!("argument {a:?} is not UTF-8"))
-        })
-        .collect()
-}
-
 fn run(task: Task) -> Result<()> {
     match task {
         Task::Setup => {
@@ -133,9 +118,9 @@ fn run(task: Task) -> Result<()> {
         Task::Train(opts) => train::train(opts, &task_args()),
         Task::LrFind(opts) => train::lr_find(&opts, &task_args()),
         Task::Predict(opts) => train::predict(&opts, &task_args()),
-        Task::Bench { args } => bench::bench(&utf8(args)?),
-        Task::GpuPack { args } => gpu::gpu_pack(&utf8(args)?),
-        Task::Corpus { args } => gpu::corpus_task(&utf8(args)?),
+        Task::Bench { args } => bench::bench(&args),
+        Task::GpuPack => gpu::gpu_pack(),
+        Task::Corpus { args } => bench::corpus(&args),
         Task::Completions { shell } => {
             mix_cli::print_completions(shell, &mut Cli::command(), "cargo-xtask");
             Ok(())

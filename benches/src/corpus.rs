@@ -16,6 +16,56 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::epoch;
+use crate::runner::project_root;
+
+/// The sample photos the corpus is made from, from the workspace root.
+const PHOTOS: &str = "data/sample/images";
+
+/// `mix-bench corpus OUT [--per-breed N] [--seed S]`.
+#[derive(Debug, clap::Args)]
+pub struct CorpusArgs {
+    /// the folder to make the corpus in
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// images per breed, 37 breeds (default: the CUDA epoch's 200).
+    #[arg(long, value_name = "N", default_value_t = epoch::CUDA.per_breed, hide_default_value = true)]
+    pub per_breed: usize,
+    /// the generator's seed (default: the bench's)
+    #[arg(long, value_name = "S", default_value_t = epoch::CORPUS_SEED, hide_default_value = true)]
+    pub seed: u64,
+}
+
+/// Makes the corpus `args` asks for and prints its images folder (the GPU pack's script reads it).
+pub fn task(args: &CorpusArgs) -> Result<()> {
+    if args.per_breed == 0 {
+        bail!("--per-breed 0: expected at least one image per breed");
+    }
+    let images = ensure(&args.out, &photos_dir()?, args.per_breed, args.seed)?;
+    println!("{}", images.display());
+    Ok(())
+}
+
+/// The folder the sample photos are read from: the build's workspace root when it is there, else
+/// the current folder (a copy of the repository on another machine).
+fn photos_dir() -> Result<PathBuf> {
+    let built = project_root().join(PHOTOS);
+    if built.is_dir() {
+        return Ok(built);
+    }
+    let here = std::env::current_dir()
+        .context("cannot read the current folder")?
+        .join(PHOTOS);
+    if here.is_dir() {
+        return Ok(here);
+    }
+    bail!(
+        "expected the sample photos in {} or {}, found neither: run from the repository root",
+        built.display(),
+        here.display()
+    )
+}
+
 /// The 37 breeds of Oxford-IIIT Pet as its file names spell them (cat breeds capitalised).
 pub const BREEDS: [&str; 37] = [
     "Abyssinian",
@@ -280,7 +330,8 @@ pub fn ensure(data: &Path, photos_dir: &Path, per_breed: usize, seed: u64) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mix_cli::dataset::SEED_PATTERN;
+    /// The seed notebook's file-name pattern (xtask's `dataset::SEED_PATTERN`).
+    const SEED_PATTERN: &str = r"([^/]+)_\d+.*$";
     use std::collections::BTreeSet;
 
     /// Two small synthetic photos of different shapes: gradients, so that crops and colour changes

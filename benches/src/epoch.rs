@@ -14,163 +14,26 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use super::{
-    accuracy, corpus, empty_dir, formula, judge, last_json_line, machine_lines, measured_text,
-    verdict_word, write_atomic, Bound, Key, Machine, Measure, Mode, Quantity, Results, Show,
-    Target, CORPUS_SEED,
+use crate::report::{machine_lines, Machine, Table};
+use crate::runner::{self, empty_dir, last_json_line, Mode};
+use crate::speed::{
+    formula, judge, measured_text, verdict_word, Bound, Key, Measure, Quantity, Results, Show,
+    Target,
 };
-use crate::libtorch::Libtorch;
-use crate::process;
+use crate::{accuracy, corpus};
 
-/// The step's name in `--only` and in the report's markers.
-pub const STEP: &str = "epoch";
-/// The peer script's stem in benches/peers.
-pub const PEER: &str = "fastai_epoch";
-/// The file mix-train writes in its run folder: one object of timings per epoch.
-pub const TIMINGS_FILE: &str = "timings.json";
+mod recipe;
 
-/// Where both sides train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
-    /// The CPU, with every core.
-    Cpu,
-    /// The first CUDA device.
-    Cuda,
-}
-
-impl Device {
-    /// Reads `--device`.
-    pub fn parse(value: &str) -> Result<Device> {
-        match value {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda),
-            _ => bail!("--device {value}: expected cpu or cuda"),
-        }
-    }
-
-    /// The name both command lines take.
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-        }
-    }
-}
-
-/// The recipe of the timed epoch: the seed notebook's, one epoch, from scratch.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Recipe {
-    /// Both sides' device.
-    pub device: Device,
-    /// Images per breed of the corpus (37 breeds).
-    pub per_breed: usize,
-    /// `Resize(item, method='crop')`.
-    pub item: usize,
-    /// `aug_transforms(size=size)`.
-    pub size: usize,
-    /// Batch size.
-    pub bs: usize,
-    /// `MixUp(alpha)`.
-    pub alpha: &'static str,
-    /// `fit_one_cycle`'s `lr_max`: fastai's default, `defaults.lr`.
-    pub lr: &'static str,
-    /// The seed of split, shuffles, augmentation and weights.
-    pub seed: u64,
-}
-
-/// The CPU epoch: 370 images at a small size, a few minutes on 2 cores for both sides.
-pub const CPU: Recipe = Recipe {
-    device: Device::Cpu,
-    per_breed: 10,
-    item: 144,
-    size: 128,
-    bs: 64,
-    alpha: "1",
-    lr: "1e-3",
-    seed: 0,
-};
-
-/// The GPU epoch: the size of Oxford-IIIT Pet (37 x 200 images) at the seed notebook's sizes.
-pub const CUDA: Recipe = Recipe {
-    device: Device::Cuda,
-    per_breed: 200,
-    item: 256,
-    size: 224,
-    ..CPU
-};
+#[cfg(test)]
+use recipe::CPU;
+pub use recipe::{Device, Recipe, CORPUS_SEED, CUDA, PEER, STEP, TIMINGS_FILE};
 
 /// Runs per side in full mode, alternating sides; quick mode runs each side once.
 const FULL_RUNS: usize = 3;
 
-impl Recipe {
-    /// The recipe of a device.
-    pub fn for_device(device: Device) -> &'static Recipe {
-        match device {
-            Device::Cpu => &CPU,
-            Device::Cuda => &CUDA,
-        }
-    }
-
-    /// Images in the corpus.
-    pub fn images(&self) -> usize {
-        corpus::BREEDS.len() * self.per_breed
-    }
-
-    /// mix-train's arguments, reading `images` and writing its run folder under `out`.
-    pub fn ours_args(&self, images: &Path, out: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--dataset".into(), images.as_os_str().to_owned()];
-        for (k, v) in [
-            ("--epochs", "1".to_string()),
-            ("--bs", self.bs.to_string()),
-            ("--resize", self.item.to_string()),
-            ("--size", self.size.to_string()),
-            ("--lr", self.lr.to_string()),
-            ("--mix", "mixup".to_string()),
-            ("--alpha", self.alpha.to_string()),
-            ("--pretrained", "none".to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--device", self.device.name().to_string()),
-        ] {
-            args.push(k.into());
-            args.push(v.into());
-        }
-        args.push("--out".into());
-        args.push(out.as_os_str().to_owned());
-        args
-    }
-
-    /// The peer script's arguments (after the script).
-    pub fn peer_args(&self, images: &Path) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--images".into(), images.as_os_str().to_owned()];
-        for (k, v) in [
-            ("--item", self.item.to_string()),
-            ("--size", self.size.to_string()),
-            ("--bs", self.bs.to_string()),
-            ("--alpha", self.alpha.to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--device", self.device.name().to_string()),
-        ] {
-            args.push(k.into());
-            args.push(v.into());
-        }
-        args
-    }
-
-    /// The fastai calls the recipe stands for.
-    fn fastai_calls(&self) -> String {
-        format!(
-            "`Resize({}, method='crop')`, `aug_transforms(size={})`, ImageNet `Normalize`, batch {}, \
-             `vision_learner(dls, resnet18, pretrained=False, metrics=error_rate)`, \
-             `fit_one_cycle(1, cbs=MixUp({}))` (lr_max {}), seed {}, {}",
-            self.item,
-            self.size,
-            self.bs,
-            self.alpha,
-            self.lr,
-            self.seed,
-            self.device.name()
-        )
-    }
+/// Images in a recipe's corpus.
+pub fn images(recipe: &Recipe) -> usize {
+    corpus::BREEDS.len() * recipe.per_breed
 }
 
 /// The figures both sides report for one epoch.
@@ -408,7 +271,6 @@ pub const TARGET: Target = Target {
 pub fn run(
     root: &Path,
     target: &Path,
-    torch: &Libtorch,
     python: &Path,
     data: &Path,
     recipe: &'static Recipe,
@@ -449,8 +311,8 @@ pub fn run(
     };
     // Named from the workspace root in the report, which is the same on every clone.
     outcome.corpus = Some(corpus.strip_prefix(root).unwrap_or(&corpus).to_path_buf());
-    let binary = accuracy::build_ours(target, torch, &dir);
-    let ceiling_binary = build_ceiling(target, torch, &dir);
+    let binary = runner::build_mix_train(target, &dir);
+    let ceiling_binary = build_ceiling(target, &dir);
     outcome.prepare_s = t.elapsed().as_secs_f64();
     let ceiling_binary = match ceiling_binary {
         Ok(b) => Some(b),
@@ -479,7 +341,6 @@ pub fn run(
             let t = Instant::now();
             match run_ours(
                 root,
-                torch,
                 binary,
                 recipe,
                 &corpus,
@@ -493,7 +354,7 @@ pub fn run(
             outcome.ours_s += t.elapsed().as_secs_f64();
         }
         if let Some(binary) = &ceiling_binary {
-            match run_ceiling(root, torch, binary, recipe, &corpus) {
+            match run_ceiling(root, binary, recipe, &corpus) {
                 Ok(c) => outcome.ceiling.push(c),
                 Err(e) => outcome
                     .problems
@@ -514,13 +375,12 @@ pub fn run(
 
 fn run_ours(
     root: &Path,
-    torch: &Libtorch,
     binary: &Path,
     recipe: &Recipe,
     corpus: &Path,
     out: &Path,
 ) -> Result<Timings> {
-    let run = accuracy::run_mix_train(root, torch, binary, &recipe.ours_args(corpus, out), out)?;
+    let run = runner::run_mix_train(root, binary, &recipe.ours_args(corpus, out), out)?;
     let path = run.join(TIMINGS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -552,10 +412,10 @@ fn run_peer(
         .args(recipe.peer_args(corpus))
         // fastai's progress goes to the terminal; only the JSON line is read.
         .stderr(Stdio::inherit());
-    eprintln!("$ {}", process::display(&cmd));
-    let stdout = process::output(&mut cmd)?;
+    eprintln!("$ {}", runner::display(&cmd));
+    let stdout = runner::output(&mut cmd)?;
     eprint!("{stdout}");
-    let _ = write_atomic(&dir.join(format!("{PEER}-{i}.json")), &stdout);
+    let _ = mix_io::write_atomic(&dir.join(format!("{PEER}-{i}.json")), stdout.as_bytes());
     parse_peer(&stdout)
 }
 
@@ -606,8 +466,8 @@ pub fn parse_ceiling(stdout: &str) -> Result<Ceiling> {
     Ok(c)
 }
 
-fn build_ceiling(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf> {
-    let mut cmd = process::cargo(Some(torch));
+fn build_ceiling(target: &Path, dir: &Path) -> Result<PathBuf> {
+    let mut cmd = runner::cargo();
     cmd.args([
         "build",
         "--package",
@@ -615,7 +475,7 @@ fn build_ceiling(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf>
         "--example",
         "epoch_ceiling",
     ]);
-    process::run(&mut cmd)?;
+    runner::run(&mut cmd)?;
     let name = format!("epoch_ceiling{}", std::env::consts::EXE_SUFFIX);
     let built = target.join("debug").join("examples").join(&name);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -625,36 +485,21 @@ fn build_ceiling(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf>
     Ok(copy)
 }
 
-fn run_ceiling(
-    root: &Path,
-    torch: &Libtorch,
-    binary: &Path,
-    recipe: &Recipe,
-    corpus: &Path,
-) -> Result<Ceiling> {
+fn run_ceiling(root: &Path, binary: &Path, recipe: &Recipe, corpus: &Path) -> Result<Ceiling> {
     let mut cmd = Command::new(binary);
     cmd.current_dir(root)
-        .arg("--images")
-        .arg(corpus)
-        .args(["--item", &recipe.item.to_string()])
-        .args(["--size", &recipe.size.to_string()])
-        .args(["--bs", &recipe.bs.to_string()])
-        .args(["--alpha", recipe.alpha])
-        .args(["--device", recipe.device.name()])
+        .args(recipe.ceiling_args(corpus))
         // As mix-train runs itself: OpenMP threads sleep while they wait.
         .env("OMP_WAIT_POLICY", "PASSIVE");
-    for (k, v) in torch.env_vars() {
-        cmd.env(k, v);
-    }
-    eprintln!("$ {}", process::display(&cmd));
-    let stdout = process::output(&mut cmd)?;
+    eprintln!("$ {}", runner::display(&cmd));
+    let stdout = runner::output(&mut cmd)?;
     eprint!("{stdout}");
     parse_ceiling(&stdout)
 }
 
 /// The CUDA targets (training epoch >= 2x fastai's, >= 80% of the device-only ceiling), judged on a
 /// CUDA run only, as table rows.
-fn cuda_target_rows(outcome: &Outcome) -> Vec<String> {
+fn cuda_target_rows(outcome: &Outcome) -> Vec<Vec<String>> {
     let cuda = outcome.recipe.device == Device::Cuda;
     let ours = outcome.ours().map(|t| t.figures.train_ips());
     let fastai = outcome.fastai().map(|p| p.figures.train_ips());
@@ -679,7 +524,7 @@ fn cuda_target_rows(outcome: &Outcome) -> Vec<String> {
                 },
             ),
         };
-        format!("| {claim} | {measured} | {word} | {how} |")
+        vec![claim.to_string(), measured, word, how.to_string()]
     };
     vec![
         row(
@@ -699,8 +544,8 @@ fn cuda_target_rows(outcome: &Outcome) -> Vec<String> {
     ]
 }
 
-/// The target's row, or why it is not judged.
-fn target_row(outcome: &Outcome) -> String {
+/// The target's row (its cells), or why it is not judged.
+fn target_row(outcome: &Outcome) -> Vec<String> {
     let verdict = judge(&TARGET, &outcome.results());
     let (word, measured) = if outcome.recipe.device == Device::Cpu {
         (
@@ -713,11 +558,12 @@ fn target_row(outcome: &Outcome) -> String {
             measured_text(&TARGET, &verdict),
         )
     };
-    format!(
-        "| {} | {measured} | {word} | {} |",
-        TARGET.claim,
-        formula(&TARGET.quantity)
-    )
+    vec![
+        TARGET.claim.to_string(),
+        measured,
+        word,
+        formula(&TARGET.quantity),
+    ]
 }
 
 /// The step's section of docs/performance.md.
@@ -783,7 +629,7 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
          figures are mix-train's `{TIMINGS_FILE}`, fastai's come from a callback around its \
          training and validation loops. A whole epoch counts training and validation images over \
          the epoch's seconds, end-of-epoch writing included.\n",
-        r.images(),
+        images(r),
         r.per_breed,
         r.fastai_calls(),
         args_text(&r.ours_args(Path::new("CORPUS"), Path::new("DIR"))),
@@ -792,21 +638,19 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
     let _ = writeln!(w, "Corpus folder of this run: `{corpus}`.\n");
 
     let _ = writeln!(w, "### Target\n");
-    let _ = writeln!(w, "| Target | Measured | Verdict | Quantity |");
-    let _ = writeln!(w, "|---|---|---|---|");
-    let _ = writeln!(w, "{}", target_row(outcome));
+    let mut targets = Table::new(&["Target", "Measured", "Verdict", "Quantity"]);
+    targets.push(target_row(outcome));
     for row in cuda_target_rows(outcome) {
-        let _ = writeln!(w, "{row}");
+        targets.push(row);
     }
-    let _ = writeln!(w);
+    let _ = writeln!(w, "{}", targets.render());
 
     let _ = writeln!(w, "### Side by side\n");
     let _ = writeln!(
         w,
         "A ratio above 1 on an images/s row, or below 1 on a seconds row, means ours is faster.\n"
     );
-    let _ = writeln!(w, "| Figure | Ours | fastai | Ours / fastai |");
-    let _ = writeln!(w, "|---|---|---|---|");
+    let mut side = Table::new(&["Figure", "Ours", "fastai", "Ours / fastai"]);
     let ours = outcome.ours().map(|t| t.figures);
     let fastai = peer.map(|p| p.figures);
     // Each row: its name, the figure and the decimals it is shown with.
@@ -828,8 +672,9 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
             (Some(o), Some(f)) => ratio(pick(&o), pick(&f)),
             _ => "missing".to_string(),
         };
-        let _ = writeln!(w, "| {name} | {} | {} | {both} |", cell(ours), cell(fastai));
+        side.push([name.to_string(), cell(ours), cell(fastai), both]);
     }
+    let _ = write!(w, "{}", side.render());
 
     match (median_by(&outcome.ceiling, |c| c.train_s), outcome.ours()) {
         (Some(c), Some(t)) => {
@@ -855,20 +700,20 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
             let _ = writeln!(w, "Missing: mix-train reported no timings (see Problems).");
         }
         Some(t) => {
-            let _ = writeln!(w, "| Part | Seconds | Share of the training loop |");
-            let _ = writeln!(w, "|---|---|---|");
+            let mut parts = Table::new(&["Part", "Seconds", "Share of the training loop"]);
             for (name, secs) in t.breakdown() {
-                let _ = writeln!(
-                    w,
-                    "| {name} | {secs:.3} | {} |",
-                    percent(secs, t.figures.train_s)
-                );
+                parts.push([
+                    name.to_string(),
+                    format!("{secs:.3}"),
+                    percent(secs, t.figures.train_s),
+                ]);
             }
-            let _ = writeln!(
-                w,
-                "| training loop (`train_s`) | {:.3} | 100.0% |",
-                t.figures.train_s
-            );
+            parts.push([
+                "training loop (`train_s`)".to_string(),
+                format!("{:.3}", t.figures.train_s),
+                "100.0%".to_string(),
+            ]);
+            let _ = write!(w, "{}", parts.render());
             let end = t
                 .end_epoch_s
                 .map_or("missing".to_string(), |e| format!("{e:.3} s"));
@@ -882,11 +727,13 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
 
     if mode == Mode::Full {
         let _ = writeln!(w, "\n### Every run\n");
-        let _ = writeln!(
-            w,
-            "| Side | Run | Training images/s | Whole-epoch images/s | Whole epoch, s |"
-        );
-        let _ = writeln!(w, "|---|---|---|---|---|");
+        let mut runs = Table::new(&[
+            "Side",
+            "Run",
+            "Training images/s",
+            "Whole-epoch images/s",
+            "Whole epoch, s",
+        ]);
         let list = outcome
             .ours
             .iter()
@@ -900,14 +747,15 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
                     .enumerate(),
             );
         for (i, (side, f)) in list {
-            let _ = writeln!(
-                w,
-                "| {side} | {i} | {:.1} | {:.1} | {:.2} |",
-                f.train_ips(),
-                f.epoch_ips(),
-                f.epoch_s
-            );
+            runs.push([
+                side.to_string(),
+                i.to_string(),
+                format!("{:.1}", f.train_ips()),
+                format!("{:.1}", f.epoch_ips()),
+                format!("{:.2}", f.epoch_s),
+            ]);
         }
+        let _ = write!(w, "{}", runs.render());
     }
 
     let _ = writeln!(w, "\n### Problems\n");
@@ -940,8 +788,8 @@ pub fn print_summary(outcome: &Outcome) {
         "epoch     fastai: {}",
         show(outcome.fastai().map(|p| p.figures))
     );
-    eprintln!("epoch     {}", target_row(outcome));
-    for row in cuda_target_rows(outcome) {
+    eprintln!("epoch     {}", Table::line(&target_row(outcome)));
+    for row in cuda_target_rows(outcome).iter().map(|r| Table::line(r)) {
         eprintln!("epoch     {row}");
     }
 }
@@ -995,7 +843,10 @@ mod tests {
         )
         .is_err());
         assert!(parse_ceiling("no json").is_err());
-        let rows = cuda_target_rows(&outcome());
+        let lines = |o: &Outcome| -> Vec<String> {
+            cuda_target_rows(o).iter().map(|r| Table::line(r)).collect()
+        };
+        let rows = lines(&outcome());
         // Ours trains 12.8 images/s: 80% of the 16 images/s ceiling, 1.6x fastai's 8.
         assert!(
             rows[0].contains("| 1.60x | not judged (cpu run) |"),
@@ -1009,7 +860,7 @@ mod tests {
         );
         let mut cuda = outcome();
         cuda.recipe = &CUDA;
-        let rows = cuda_target_rows(&cuda);
+        let rows = lines(&cuda);
         assert!(rows[0].contains("| 1.60x | not met |"), "{}", rows[0]);
         assert!(rows[1].contains("| 80% | met |"), "{}", rows[1]);
     }
@@ -1109,11 +960,11 @@ mod tests {
             peer,
             "--images /c --item 256 --size 224 --bs 64 --alpha 1 --seed 0 --device cuda"
         );
-        assert_eq!((CPU.images(), CUDA.images()), (370, 7400));
+        assert_eq!((images(&CPU), images(&CUDA)), (370, 7400));
         assert_eq!(Recipe::for_device(Device::Cuda), &CUDA);
         assert_eq!(Device::parse("cuda").unwrap(), Device::Cuda);
         let err = Device::parse("gpu").unwrap_err();
-        assert_eq!(err.to_string(), "--device gpu: expected cpu or cuda");
+        assert_eq!(err.to_string(), "expected cpu or cuda, found `gpu`");
     }
 
     #[test]

@@ -7,16 +7,15 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::{machine_lines, write_atomic, Machine};
-use crate::libtorch::Libtorch;
-use crate::process;
+use crate::report::{machine_lines, Machine, Table};
+use crate::runner;
 
 /// The recipe both sides train: the sample run of the README, every setting explicit so that
 /// neither side's defaults matter.
@@ -448,22 +447,22 @@ impl Outcome {
 
 /// Builds mix-train once, copies the binary (so that a build running meanwhile cannot swap it),
 /// runs it for each seed, then runs the fastai peer for all seeds.
-pub fn run(root: &Path, target: &Path, torch: &Libtorch, python: &Path, dir: &Path) -> Outcome {
+pub fn run(root: &Path, target: &Path, python: &Path, dir: &Path) -> Outcome {
     let mut outcome = Outcome::default();
-    if let Err(e) = super::empty_dir(dir) {
+    if let Err(e) = runner::empty_dir(dir) {
         outcome
             .problems
             .push(format!("cannot empty {}: {e}", dir.display()));
         return outcome;
     }
     let t = Instant::now();
-    let binary = build_ours(target, torch, dir);
+    let binary = runner::build_mix_train(target, dir);
     outcome.build_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     match binary {
         Ok(binary) => {
             for &seed in RECIPE.seeds {
-                match run_ours(root, torch, &binary, seed, dir) {
+                match run_ours(root, &binary, seed, dir) {
                     Ok(run) => outcome.ours.push(run),
                     Err(e) => outcome
                         .problems
@@ -487,30 +486,9 @@ pub fn run(root: &Path, target: &Path, torch: &Libtorch, python: &Path, dir: &Pa
     outcome
 }
 
-/// Builds mix-train and copies the binary into `dir` (so that a build running meanwhile cannot swap
-/// it); the epoch step uses it too.
-pub(super) fn build_ours(target: &Path, torch: &Libtorch, dir: &Path) -> Result<PathBuf> {
-    let mut cmd = process::cargo(Some(torch));
-    cmd.args(["build", "--package", "mix-train", "--bin", "mix-train"]);
-    process::run(&mut cmd)?;
-    let built = target
-        .join("debug")
-        .join(format!("mix-train{}", std::env::consts::EXE_SUFFIX));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let copy = dir.join(built.file_name().context("mix-train has no file name")?);
-    std::fs::copy(&built, &copy).with_context(|| {
-        format!(
-            "cannot copy {} to {}: expected cargo to have built it there",
-            built.display(),
-            copy.display()
-        )
-    })?;
-    Ok(copy)
-}
-
-fn run_ours(root: &Path, torch: &Libtorch, binary: &Path, seed: u64, dir: &Path) -> Result<Run> {
+fn run_ours(root: &Path, binary: &Path, seed: u64, dir: &Path) -> Result<Run> {
     let out = dir.join(format!("ours-seed-{seed}"));
-    let run = run_mix_train(root, torch, binary, &RECIPE.ours_args(seed, &out), &out)?;
+    let run = runner::run_mix_train(root, binary, &RECIPE.ours_args(seed, &out), &out)?;
     let read = |name: &str| {
         let path = run.join(name);
         std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -522,36 +500,6 @@ fn run_ours(root: &Path, torch: &Libtorch, binary: &Path, seed: u64, dir: &Path)
         .and_then(|t| parse_config_split(&t))
         .ok();
     Ok(parsed)
-}
-
-/// Runs mix-train with `args` (whose `--out` is `out`) in the workspace root with libtorch's
-/// environment, and returns the one run folder it made in `out`; the epoch step uses it too.
-pub(super) fn run_mix_train(
-    root: &Path,
-    torch: &Libtorch,
-    binary: &Path,
-    args: &[OsString],
-    out: &Path,
-) -> Result<PathBuf> {
-    let mut cmd = Command::new(binary);
-    cmd.current_dir(root).args(args);
-    for (k, v) in torch.env_vars() {
-        cmd.env(k, v);
-    }
-    process::run(&mut cmd)?;
-    let runs: Vec<PathBuf> = std::fs::read_dir(out)
-        .with_context(|| format!("mix-train made no folder {}", out.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    match runs.as_slice() {
-        [run] => Ok(run.clone()),
-        _ => bail!(
-            "expected one run folder in {}, found {}",
-            out.display(),
-            runs.len()
-        ),
-    }
 }
 
 fn run_peer(root: &Path, python: &Path, dir: &Path) -> Result<FastaiOutput> {
@@ -569,11 +517,11 @@ fn run_peer(root: &Path, python: &Path, dir: &Path) -> Result<FastaiOutput> {
     cmd.current_dir(root)
         .arg(&script)
         .args(RECIPE.peer_args(&root.join(IMAGES), &json));
-    process::run(&mut cmd)?;
+    runner::run(&mut cmd)?;
     let text = std::fs::read_to_string(&json)
         .with_context(|| format!("the peer wrote no {}", json.display()))?;
     let out = parse_fastai_json(&text).with_context(|| json.display().to_string())?;
-    let _ = write_atomic(&dir.join(format!("{PEER}.last.json")), &text);
+    let _ = mix_io::write_atomic(&dir.join(format!("{PEER}.last.json")), text.as_bytes());
     Ok(out)
 }
 
@@ -702,11 +650,13 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
     );
 
     let _ = writeln!(w, "### Final epoch, per seed\n");
-    let _ = writeln!(
-        w,
-        "| | ours error_rate | fastai error_rate | ours valid_loss | fastai valid_loss |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|");
+    let mut finals_table = Table::new(&[
+        "",
+        "ours error_rate",
+        "fastai error_rate",
+        "ours valid_loss",
+        "fastai valid_loss",
+    ]);
     let final_of = |runs: &[Run], seed: u64, pick: fn(&Epoch) -> f64| {
         runs.iter()
             .find(|r| r.seed == seed)
@@ -715,14 +665,13 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
     };
     let fastai = outcome.fastai_runs();
     for &seed in RECIPE.seeds {
-        let _ = writeln!(
-            w,
-            "| seed {seed} | {} | {} | {} | {} |",
+        finals_table.push([
+            format!("seed {seed}"),
             final_of(&outcome.ours, seed, |e| e.error_rate),
             final_of(fastai, seed, |e| e.error_rate),
             final_of(&outcome.ours, seed, |e| e.valid_loss),
             final_of(fastai, seed, |e| e.valid_loss),
-        );
+        ]);
     }
     let columns = [
         stats_cells(stats(&finals(&outcome.ours, |e| e.error_rate))),
@@ -731,12 +680,15 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
         stats_cells(stats(&finals(fastai, |e| e.valid_loss))),
     ];
     for (i, name) in ["mean", "min–max", "sample std"].iter().enumerate() {
-        let _ = writeln!(
-            w,
-            "| {name} | {} | {} | {} | {} |",
-            columns[0][i], columns[1][i], columns[2][i], columns[3][i]
-        );
+        finals_table.push([
+            name.to_string(),
+            columns[0][i].clone(),
+            columns[1][i].clone(),
+            columns[2][i].clone(),
+            columns[3][i].clone(),
+        ]);
     }
+    let _ = write!(w, "{}", finals_table.render());
     let _ = writeln!(w, "\n{}\n", verdict(outcome));
     let _ = writeln!(
         w,
@@ -747,36 +699,37 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
     let _ = writeln!(w, "### Per epoch\n");
     for &seed in RECIPE.seeds {
         let _ = writeln!(w, "Seed {seed}:\n");
-        let _ = writeln!(
-            w,
-            "| side | epoch | train_loss | valid_loss | error_rate | time (s) |"
-        );
-        let _ = writeln!(w, "|---|---|---|---|---|---|");
+        let mut epochs = Table::new(&[
+            "side",
+            "epoch",
+            "train_loss",
+            "valid_loss",
+            "error_rate",
+            "time (s)",
+        ]);
         for (side, runs, secs) in [
             ("ours", &outcome.ours[..], 0usize),
             ("fastai", fastai, 1usize),
         ] {
             match runs.iter().find(|r| r.seed == seed) {
                 None => {
-                    let _ = writeln!(w, "| {side} | missing | | | | |");
+                    epochs.push([side, "missing", "", "", "", ""]);
                 }
                 Some(run) => {
                     for e in &run.epochs {
-                        let _ = writeln!(
-                            w,
-                            "| {side} | {} | {} | {} | {} | {:.prec$} |",
-                            e.epoch,
+                        epochs.push([
+                            side.to_string(),
+                            e.epoch.to_string(),
                             fmt6(e.train_loss),
                             fmt6(e.valid_loss),
                             fmt6(e.error_rate),
-                            e.seconds,
-                            prec = secs
-                        );
+                            format!("{:.prec$}", e.seconds, prec = secs),
+                        ]);
                     }
                 }
             }
         }
-        let _ = writeln!(w);
+        let _ = writeln!(w, "{}", epochs.render());
     }
 
     let _ = writeln!(w, "### Problems\n");
