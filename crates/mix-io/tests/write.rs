@@ -1,6 +1,5 @@
 //! write_atomic's promises: whole files, no leftovers, old file kept on failure, ordinary permissions.
 
-
 #[test]
 fn writes_and_replaces_whole_files_without_leftovers() {
     let dir = tempfile::tempdir().unwrap();
