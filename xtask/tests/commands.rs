@@ -95,12 +95,13 @@ fn preview_errors_name_what_is_wrong() {
     out.assert_fails_with("unexpected argument '--mixx' found")
         .assert_fails_with("a similar argument exists: '--mix'");
     assert!(
-        out.stderr.contains("--alpha A"),
-        "help follows: {}",
+        out.stderr.contains("try '--help'"),
+        "the error points at the help: {}",
         out.stderr
     );
     sb.run(&["preview", "--mix", "none"])
-        .assert_fails_with("--mix none: expected mixup or cutmix");
+        .assert_fails_with("invalid value 'none' for '--mix <MIX>'")
+        .assert_fails_with("[possible values: mixup, cutmix]");
     sb.run(&["preview", "--alpha", "-1", "--dataset", "sample"])
         .assert_fails_with("--alpha -1: expected a finite number > 0");
     let empty = sb.path().join("empty");
@@ -169,8 +170,8 @@ fn train_checks_options_and_data_before_building_anything() {
     let out = sb.run(&["train", "--dataset", "sample", "--lrr", "1e-2"]);
     out.assert_fails_with("unexpected argument '--lrr' found");
     assert!(
-        out.stderr.contains("--stop-after N"),
-        "help follows: {}",
+        out.stderr.contains("try '--help'"),
+        "the error points at the help: {}",
         out.stderr
     );
     assert!(
