@@ -24,7 +24,7 @@
 //! fastai's own `data/` are used as before: fastai keeps no record to compare with.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -481,13 +481,7 @@ fn write_provenance(path: &Path, record: &Provenance) -> Result<()> {
     let json = serde_json::to_vec_pretty(record).map_err(|e| {
         io_err("encode the provenance record", path)(io::Error::other(e.to_string()))
     })?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(io_err("create a temporary file in", dir))?;
-    tmp.write_all(&json)
-        .map_err(io_err("write", tmp.path().to_path_buf()))?;
-    tmp.persist(path)
-        .map_err(|e| io_err("write", path)(e.error))?;
-    Ok(())
+    mix_io::write_atomic(path, &json).map_err(|e| io_err(e.action, e.path)(e.source))
 }
 
 /// Removes `path`; one that is already gone is fine.

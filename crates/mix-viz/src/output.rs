@@ -1,6 +1,5 @@
 //! Canvas checks and the atomic PNG write shared by the grid and the plot.
 
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use image::codecs::png::PngEncoder;
@@ -27,62 +26,34 @@ pub(crate) fn white_canvas(width: u64, height: u64) -> Result<RgbImage> {
     Ok(RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255])))
 }
 
-/// Writes `img` as a PNG at `path` through a temporary file in the same folder and a rename, so
-/// the destination is either the old file or the complete new one, never a partial write.
+/// Writes `img` as a PNG at `path` with [`mix_io::write_atomic_with`]: the destination is either the
+/// old file or the complete new one, never a partial write, with an ordinary file's permissions.
 pub(crate) fn write_png_atomic(path: &Path, img: &RgbImage) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mix-viz-")
-        .suffix(".png.tmp")
-        .tempfile_in(dir)
-        .map_err(io("create a temporary file in", dir))?;
-    let tmp_path = tmp.path().to_path_buf();
-    {
-        let mut out = BufWriter::new(tmp.as_file_mut());
-        PngEncoder::new(&mut out)
+    let mut encode_error = None;
+    let written = mix_io::write_atomic_with(path, |out| {
+        PngEncoder::new(out)
             .write_image(
                 img.as_raw(),
                 img.width(),
                 img.height(),
                 ExtendedColorType::Rgb8,
             )
-            .map_err(|source| Error::Encode {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        out.flush().map_err(io("write", &tmp_path))?;
+            .map_err(|e| {
+                let io = std::io::Error::other(e.to_string());
+                encode_error = Some(e);
+                io
+            })
+    });
+    match (written, encode_error) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(source)) => Err(Error::Encode {
+            path: path.to_path_buf(),
+            source,
+        }),
+        (Err(e), None) => Err(Error::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }),
     }
-    // Temporary files are created owner-only; a picture is meant to be looked at, so give it the
-    // permissions an ordinary new file would have.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let perms = std::fs::Permissions::from_mode(0o644);
-        tmp.as_file()
-            .set_permissions(perms)
-            .map_err(io("set permissions on", tmp.path()))?;
-    }
-    // On disk before the rename, and the rename itself on disk after it: a power loss leaves the old
-    // picture or the new one, never an empty file.
-    tmp.as_file().sync_all().map_err(io("sync", tmp.path()))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        action: "rename the finished png to",
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", dir))?;
-    Ok(())
 }

@@ -269,7 +269,7 @@ fn a_missing_folder_is_an_io_error_and_writes_nothing() {
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(
         err.to_string()
-            .starts_with("cannot create a temporary file in"),
+            .starts_with("cannot create a temporary file beside"),
         "{err}"
     );
     assert!(!path.exists());
