@@ -180,7 +180,7 @@ fn train_checks_options_and_data_before_building_anything() {
         out.stderr
     );
     sb.run(&["train", "--device", "tpu"])
-        .assert_fails_with("--device tpu: expected auto, cpu, cuda or cuda:N");
+        .assert_fails_with("invalid value 'tpu' for '--device <auto|cpu|cuda|cuda:N>': expected auto, cpu, cuda or cuda:N");
     sb.run(&["train", "--mix", "cutmix", "--alpha", "nan"])
         .assert_fails_with("--alpha NaN: expected a finite number > 0");
     let empty = sb.path().join("empty");
