@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{libtorch, process};
 
@@ -29,25 +29,11 @@ pub fn corpus(args: &[OsString]) -> Result<()> {
     run_mix_bench(None, &all)
 }
 
-/// `cargo run -q -p mix-benches --bin mix-bench -- ARGS` from the user's folder, exiting with its
-/// status when it fails.
+/// `cargo run -q -p mix-benches --bin mix-bench -- ARGS` from the user's folder.
 fn run_mix_bench(torch: Option<&libtorch::Libtorch>, args: &[OsString]) -> Result<()> {
-    let mut cmd = process::cargo(torch);
-    // Relative paths on the command line (--out, OUT) are the user's: run from their folder and
-    // find the workspace through its manifest.
-    let manifest = crate::project_root().join("Cargo.toml");
-    cmd.current_dir(std::env::current_dir().context("cannot read the current folder")?)
-        .args(["run", "-q", "--manifest-path"])
-        .arg(&manifest)
-        .args(["-p", "mix-benches", "--bin", "mix-bench", "--"])
-        .args(args);
-    eprintln!("$ {}", process::display(&cmd));
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{}`", process::display(&cmd)))?;
-    if !status.success() {
-        // mix-bench (or cargo) has already said what went wrong; only the exit code is left.
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    Ok(())
+    process::run_from_user_folder(
+        torch,
+        &["-q", "-p", "mix-benches", "--bin", "mix-bench"],
+        args.iter().cloned(),
+    )
 }

@@ -1,6 +1,6 @@
 //! Running child processes: cargo with libtorch's environment, python, and tools we check for.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +28,31 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         .with_context(|| format!("could not start `{}`", display(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", display(cmd));
+    }
+    Ok(())
+}
+
+/// `cargo run --manifest-path <workspace> RUN_ARGS -- ARGS` from the user's folder, so that relative
+/// paths on their command line (`--out`, `--dataset DIR`, images) stay theirs, exiting with the
+/// child's status when it fails: the child (or cargo) has already said what went wrong.
+pub fn run_from_user_folder(
+    torch: Option<&Libtorch>,
+    run_args: &[&str],
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<()> {
+    let mut cmd = cargo(torch);
+    cmd.current_dir(std::env::current_dir().context("cannot read the current folder")?)
+        .args(["run", "--manifest-path"])
+        .arg(crate::project_root().join("Cargo.toml"))
+        .args(run_args)
+        .arg("--")
+        .args(args);
+    eprintln!("$ {}", display(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", display(&cmd)))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
     }
     Ok(())
 }

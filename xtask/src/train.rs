@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use mix_cli::dataset::{self, DatasetArg};
 use mix_cli::{weights, LrFindOpts, PredictOpts, TrainCommand, TrainOpts};
 
@@ -45,28 +45,13 @@ pub fn predict(opts: &PredictOpts, args: &[OsString]) -> Result<()> {
     run_mix_train(Some("predict"), args)
 }
 
-/// `cargo run --package mix-train -- [subcommand] args...` from the user's folder, exiting with its
-/// status when it fails.
+/// `cargo run --package mix-train -- [subcommand] args...` from the user's folder, with libtorch's
+/// environment.
 fn run_mix_train(subcommand: Option<&str>, args: &[OsString]) -> Result<()> {
     let torch = libtorch::setup()?;
-    let mut cmd = process::cargo(Some(&torch));
-    // Relative paths on the command line (--dataset DIR, --out, --resume, images) are the user's: run
-    // from their folder and find the workspace through its manifest.
-    let manifest = crate::project_root().join("Cargo.toml");
-    cmd.current_dir(std::env::current_dir().context("cannot read the current folder")?)
-        .arg("run")
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .args(["--package", "mix-train", "--"])
-        .args(subcommand.map(OsString::from))
-        .args(args);
-    eprintln!("$ {}", process::display(&cmd));
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not start `{}`", process::display(&cmd)))?;
-    if !status.success() {
-        // mix-train (or cargo) has already said what went wrong; only the exit code is left.
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    Ok(())
+    let all = subcommand
+        .map(OsString::from)
+        .into_iter()
+        .chain(args.iter().cloned());
+    process::run_from_user_folder(Some(&torch), &["--package", "mix-train"], all)
 }
