@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::report::{machine_lines, Machine, Table};
+use crate::report::{self, machine_lines, Machine, Table};
 use crate::runner;
 
 /// The recipe both sides train: the sample run of the README, every setting explicit so that
@@ -732,14 +732,11 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, quick: boo
         let _ = writeln!(w, "{}", epochs.render());
     }
 
-    let _ = writeln!(w, "### Problems\n");
-    if outcome.problems.is_empty() {
-        let _ = writeln!(w, "None: every run of both sides finished.");
-    } else {
-        for p in &outcome.problems {
-            let _ = writeln!(w, "- {}", p.replace('\n', " "));
-        }
-    }
+    report::problems(
+        w,
+        &outcome.problems,
+        "None: every run of both sides finished.",
+    );
     s
 }
 

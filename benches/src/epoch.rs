@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::report::{machine_lines, Machine, Table};
+use crate::report::{self, machine_lines, Machine, Table};
 use crate::runner::{self, empty_dir, last_json_line, Mode};
 use crate::speed::{
     formula, judge, measured_text, verdict_word, Bound, Key, Measure, Quantity, Results, Show,
@@ -758,14 +758,12 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
         let _ = write!(w, "{}", runs.render());
     }
 
-    let _ = writeln!(w, "\n### Problems\n");
-    if outcome.problems.is_empty() {
-        let _ = writeln!(w, "None: every run of both sides finished.");
-    } else {
-        for p in &outcome.problems {
-            let _ = writeln!(w, "- {}", p.replace('\n', " "));
-        }
-    }
+    let _ = writeln!(w);
+    report::problems(
+        w,
+        &outcome.problems,
+        "None: every run of both sides finished.",
+    );
     s
 }
 

@@ -65,6 +65,18 @@ impl Table {
     }
 }
 
+/// A section's `### Problems` list: `none` when there were none, else one bullet per problem (on one
+/// line each).
+pub fn problems(w: &mut String, problems: &[String], none: &str) {
+    let _ = writeln!(w, "### Problems\n");
+    if problems.is_empty() {
+        let _ = writeln!(w, "{none}");
+    }
+    for p in problems {
+        let _ = writeln!(w, "- {}", p.replace('\n', " "));
+    }
+}
+
 /// The report as it is, or an empty text when it does not exist yet.
 pub fn read(path: &Path) -> Result<String> {
     match std::fs::read_to_string(path) {

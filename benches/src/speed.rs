@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::criterion;
 use crate::peers::{PeerFormat, PeerSpec};
-use crate::report::{format_measure, machine_lines, Machine, Table};
+use crate::report::{self, format_measure, machine_lines, Machine, Table};
 use crate::runner::{self, BenchEnv, Mode};
 
 /// A criterion bench target of the mix-benches package.
@@ -701,14 +701,8 @@ pub fn render_section(
     }
     let _ = write!(w, "{}", every.render());
 
-    let _ = writeln!(w, "\n### Problems\n");
-    if results.problems.is_empty() {
-        let _ = writeln!(w, "None: the bench and its peer ran.");
-    } else {
-        for p in &results.problems {
-            let _ = writeln!(w, "- {}", p.replace('\n', " "));
-        }
-    }
+    let _ = writeln!(w);
+    report::problems(w, &results.problems, "None: the bench and its peer ran.");
     s
 }
 

@@ -97,21 +97,21 @@ impl Recipe {
     /// mix-train's arguments, reading `images` and writing its run folder under `out`.
     pub fn ours_args(&self, images: &Path, out: &Path) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--dataset".into(), images.as_os_str().to_owned()];
-        for (k, v) in [
-            ("--epochs", "1".to_string()),
-            ("--bs", self.bs.to_string()),
-            ("--resize", self.item.to_string()),
-            ("--size", self.size.to_string()),
-            ("--lr", self.lr.to_string()),
-            ("--mix", "mixup".to_string()),
-            ("--alpha", self.alpha.to_string()),
-            ("--pretrained", "none".to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--device", self.device.name().to_string()),
-        ] {
-            args.push(k.into());
-            args.push(v.into());
-        }
+        push_flags(
+            &mut args,
+            [
+                ("--epochs", "1".to_string()),
+                ("--bs", self.bs.to_string()),
+                ("--resize", self.item.to_string()),
+                ("--size", self.size.to_string()),
+                ("--lr", self.lr.to_string()),
+                ("--mix", "mixup".to_string()),
+                ("--alpha", self.alpha.to_string()),
+                ("--pretrained", "none".to_string()),
+                ("--seed", self.seed.to_string()),
+                ("--device", self.device.name().to_string()),
+            ],
+        );
         args.push("--out".into());
         args.push(out.as_os_str().to_owned());
         args
@@ -120,33 +120,33 @@ impl Recipe {
     /// The peer script's arguments (after the script).
     pub fn peer_args(&self, images: &Path) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--images".into(), images.as_os_str().to_owned()];
-        for (k, v) in [
-            ("--item", self.item.to_string()),
-            ("--size", self.size.to_string()),
-            ("--bs", self.bs.to_string()),
-            ("--alpha", self.alpha.to_string()),
-            ("--seed", self.seed.to_string()),
-            ("--device", self.device.name().to_string()),
-        ] {
-            args.push(k.into());
-            args.push(v.into());
-        }
+        push_flags(
+            &mut args,
+            [
+                ("--item", self.item.to_string()),
+                ("--size", self.size.to_string()),
+                ("--bs", self.bs.to_string()),
+                ("--alpha", self.alpha.to_string()),
+                ("--seed", self.seed.to_string()),
+                ("--device", self.device.name().to_string()),
+            ],
+        );
         args
     }
 
     /// The ceiling example's arguments (mix-tch's `epoch_ceiling`), reading `images`.
     pub fn ceiling_args(&self, images: &Path) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["--images".into(), images.as_os_str().to_owned()];
-        for (k, v) in [
-            ("--item", self.item.to_string()),
-            ("--size", self.size.to_string()),
-            ("--bs", self.bs.to_string()),
-            ("--alpha", self.alpha.to_string()),
-            ("--device", self.device.name().to_string()),
-        ] {
-            args.push(k.into());
-            args.push(v.into());
-        }
+        push_flags(
+            &mut args,
+            [
+                ("--item", self.item.to_string()),
+                ("--size", self.size.to_string()),
+                ("--bs", self.bs.to_string()),
+                ("--alpha", self.alpha.to_string()),
+                ("--device", self.device.name().to_string()),
+            ],
+        );
         args
     }
 
@@ -164,5 +164,13 @@ impl Recipe {
             self.seed,
             self.device.name()
         )
+    }
+}
+
+/// Appends `--flag value` pairs to `args`.
+fn push_flags<const N: usize>(args: &mut Vec<OsString>, flags: [(&str, String); N]) {
+    for (k, v) in flags {
+        args.push(k.into());
+        args.push(v.into());
     }
 }
