@@ -11,11 +11,9 @@
 //! The rpath to the libtorch lib folder, which `cargo:rustc-link-arg` can give only to this package's own
 //! tests and benches, comes from mix-build, which mix-train's build script calls too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/cuda_anchor.cpp");
     let Some(lib) = mix_build::link_libtorch() else {
@@ -40,31 +38,17 @@ fn main() {
     }
 }
 
-/// A C++ build with the flags and include folders torch-sys compiles its own C++ with. The headers sit
-/// next to the lib folder (`<libtorch>/include`) unless `LIBTORCH_INCLUDE` names their parent, as for
-/// torch-sys.
+/// A C++ build with the flags and include folders torch-sys compiles its own C++ with (mix-build's
+/// [`mix_build::torch_cxx`]).
 fn cxx_build(lib: &Path) -> cc::Build {
-    let root = std::env::var_os("LIBTORCH_INCLUDE")
-        .map(PathBuf::from)
-        .or_else(|| lib.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| lib.to_path_buf());
-    let include = root.join("include");
+    let torch = mix_build::torch_cxx(lib);
     let mut build = cc::Build::new();
-    build
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"));
-    if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("msvc") {
-        build.flag("/std:c++17");
-    } else {
-        // torch-sys's flags: the C++ ABI libtorch was built with (1 unless LIBTORCH_CXX11_ABI says 0).
-        let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
-        build
-            .flag("-std=c++17")
-            .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-            .flag("-DGLOG_USE_GLOG_EXPORT");
+    build.cpp(true).pic(true).warnings(false);
+    for dir in &torch.includes {
+        build.include(dir);
+    }
+    for flag in &torch.flags {
+        build.flag(flag);
     }
     build
 }

@@ -31,3 +31,40 @@ pub fn link_libtorch() -> Option<PathBuf> {
     }
     Some(lib)
 }
+
+/// The include folders and compiler flags torch-sys compiles its own C++ with, for the build scripts
+/// that compile a C++ shim against the same libtorch (mix-tch, mix-dist): they hand them to `cc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorchCxx {
+    /// `<libtorch>/include` and `<libtorch>/include/torch/csrc/api/include`.
+    pub includes: Vec<PathBuf>,
+    /// The language standard and, off MSVC, the C++ ABI libtorch was built with.
+    pub flags: Vec<String>,
+}
+
+/// [`TorchCxx`] for the libtorch whose lib folder is `lib`. The headers sit next to the lib folder
+/// (`<libtorch>/include`) unless `LIBTORCH_INCLUDE` names their parent, as for torch-sys.
+pub fn torch_cxx(lib: &std::path::Path) -> TorchCxx {
+    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let root = std::env::var_os("LIBTORCH_INCLUDE")
+        .map(PathBuf::from)
+        .or_else(|| lib.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| lib.to_path_buf());
+    let include = root.join("include");
+    let flags = if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("msvc") {
+        vec!["/std:c++17".to_owned()]
+    } else {
+        // torch-sys's flags: the C++ ABI libtorch was built with (1 unless LIBTORCH_CXX11_ABI says 0).
+        let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+        vec![
+            "-std=c++17".to_owned(),
+            format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"),
+            "-DGLOG_USE_GLOG_EXPORT".to_owned(),
+        ]
+    };
+    TorchCxx {
+        includes: vec![include.clone(), include.join("torch/csrc/api/include")],
+        flags,
+    }
+}

@@ -38,6 +38,10 @@ pub enum Error {
     /// An argument does not fit: a shape, a length, a configuration value.
     #[error("{0}")]
     Invalid(String),
+    /// A collective operation across the ranks of a data-parallel job failed (a rank died, stopped
+    /// answering, or the network broke); the message says which rank when it is known.
+    #[error("{0}")]
+    Collective(String),
     /// Pretrained weights do not match the torchvision ResNet18 layout.
     #[error("pretrained weights {path}: {problem}")]
     Pretrained {

@@ -6,6 +6,7 @@
 use crate::augment::{self, AugTransforms, IMAGENET_MEAN, IMAGENET_STD};
 use crate::callback::{Callback, Cancel, Event};
 use crate::checkpoint::{self, Checkpointer, Monitor, Progress, SaveBest};
+use crate::collective::Collective;
 use crate::data::BatchSource;
 use crate::device::{self, DeviceChoice, Precision};
 use crate::events::EventLog;
@@ -69,6 +70,12 @@ pub struct LearnerConfig {
     /// Inputs and convolution weights in the channels_last memory format (faster convolutions with
     /// cuDNN). CUDA only: refused on the CPU, where libtorch's NHWC backward disagrees with NCHW here.
     pub channels_last: bool,
+    /// The data-parallel job this learner is one rank of (mix-dist's process group); `None` trains alone.
+    /// With one, the augmentation, mixing and dropout draws come from a stream of their own per rank
+    /// (rank 0's is the single-process stream), and the logged training losses and the validation
+    /// metrics are averaged over the ranks, so every rank records the same numbers and takes the same
+    /// decisions (a NaN stop, the best model). Gradients are averaged by mix-dist's `Ddp` callback.
+    pub collective: Option<Arc<dyn Collective>>,
 }
 
 impl LearnerConfig {
@@ -91,6 +98,7 @@ impl LearnerConfig {
             sync_every: 16,
             sync_timing: false,
             channels_last: false,
+            collective: None,
         }
     }
 }
@@ -235,9 +243,16 @@ impl std::fmt::Debug for Learner {
 }
 
 /// The rng of epoch `epoch`'s augmentation, mix params and dropout masks: its own stream
-/// (`Purpose::LearnerEpoch`), apart from the initial weights and from every loader's shuffles.
-fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
-    stream_rng(seed, Purpose::LearnerEpoch, epoch as u64)
+/// (`Purpose::LearnerEpoch`), apart from the initial weights and from every loader's shuffles. Rank `r`
+/// of a data-parallel job draws from stream `epoch + r * 2^40`, so ranks mix differently (as PyTorch's
+/// per-process generators do) and rank 0 draws what a single process draws.
+fn epoch_rng(seed: u64, epoch: usize, rank: usize) -> ChaCha8Rng {
+    stream_rng(seed, Purpose::LearnerEpoch, epoch as u64 + ((rank as u64) << 40))
+}
+
+/// This learner's rank in its data-parallel job (0 when it trains alone).
+fn rank_of(cfg: &LearnerConfig) -> usize {
+    cfg.collective.as_ref().map_or(0, |c| c.rank())
 }
 
 impl Learner {
@@ -317,7 +332,7 @@ impl Learner {
             pred: Tensor::new(),
             loss_grad: Tensor::new(),
             smooth_loss: SmoothLoss::default(),
-            rng: epoch_rng(cfg.seed, 0),
+            rng: epoch_rng(cfg.seed, 0, rank_of(&cfg)),
             sched: OneCycle::default(),
             scaler: (precision == Precision::Fp16).then(LossScaler::default),
             history: History::default(),
@@ -1038,7 +1053,11 @@ impl Core {
         self.learn.history.fresh_steps.clear();
         let epoch = self.learn.epoch;
         // The run's epoch number: fine_tune's second fit does not repeat the first fit's draws.
-        self.learn.rng = epoch_rng(self.cfg.seed, self.learn.epoch_offset + epoch);
+        self.learn.rng = epoch_rng(
+            self.cfg.seed,
+            self.learn.epoch_offset + epoch,
+            rank_of(&self.cfg),
+        );
         self.learn.training = true;
         self.learn.pct_train = epoch as f64 / self.learn.n_epoch as f64;
         self.learn.history.timing = EpochTiming {
@@ -1068,12 +1087,26 @@ impl Core {
     /// Validation loss and error rate, read back from the device once per pass.
     fn valid_metrics(&self) -> Result<(f64, f64)> {
         let v = &self.valid;
-        if v.n == 0 {
+        // A rank with nothing to validate still joins the reduction the others wait in.
+        if v.n == 0 && self.cfg.collective.is_none() {
             return Ok((f64::NAN, f64::NAN));
         }
-        let sums = Tensor::stack(&[&v.loss, &v.wrong], 0).f_to_device(Device::Cpu)?;
-        let (loss, wrong) = (sums.f_double_value(&[0])?, sums.f_double_value(&[1])?);
-        Ok((loss / v.n as f64, wrong / v.n as f64))
+        let count = Tensor::from_slice(&[v.n as f64]).f_to_device(self.learn.device)?;
+        let sums = Tensor::cat(&[&v.loss, &v.wrong, &count], 0);
+        if let Some(ranks) = &self.cfg.collective {
+            // Each rank validated its own shard: the job's metrics are the sums over all of them.
+            ranks.sum(&[&sums])?;
+        }
+        let sums = sums.f_to_device(Device::Cpu)?;
+        let (loss, wrong, n) = (
+            sums.f_double_value(&[0])?,
+            sums.f_double_value(&[1])?,
+            sums.f_double_value(&[2])?,
+        );
+        if n == 0.0 {
+            return Ok((f64::NAN, f64::NAN));
+        }
+        Ok((loss / n, wrong / n))
     }
 
     /// The current instant, after waiting for the device's queued work when phases are timed on CUDA.
@@ -1330,11 +1363,14 @@ impl Core {
         let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
         let losses: Vec<&Tensor> = pending.iter().map(|p| &p.loss).collect();
-        let values: Vec<f64> = Vec::try_from(
-            Tensor::stack(&losses, 0)
-                .f_to_kind(Kind::Double)?
-                .f_to_device(Device::Cpu)?,
-        )?;
+        let mut stacked = Tensor::stack(&losses, 0).f_to_kind(Kind::Double)?;
+        if let Some(ranks) = &self.cfg.collective {
+            // The loss of the job's global batch: the mean of the ranks' batch losses, one all-reduce
+            // per read-back rather than one per step.
+            ranks.sum(&[&stacked])?;
+            stacked = stacked / ranks.world() as f64;
+        }
+        let values: Vec<f64> = Vec::try_from(stacked.f_to_device(Device::Cpu)?)?;
         for (p, value) in pending.into_iter().zip(values) {
             if !value.is_finite() {
                 return Err(Error::NonFiniteLoss {
