@@ -13,13 +13,17 @@ use crate::process;
 /// The libtorch release tch 0.24.0 needs.
 pub const TORCH_VERSION: &str = "2.11.0";
 /// What the managed virtual environment holds: torch and torchvision for the oracles, numpy,
-/// Pillow and safetensors for fixtures and peer benchmarks.
+/// Pillow and safetensors for fixtures and peer benchmarks; and, where the wheel is the CUDA 13 build
+/// (Linux x86-64), the CUDA headers it leaves out (`crt/`, CCCL's `nv/`), which mix-dist's NCCL backend
+/// compiles against together with the wheel's own CUDA and NCCL headers.
 const REQUIREMENTS: &[&str] = &[
     "torch==2.11.0",
     "torchvision==0.26.0",
     "numpy",
     "pillow",
     "safetensors",
+    "nvidia-cuda-crt==13.0.*; platform_system == 'Linux' and platform_machine == 'x86_64'",
+    "nvidia-cuda-cccl==13.0.*; platform_system == 'Linux' and platform_machine == 'x86_64'",
 ];
 const STAMP: &str = "mix-setup.stamp";
 

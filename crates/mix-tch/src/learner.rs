@@ -48,7 +48,8 @@ pub struct LearnerConfig {
     pub pretrained: Option<PathBuf>,
     /// Folder for `metrics.csv`, `steps.csv`, `curves.png`, `timings.json`, `events.jsonl`,
     /// `checkpoints/` and `best/`, each written by a callback registered when the learner is built;
-    /// `None` writes nothing.
+    /// `None` writes nothing. In a data-parallel job (`collective`) only rank 0 writes it (and shows the
+    /// progress bars and table); the other ranks read checkpoints from it to resume.
     pub run_dir: Option<PathBuf>,
     /// Keep the best model by this validation metric in `<run_dir>/best/` (fastai's
     /// `SaveModelCallback(monitor=...)`); `None` keeps only the last checkpoint.
@@ -768,7 +769,7 @@ impl Learner {
         core.learn.n_epoch = n_epoch;
         core.learn.logging = !core.quiet;
         core.learn.epoch_row = None;
-        if !core.quiet {
+        if !core.quiet && rank_of(&core.cfg) == 0 {
             if let Some(dir) = &core.cfg.run_dir {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::io("creating the run folder", dir, e))?;
@@ -1030,7 +1031,7 @@ impl Core {
 
     fn new_bar(&mut self, n: usize, what: &str) {
         self.bar.finish_and_clear();
-        self.bar = if self.cfg.progress {
+        self.bar = if self.cfg.progress && rank_of(&self.cfg) == 0 {
             let bar = ProgressBar::new(n as u64);
             if let Ok(style) = ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
@@ -1429,6 +1430,11 @@ impl Core {
 /// timings.
 fn default_callbacks(cfg: &LearnerConfig) -> Vec<Box<dyn Callback>> {
     let mut cbs: Vec<Box<dyn Callback>> = Vec::new();
+    // In a data-parallel job only rank 0 shows and writes anything; the other ranks keep the run
+    // folder only to read checkpoints from when they resume.
+    if rank_of(cfg) != 0 {
+        return cbs;
+    }
     if cfg.progress {
         cbs.push(Box::new(ProgressTable));
     }

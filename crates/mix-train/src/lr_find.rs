@@ -32,6 +32,7 @@ fn run(args: &LrFindArgs) -> Result<()> {
         args.data.resize,
         &images,
         None,
+        mix_data::Shard::whole(),
     )?;
     let weights = weights::resolve(
         &args.data.pretrained,

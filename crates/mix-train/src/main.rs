@@ -9,6 +9,7 @@
 
 mod lr_find;
 mod predict;
+mod dist;
 mod run;
 
 use std::ffi::OsString;

@@ -8,16 +8,17 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use mix_core::{CutMix, Mix, MixConfig, MixMode, MixUp, Mixer};
-use mix_data::{DataLoaders, LoaderConfig};
+use mix_data::{DataLoaders, LoaderConfig, Shard};
 use mix_tch::augment::{IMAGENET_MEAN, IMAGENET_STD};
 use mix_tch::checkpoint::{self, Progress};
 use mix_tch::tch::Tensor;
 use mix_tch::{
-    aug_transforms, Callback, Cancel, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
+    aug_transforms, Callback, Cancel, Collective, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
     LearnerConfig, LrSpread, MixCallback, MixOptions, Monitor, OneCycle, Precision,
 };
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use mix_cli::dataset::{self, DatasetArg};
 use mix_cli::weights::{self, absolute, Weights};
 use mix_cli::{LrSlice, MixChoice, SpeedArgs, TrainArgs, TrainCommand, TrainOpts};
+
+use crate::dist::{self, Rank};
 
 /// The run's settings, written before training starts and read back by `--resume`.
 pub const CONFIG_FILE: &str = "config.json";
@@ -171,7 +174,13 @@ pub fn main(opts: TrainOpts, args: &[OsString]) -> Result<()> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    match opts.finish(args)? {
+    let command = opts.finish(args)?;
+    let nproc = match &command {
+        TrainCommand::New(a) => a.speed.nproc,
+        TrainCommand::Resume { speed, .. } => speed.nproc,
+    };
+    dist::launch_if_asked(nproc, args)?;
+    match command {
         TrainCommand::New(args) => new_run(&args, &recorded),
         TrainCommand::Resume {
             run,
@@ -197,14 +206,57 @@ impl RunConfig {
 /// Resolves `--device` now, so that a missing CUDA fails before any work.
 pub fn resolve_device(value: &str) -> Result<(DeviceChoice, String)> {
     let choice: DeviceChoice = value.parse()?;
-    let device = choice
-        .resolve()
-        .with_context(|| format!("--device {value}"))?;
-    let name = match device {
+    let name = device_label(choice).with_context(|| format!("--device {value}"))?;
+    Ok((choice, name))
+}
+
+/// `cpu` or `cuda:N`: the device `choice` resolves to.
+fn device_label(choice: DeviceChoice) -> Result<String> {
+    Ok(match choice.resolve()? {
         mix_tch::tch::Device::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".to_string(),
+    })
+}
+
+/// Runs `body` as a single process or as one rank of a data-parallel job (joined here from torchrun's
+/// variables): a rank reports its failure to the others and says which rank stopped when one did, and
+/// ends a successful run at a barrier with all of them.
+fn as_rank(
+    nproc: usize,
+    device: DeviceChoice,
+    body: impl FnOnce(DeviceChoice, Option<&Rank>) -> Result<()>,
+) -> Result<()> {
+    let (rank, device) = dist::join(nproc, device)?;
+    let result = body(device, rank.as_ref());
+    match (rank, result) {
+        (None, result) => result,
+        (Some(rank), Ok(())) => rank.finish(),
+        (Some(rank), Err(e)) => Err(rank.explain(&e)),
+    }
+}
+
+/// Runs `body` on rank 0 first and on the other ranks once it is done (PyTorch's
+/// `torch_distributed_zero_first`): downloads and extractions into the shared cache happen once.
+fn rank_zero_first<T>(rank: Option<&Rank>, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let Some(rank) = rank else {
+        return body();
     };
-    Ok((choice, name))
+    let wait = || {
+        rank.group.barrier().context(
+            "waiting for rank 0 to fetch the dataset and weights (fetch them beforehand with `cargo \
+             xtask download`, or raise MIX_DIST_TIMEOUT)",
+        )
+    };
+    if !rank.is_main() {
+        wait()?;
+    }
+    let out = body();
+    if rank.is_main() {
+        // Rank 0 meets the others even when it failed: they would wait for it until the timeout.
+        let waited = wait();
+        return out.and_then(|o| waited.map(|()| o));
+    }
+    out
 }
 
 pub fn loaders(
@@ -215,8 +267,10 @@ pub fn loaders(
     resize: usize,
     folder: &Path,
     cache_images: Option<bool>,
+    shard: Shard,
 ) -> Result<DataLoaders> {
     let cfg = LoaderConfig {
+        shard,
         batch_size: bs,
         valid_pct: VALID_PCT,
         seed,
@@ -270,6 +324,7 @@ fn learner_config(
     run: &Path,
     pretrained: Option<PathBuf>,
     speed: &SpeedArgs,
+    rank: Option<&Rank>,
 ) -> Result<LearnerConfig> {
     let precision: Precision = speed
         .precision
@@ -291,12 +346,17 @@ fn learner_config(
             .transpose()
             .context("config.json: save_best")?,
         progress: true,
+        collective: rank.map(|r| r.group.clone() as Arc<dyn Collective>),
         ..LearnerConfig::new(cfg.classes.len())
     })
 }
 
-/// The mix callback and the stop-after callback of a run.
-fn callbacks(config: &RunConfig, stop_after: Option<usize>) -> Result<Vec<Box<dyn Callback>>> {
+/// The mix callback, the stop-after callback and, for a rank of a data-parallel job, DDP.
+fn callbacks(
+    config: &RunConfig,
+    stop_after: Option<usize>,
+    rank: Option<&Rank>,
+) -> Result<Vec<Box<dyn Callback>>> {
     let (mix, alpha) = (config.mix.as_str(), config.alpha);
     let total_epochs = config.total_epochs();
     let mut cbs: Vec<Box<dyn Callback>> = Vec::new();
@@ -328,7 +388,11 @@ fn callbacks(config: &RunConfig, stop_after: Option<usize>) -> Result<Vec<Box<dy
         cbs.push(Box::new(StopAfter {
             after: n,
             total: total_epochs,
+            speak: rank.is_none_or(Rank::is_main),
         }));
+    }
+    if let Some(rank) = rank {
+        cbs.push(Box::new(rank.ddp()));
     }
     Ok(cbs)
 }
@@ -339,6 +403,8 @@ fn callbacks(config: &RunConfig, stop_after: Option<usize>) -> Result<Vec<Box<dy
 struct StopAfter {
     after: usize,
     total: usize,
+    /// Whether this process says so (rank 0 of a data-parallel job, or a single process).
+    speak: bool,
 }
 
 impl Callback for StopAfter {
@@ -349,6 +415,9 @@ impl Callback for StopAfter {
     fn on(&mut self, event: Event, learn: &mut Learn) -> mix_tch::Result<()> {
         let done = learn.epoch_offset + learn.epoch + 1;
         if event == Event::AfterEpoch && done >= self.after && done < self.total {
+            if !self.speak {
+                return Cancel::Fit.err();
+            }
             println!(
                 "stopping after epoch {done} of {} (--stop-after {}); continue with --resume",
                 self.total, self.after
@@ -360,11 +429,26 @@ impl Callback for StopAfter {
 }
 
 fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
-    let (device, device_used) = resolve_device(&args.device)?;
+    let (device, _) = resolve_device(&args.device)?;
+    as_rank(args.speed.nproc, device, |device, rank| {
+        new_run_as(args, raw, device, rank)
+    })
+}
+
+/// A new run as a single process or as one rank (`rank`) of a data-parallel job.
+fn new_run_as(
+    args: &TrainArgs,
+    raw: &[String],
+    device: DeviceChoice,
+    rank: Option<&Rank>,
+) -> Result<()> {
+    let device_used = device_label(device)?;
+    let main = rank.is_none_or(Rank::is_main);
     // A bad --out is reported before any dataset or weights download.
     let run = free_run_dir(&args.out)?;
     let data = DatasetArg::parse(&args.dataset);
-    let (images, files) = dataset::labelled_files(&data, &args.pattern)?;
+    let (images, files) =
+        rank_zero_first(rank, || dataset::labelled_files(&data, &args.pattern))?;
     let cache_images = args
         .speed
         .cache_images
@@ -377,8 +461,11 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
         args.resize,
         &images,
         Some(cache_images),
+        shard_of(rank)?,
     )?;
-    let weights = weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())?;
+    let weights = rank_zero_first(rank, || {
+        weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())
+    })?;
     let one_cycle = OneCycle {
         lr_max: args.lr,
         spread: match args.lr_slice {
@@ -427,34 +514,50 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     } else {
         config.one_cycle.validate()?;
     }
-    let cbs = callbacks(&config, args.stop_after)?;
+    let cbs = callbacks(&config, args.stop_after, rank)?;
     let lcfg = learner_config(
         &config,
         device,
         &run,
         config.pretrained.clone(),
         &args.speed,
+        rank,
     )?;
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
-    // Every check has passed: claim the folder and record the settings before the first epoch.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("--out {}: cannot create it", args.out.display()))?;
-    std::fs::create_dir(&run)
-        .with_context(|| format!("--out: cannot create the run folder {}", run.display()))?;
-    if let Err(e) =
-        mix_io::write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)
-    {
-        // The folder holds nothing yet; leave no run folder that --resume would trip over.
-        let _ = std::fs::remove_dir_all(&run);
-        return Err(e.into());
+    if main {
+        claim_run(args, &run, &config)?;
+        announce(&config, &run);
+        println!("{}", compute_line(&learner, cache_images));
     }
-    announce(&config, &run);
-    println!("{}", compute_line(&learner, cache_images));
     let summary = match config.fine_tune {
         Some(ft) => learner.fine_tune(config.epochs, ft, cbs)?,
         None => learner.fit_one_cycle(config.epochs, config.one_cycle, cbs)?,
     };
+    if !main {
+        return Ok(());
+    }
     finish(&learner, &run, &summary, config.total_epochs())
+}
+
+/// Every check has passed: claims the run folder and records the settings before the first epoch.
+fn claim_run(args: &TrainArgs, run: &Path, config: &RunConfig) -> Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("--out {}: cannot create it", args.out.display()))?;
+    std::fs::create_dir(run)
+        .with_context(|| format!("--out: cannot create the run folder {}", run.display()))?;
+    if let Err(e) =
+        mix_io::write_atomic(&run.join(CONFIG_FILE), &serde_json::to_vec_pretty(config)?)
+    {
+        // The folder holds nothing yet; leave no run folder that --resume would trip over.
+        let _ = std::fs::remove_dir_all(run);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Which part of every epoch this process loads: all of it alone, its shard as a rank.
+fn shard_of(rank: Option<&Rank>) -> Result<Shard> {
+    rank.map_or(Ok(Shard::whole()), Rank::shard)
 }
 
 /// Reads and checks `run`'s config.json.
@@ -502,6 +605,22 @@ fn resume(
         bail!("--stop-after {n}: {done} epochs are done already; expected a number above {done}");
     }
     let (choice, _) = resolve_device(device.unwrap_or(&config.device))?;
+    as_rank(speed.nproc, choice, |choice, rank| {
+        resume_as(run, &config, (done, total), choice, stop_after, speed, rank)
+    })
+}
+
+/// Continues `run` as a single process or as one rank (`rank`) of a data-parallel job.
+fn resume_as(
+    run: &Path,
+    config: &RunConfig,
+    (done, total): (usize, usize),
+    choice: DeviceChoice,
+    stop_after: Option<usize>,
+    speed: &SpeedArgs,
+    rank: Option<&Rank>,
+) -> Result<()> {
+    let main = rank.is_none_or(Rank::is_main);
     let files = dataset::image_files(&config.images)?;
     dataset::check_pattern(&files, &config.pattern, &config.images)?;
     let cache_images = speed
@@ -515,6 +634,7 @@ fn resume(
         config.resize,
         &config.images,
         Some(cache_images),
+        shard_of(rank)?,
     )?;
     if dls.vocab.labels() != config.classes.as_slice() {
         bail!(
@@ -525,21 +645,26 @@ fn resume(
             dls.vocab.labels()
         );
     }
-    let cbs = callbacks(&config, stop_after)?;
+    let cbs = callbacks(config, stop_after, rank)?;
     // The checkpoint holds every weight and whether the body was frozen: the pretrained file is not
     // needed again.
-    let lcfg = learner_config(&config, choice, run, None, speed)?;
+    let lcfg = learner_config(config, choice, run, None, speed, rank)?;
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
-    println!(
-        "resuming {} after epoch {done} of {total} ({})",
-        run.display(),
-        describe(&config)
-    );
-    println!("{}", compute_line(&learner, cache_images));
+    if main {
+        println!(
+            "resuming {} after epoch {done} of {total} ({})",
+            run.display(),
+            describe(config)
+        );
+        println!("{}", compute_line(&learner, cache_images));
+    }
     let summary = match config.fine_tune {
         Some(ft) => learner.resume_fine_tune(config.epochs, ft, cbs)?,
         None => learner.resume(cbs)?,
     };
+    if !main {
+        return Ok(());
+    }
     finish(&learner, run, &summary, total)
 }
 
