@@ -344,8 +344,9 @@ pub fn launch(
 /// the rank's variables set; `OMP_NUM_THREADS` becomes 1 when it is unset and `nproc` > 1, as
 /// torchrun does, so that N processes do not each start a thread per core. When a rank fails the
 /// others get `opts.grace` to end on their own (the engine sees the dead peer), then are killed
-/// (SIGKILL) and reaped. Ctrl-C reaches the children directly: they share the terminal's process
-/// group.
+/// (SIGKILL) and reaped. Ctrl-C reaches the children directly, as they share the terminal's
+/// process group; it ends this process too (std cannot catch it), and the system reaps the
+/// children then.
 pub fn launch_with_log(
     program: &Path,
     args: &[OsString],
@@ -359,7 +360,9 @@ pub fn launch_with_log(
         ));
     }
     let timeout = match opts.timeout {
-        Some(t) if t.as_secs() == 0 || t.as_secs() > MAX_DIST_TIMEOUT_SECS => {
+        Some(t)
+            if t.subsec_nanos() != 0 || t.as_secs() == 0 || t.as_secs() > MAX_DIST_TIMEOUT_SECS =>
+        {
             return Err(Error::usage(format!(
                 "a launch timeout of {t:?}: expected whole seconds from 1 to {MAX_DIST_TIMEOUT_SECS}"
             )))
@@ -389,9 +392,14 @@ pub fn launch_with_log(
             Ok(child) => children.push(Some(child)),
             Err(source) => {
                 kill_all(&mut children);
+                let killed = if rank > 0 {
+                    " (the ranks already started were killed)"
+                } else {
+                    ""
+                };
                 return Err(Error::Launch {
                     context: format!(
-                        "cannot start rank {rank} of {nproc}: {} (the ranks already started were killed)",
+                        "cannot start rank {rank} of {nproc}: {}{killed}",
                         program.display()
                     ),
                     source,

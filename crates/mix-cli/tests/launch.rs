@@ -203,12 +203,22 @@ fn zero_processes_and_bad_timeouts_are_refused() {
         err.to_string().contains("--nproc 0: expected at least 1"),
         "{err}"
     );
-    let opts = LaunchOptions {
-        timeout: Some(Duration::from_millis(500)),
-        ..LaunchOptions::default()
-    };
-    let err = launch_with_log(sh, &[], 1, &opts, &mut Vec::new()).unwrap_err();
-    assert!(err.to_string().contains("expected whole seconds"), "{err}");
+    for timeout in [
+        Duration::ZERO,
+        Duration::from_millis(1500),
+        Duration::from_secs(86_401),
+    ] {
+        let opts = LaunchOptions {
+            timeout: Some(timeout),
+            ..LaunchOptions::default()
+        };
+        let err = launch_with_log(sh, &[], 1, &opts, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected whole seconds from 1 to 86400"),
+            "{timeout:?}: {err}"
+        );
+    }
 }
 
 #[test]

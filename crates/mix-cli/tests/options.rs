@@ -316,6 +316,7 @@ fn every_numeric_option_refuses_zero_negative_nan_inf_huge_and_empty_naming_itse
         "size",
         "stop-after",
         "mixup-off-epoch",
+        "nproc",
     ] {
         for value in [
             "0",
