@@ -1,4 +1,4 @@
-//! The one error type of mix-cli: what a user typed or pointed at, and why it cannot be used.
+//! The one error type of mix-cli: what a user typed, pointed at or set, and why it cannot be used.
 
 use std::path::PathBuf;
 
@@ -44,6 +44,24 @@ pub enum Error {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] mix_io::Error),
+    /// A data-parallel variable (torchrun's `RANK`, `WORLD_SIZE`, ..., or `MIX_DIST_TIMEOUT`) is
+    /// missing or cannot be read; the message gives its value and what was expected.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value and what was expected.
+        message: String,
+    },
+    /// Starting or waiting for a launched rank's process failed; `context` says which.
+    #[error("{context}")]
+    Launch {
+        /// What was being done, naming the program and the rank.
+        context: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<mix_fetch::Error> for Error {

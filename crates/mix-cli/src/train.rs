@@ -48,6 +48,9 @@ pub const MAX_LR: f64 = 10.0;
 /// The largest `--alpha`: Beta(A, A) is then 0.5 within 1%, and far larger concentrations make the
 /// Gamma draws behind it overflow.
 pub const MAX_ALPHA: f32 = 10_000.0;
+/// The most processes `--nproc` launches: beyond any one machine's GPUs or sensible CPU split,
+/// low enough that a typo does not start thousands of processes.
+pub const MAX_NPROC: usize = 256;
 /// The most epochs a fit may ask for: far beyond any real run, low enough that epoch and step counts
 /// cannot overflow.
 pub const MAX_EPOCHS: usize = 100_000;
@@ -441,6 +444,15 @@ pub struct TrainOpts {
                   case takes under half the memory available (default auto)"
     )]
     pub cache_images: Option<CacheImages>,
+    /// Data-parallel processes.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        help = "processes to launch on this machine for data-parallel training, one rank each (torchrun \
+                  --nproc_per_node); on CUDA one per GPU (default 1)"
+    )]
+    pub nproc: Option<usize>,
     /// timm's knobs.
     #[command(flatten)]
     pub timm: TimmOpts,
@@ -509,7 +521,8 @@ pub struct FineTuneArgs {
     pub freeze_epochs: usize,
 }
 
-/// How a run computes, as opposed to what it computes: may change when a run is resumed.
+/// How a run computes, as opposed to what it computes: may change when a run is resumed (whether
+/// a resumed run may change `nproc` is the trainer's to decide: it knows what the run recorded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeedArgs {
     /// `--precision`: `auto`, `fp32`, `bf16` or `fp16`.
@@ -518,6 +531,8 @@ pub struct SpeedArgs {
     pub channels_last: bool,
     /// `--cache-images`: `None` for auto, else on or off.
     pub cache_images: Option<bool>,
+    /// `--nproc`: data-parallel processes on this machine, 1 to [`MAX_NPROC`].
+    pub nproc: usize,
 }
 
 impl Default for SpeedArgs {
@@ -526,6 +541,7 @@ impl Default for SpeedArgs {
             precision: "auto".into(),
             channels_last: false,
             cache_images: None,
+            nproc: 1,
         }
     }
 }
@@ -804,6 +820,7 @@ impl TrainOpts {
 
     /// Checks the options and fills in every default.
     pub fn resolve(&self) -> Result<TrainCommand> {
+        let speed = self.speed()?;
         let stop_after = match self.stop_after {
             None => None,
             Some(n) => Some(positive("stop-after", Some(n), 1)?),
@@ -819,21 +836,22 @@ impl TrainOpts {
                 precision: self.precision,
                 memory_format: self.memory_format,
                 cache_images: self.cache_images,
+                nproc: self.nproc,
                 ..TrainOpts::default()
             };
             if allowed != *self {
                 let extra = self.first_given_except_resume_options();
                 usage!(
                     "--{extra} cannot be combined with --resume: a resumed run keeps the settings in its \
-                     config.json (only --device, --stop-after, --precision, --memory-format and \
-                     --cache-images may change)"
+                     config.json (only --device, --stop-after, --precision, --memory-format, \
+                     --cache-images and --nproc may change)"
                 );
             }
             return Ok(TrainCommand::Resume {
                 run: run.clone(),
                 device: self.data.device.clone(),
                 stop_after,
-                speed: self.speed(),
+                speed,
             });
         }
         let mix = self.mix.unwrap_or(MixChoice::MixUp);
@@ -927,12 +945,16 @@ impl TrainOpts {
             size: dm.size,
             pattern: dm.pattern,
             stop_after,
-            speed: self.speed(),
+            speed,
         })))
     }
 
-    fn speed(&self) -> SpeedArgs {
-        SpeedArgs {
+    fn speed(&self) -> Result<SpeedArgs> {
+        let nproc = positive("nproc", self.nproc, 1)?;
+        if nproc > MAX_NPROC {
+            usage!("--nproc {nproc}: expected at most {MAX_NPROC} processes");
+        }
+        Ok(SpeedArgs {
             precision: self
                 .precision
                 .unwrap_or(Precision::Auto)
@@ -945,7 +967,8 @@ impl TrainOpts {
                 CacheImages::On => Some(true),
                 CacheImages::Off => Some(false),
             },
-        }
+            nproc,
+        })
     }
 
     /// The first option given that a resumed run cannot take, for the message.

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Parser;
-use mix_cli::train::{parse_lr, TrainCli};
+use mix_cli::train::{parse_lr, TrainCli, MAX_NPROC};
 use mix_cli::weights::PretrainedArg;
 use mix_cli::{
     BestMetric, FineTuneArgs, LrFindOpts, LrSlice, MixChoice, PredictOpts, SpeedArgs, TrainArgs,
@@ -316,6 +316,7 @@ fn every_numeric_option_refuses_zero_negative_nan_inf_huge_and_empty_naming_itse
         "size",
         "stop-after",
         "mixup-off-epoch",
+        "nproc",
     ] {
         for value in [
             "0",
@@ -532,4 +533,50 @@ fn non_utf8_paths_are_taken_as_given() {
         TrainCommand::New(a) => assert_eq!(a.out, PathBuf::from(out)),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn nproc_is_checked_and_may_change_on_resume() {
+    assert_eq!(new_run(&[]).speed.nproc, 1);
+    assert_eq!(new_run(&["--nproc", "4"]).speed.nproc, 4);
+    assert_eq!(
+        new_run(&["--nproc", &MAX_NPROC.to_string()]).speed.nproc,
+        MAX_NPROC
+    );
+    assert!(refusal(&["--nproc", "0"]).contains("--nproc 0: expected at least 1"));
+    let too_many = (MAX_NPROC + 1).to_string();
+    let err = refusal(&["--nproc", &too_many]);
+    assert!(
+        err.contains(&format!(
+            "--nproc {too_many}: expected at most {MAX_NPROC} processes"
+        )),
+        "{err}"
+    );
+    assert!(refusal(&["--nproc", "-1"]).contains("'--nproc <N>'"));
+    match parse(&["--resume", "runs/a", "--nproc", "2"]).unwrap() {
+        TrainCommand::Resume { speed, .. } => assert_eq!(speed.nproc, 2),
+        other => panic!("expected a resume, got {other:?}"),
+    }
+    let err = refusal(&["--resume", "runs/a", "--nproc", "0"]);
+    assert!(err.contains("--nproc 0: expected at least 1"), "{err}");
+    let help = TrainCli::try_parse_from(["train", "--help"])
+        .unwrap_err()
+        .render()
+        .to_string();
+    assert!(help.contains("--nproc <N>"), "{help}");
+}
+
+#[test]
+fn nproc_comes_from_config_files_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("run.toml");
+    std::fs::write(&toml, "nproc = 2\n").unwrap();
+    let config = toml.to_str().unwrap();
+    assert_eq!(new_run(&["--config", config]).speed.nproc, 2);
+    assert_eq!(
+        new_run(&["--config", config, "--nproc", "3"]).speed.nproc,
+        3
+    );
+    std::fs::write(&toml, "nproc = 0\n").unwrap();
+    assert!(refusal(&["--config", config]).contains("--nproc 0: expected at least 1"));
 }

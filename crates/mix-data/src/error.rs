@@ -87,6 +87,22 @@ pub enum Error {
     #[error("resize failed: {0}")]
     Resize(String),
 
+    /// Every item of a sharded training loader's part of the epoch is a bad image, so it cannot
+    /// fill the fixed number of batches every rank runs.
+    #[error(
+        "every one of the {items} training items of shard rank {rank} of world {world} is a bad \
+         image; expected at least one decodable item to fill the batches every rank must run; \
+         replace or delete the files listed by DataLoader::skipped"
+    )]
+    NoGoodItems {
+        /// The shard's rank.
+        rank: usize,
+        /// The number of ranks.
+        world: usize,
+        /// Entries in the shard's plan.
+        items: usize,
+    },
+
     /// A loader worker thread panicked; the epoch cannot be completed.
     #[error(
         "loader worker thread panicked; expected it to finish the epoch; this is a bug in mix-data"

@@ -14,6 +14,8 @@
 //!    bilinear-resized (SIMD, Pillow's antialiasing filter) to `size x size`.
 //! 6. [`DataLoader`] decodes batches of NCHW `u8` in parallel with prefetch; [`DataLoaders`]
 //!    holds the train and valid loaders and the vocab. [`imagenet_normalize`] makes `f32`.
+//!    [`LoaderConfig::shard`] ([`Shard`]) gives each process of a data-parallel run its part
+//!    of every epoch, by PyTorch's `DistributedSampler` rules.
 //!
 //! mix-data knows nothing about tch, the network or MixUp: it hands out plain `ndarray` batches.
 //!
@@ -37,6 +39,7 @@ mod label;
 mod loader;
 mod normalize;
 mod resize;
+mod shard;
 mod split;
 
 pub use decode::{
@@ -56,6 +59,7 @@ pub use resize::{
     crop_box, load_item, resize_crop, resize_crop_into, resize_short_side, CropBox, CropPos,
     MAX_ITEM_SIDE,
 };
+pub use shard::Shard;
 pub use split::{random_split, Split};
 
 /// Re-exported so callers can name the decoded image type without depending on `image`.

@@ -26,7 +26,7 @@ use crate::decode::{decode_file, MemoryBudget, Permit};
 use crate::resize::{check_size, crop_window_into};
 use crate::{
     imagenet_normalize, random_split, resize_crop_into, resize_short_side, CropPos, DecodeLimits,
-    Error, RegexLabeller, Result, Vocab, MAX_ITEM_SIDE,
+    Error, RegexLabeller, Result, Shard, Vocab, MAX_ITEM_SIDE,
 };
 
 /// Largest [`LoaderConfig::batch_size`]: 65536 items.
@@ -91,6 +91,10 @@ pub struct LoaderConfig {
     /// over it. An image larger than the whole budget is decoded alone. Default
     /// [`DEFAULT_MAX_IN_FLIGHT_BYTES`]; at least 1.
     pub max_in_flight_bytes: u64,
+    /// Which part of every epoch this process loads in a data-parallel run (rank of world);
+    /// default [`Shard::whole`], everything. Each rank builds its loaders with its own shard and
+    /// the same everything else; see [`DataLoader::shard_plan`] for the rules.
+    pub shard: Shard,
 }
 
 impl Default for LoaderConfig {
@@ -106,6 +110,7 @@ impl Default for LoaderConfig {
             bad_image: BadImagePolicy::Skip,
             decode: DecodeLimits::default(),
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
+            shard: Shard::whole(),
         }
     }
 }
@@ -235,6 +240,7 @@ struct Inner {
     /// `3 * item_size^2`, computed once with checked arithmetic.
     item_len: usize,
     seed: u64,
+    shard: Shard,
     prefetch: usize,
     policy: BadImagePolicy,
     decode: DecodeLimits,
@@ -335,22 +341,56 @@ impl Inner {
         }
     }
 
+    /// This rank's part of the epoch's plan (see [`DataLoader::shard_plan`]).
+    fn shard_plan(&self, epoch: u64) -> Vec<(usize, CropPos)> {
+        let plan = self.plan(epoch);
+        match self.kind {
+            _ if self.shard.is_whole() => plan,
+            LoaderKind::Train => self.shard.select_padded(&plan),
+            LoaderKind::Valid => self.shard.select(&plan),
+        }
+    }
+
+    /// The fixed number of batches of a sharded training epoch, `None` where the epoch simply
+    /// ends with its plan (one process, or validation).
+    fn fixed_batches(&self) -> Option<usize> {
+        (self.kind == LoaderKind::Train && !self.shard.is_whole())
+            .then(|| self.shard.padded_len(self.items.len()) / self.batch_size)
+    }
+
     /// Producer loop: decodes the plan a batch at a time and sends full batches.
-    fn produce(&self, plan: Vec<(usize, CropPos)>, tx: SyncSender<Result<Batch>>) {
+    fn produce(
+        &self,
+        plan: Vec<(usize, CropPos)>,
+        fixed: Option<usize>,
+        tx: SyncSender<Result<Batch>>,
+    ) {
         let (bs, len) = (self.batch_size, self.item_len);
         let s = self.item_size;
-        let mut plan = plan.into_iter().peekable();
+        let mut feed = match fixed {
+            None => Feed::Once(plan.into_iter().peekable()),
+            Some(batches) => Feed::Cycle {
+                plan,
+                next: 0,
+                batches,
+            },
+        };
         // Good items decoded but not yet sent: CHW pixels back to back, and their labels.
         let mut pixels: Vec<u8> = Vec::new();
         let mut labels: Vec<usize> = Vec::new();
-        while plan.peek().is_some() {
-            // Known-bad items are dropped before decoding; skipping them later gives the same
-            // sequence of good items, so batches do not depend on what earlier epochs found.
-            let window: Vec<(usize, CropPos)> = plan
-                .by_ref()
-                .filter(|&(i, _)| !self.bad[i].load(Ordering::Relaxed))
-                .take(bs - labels.len())
-                .collect();
+        loop {
+            let window = match feed.window(bs - labels.len(), &self.bad) {
+                Ok(Some(w)) => w,
+                Ok(None) => break,
+                Err(()) => {
+                    let _ = tx.send(Err(Error::NoGoodItems {
+                        rank: self.shard.rank(),
+                        world: self.shard.world(),
+                        items: feed.plan_len(),
+                    }));
+                    return;
+                }
+            };
             // Decoded straight into a fresh batch buffer: no copy when every item is good. The
             // size is at most MAX_BATCH_BYTES (checked by the config); checked again here so a
             // broken invariant is an error, not an abort.
@@ -398,10 +438,94 @@ impl Inner {
                 if tx.send(Ok(batch)).is_err() {
                     return; // The iterator was dropped.
                 }
+                feed.batch_sent();
             }
         }
         if self.kind == LoaderKind::Valid && !labels.is_empty() {
             let _ = tx.send(Ok(make_batch(pixels, labels, s)));
+        }
+    }
+}
+
+/// Where the producer takes the items of its next window from.
+enum Feed {
+    /// The plan once, in order: the epoch ends with the plan (one process, or validation).
+    Once(std::iter::Peekable<std::vec::IntoIter<(usize, CropPos)>>),
+    /// A sharded training epoch: exactly `batches` more batches, taking the plan's good items
+    /// in order and starting over from its beginning when they run out, so a skipped bad image
+    /// never changes the number of steps a rank runs.
+    Cycle {
+        plan: Vec<(usize, CropPos)>,
+        /// Position in `plan` of the next entry to look at.
+        next: usize,
+        /// Batches still to send.
+        batches: usize,
+    },
+}
+
+impl Feed {
+    /// Up to `want` entries not known to be bad, in feed order; `Ok(None)` when the epoch is
+    /// over, `Err(())` when a cycling feed finds every entry of its plan bad.
+    ///
+    /// Known-bad items are dropped before decoding; skipping them later gives the same sequence
+    /// of good items, so batches do not depend on what earlier epochs found.
+    fn window(
+        &mut self,
+        want: usize,
+        bad: &[AtomicBool],
+    ) -> std::result::Result<Option<Vec<(usize, CropPos)>>, ()> {
+        let is_bad = |i: usize| bad[i].load(Ordering::Relaxed);
+        match self {
+            Feed::Once(plan) => Ok(plan.peek().is_some().then(|| {
+                plan.by_ref()
+                    .filter(|&(i, _)| !is_bad(i))
+                    .take(want)
+                    .collect()
+            })),
+            Feed::Cycle {
+                plan,
+                next,
+                batches,
+            } => {
+                if *batches == 0 {
+                    return Ok(None);
+                }
+                let mut window = Vec::with_capacity(want);
+                // Entries looked at in a row that were all known bad: a whole lap of them means
+                // no good item is left, and looking further would never end.
+                let mut bad_in_a_row = 0;
+                while window.len() < want {
+                    let Some(&(i, pos)) = plan.get(*next) else {
+                        return Err(());
+                    };
+                    *next = (*next + 1) % plan.len();
+                    if is_bad(i) {
+                        bad_in_a_row += 1;
+                        if bad_in_a_row >= plan.len() {
+                            return Err(());
+                        }
+                    } else {
+                        bad_in_a_row = 0;
+                        window.push((i, pos));
+                    }
+                }
+                Ok(Some(window))
+            }
+        }
+    }
+
+    /// Counts a full batch as sent.
+    fn batch_sent(&mut self) {
+        if let Feed::Cycle { batches, .. } = self {
+            *batches = batches.saturating_sub(1);
+        }
+    }
+
+    /// Entries in the plan of a cycling feed (for the error message).
+    fn plan_len(&self) -> usize {
+        match self {
+            Feed::Once(plan) => plan.len(),
+            Feed::Cycle { plan, .. } => plan.len(),
         }
     }
 }
@@ -497,6 +621,7 @@ impl DataLoader {
                 item_size: cfg.item_size,
                 item_len: cfg.item_bytes()?,
                 seed: cfg.seed,
+                shard: cfg.shard,
                 prefetch: cfg.prefetch,
                 policy: cfg.bad_image,
                 decode: cfg.decode,
@@ -509,15 +634,38 @@ impl DataLoader {
         })
     }
 
-    /// Batches per epoch: `n / bs` for training (drop last), `ceil(n / bs)` for validation,
-    /// where `n` is [`len_items`](Self::len_items). Files found bad during an epoch lower the
-    /// count from then on.
+    /// Batches per epoch of this loader's [`shard`](Self::shard).
+    ///
+    /// One process ([`Shard::whole`]): `n / bs` for training (drop last), `ceil(n / bs)` for
+    /// validation, where `n` is [`len_items`](Self::len_items); files found bad during an epoch
+    /// lower the count from then on.
+    ///
+    /// Sharded training (`world > 1`): `ceil(N / world) / bs`, where `N` counts every item, bad
+    /// ones included, so the count is the same on every rank and never changes (bad items are
+    /// replaced, see [`shard_plan`](Self::shard_plan)). Sharded validation: `ceil(m / bs)`, where
+    /// `m` is the number of this rank's items not (yet) found bad; it may differ between ranks.
     pub fn num_batches(&self) -> usize {
-        let (n, bs) = (self.len_items(), self.inner.batch_size);
-        match self.inner.kind {
-            LoaderKind::Train => n / bs,
-            LoaderKind::Valid => n.div_ceil(bs),
+        let inner = &self.inner;
+        let bs = inner.batch_size;
+        if let Some(batches) = inner.fixed_batches() {
+            return batches;
         }
+        match inner.kind {
+            LoaderKind::Train => self.len_items() / bs,
+            LoaderKind::Valid => {
+                let shard = inner.shard;
+                let good = (shard.rank()..inner.items.len())
+                    .step_by(shard.world())
+                    .filter(|&i| !inner.bad[i].load(Ordering::Relaxed))
+                    .count();
+                good.div_ceil(bs)
+            }
+        }
+    }
+
+    /// Which part of each epoch this loader loads ([`LoaderConfig::shard`]).
+    pub fn shard(&self) -> Shard {
+        self.inner.shard
     }
 
     /// Items per batch.
@@ -525,7 +673,7 @@ impl DataLoader {
         self.inner.batch_size
     }
 
-    /// Items not (yet) found bad.
+    /// Items not (yet) found bad, of the whole loader (every shard).
     pub fn len_items(&self) -> usize {
         self.inner.good_len()
     }
@@ -560,22 +708,45 @@ impl DataLoader {
     }
 
     /// Item indices (into [`items`](Self::items)) and crop positions of `epoch`, in batch order,
-    /// before bad files are left out. The same `(seed, epoch)` always gives the same plan.
+    /// before bad files are left out and before sharding: the whole epoch, the same on every
+    /// rank. The same `(seed, epoch)` always gives the same plan.
     pub fn plan(&self, epoch: u64) -> Vec<(usize, CropPos)> {
         self.inner.plan(epoch)
     }
 
-    /// Starts decoding `epoch` in the background and returns its batches in order.
+    /// This loader's [`shard`](Self::shard) of [`plan`](Self::plan)`(epoch)`, in batch order,
+    /// before bad files are left out: what [`epoch`](Self::epoch) decodes.
+    ///
+    /// [`Shard::whole`]: the plan itself. Training: PyTorch's
+    /// `DistributedSampler(drop_last=False)` applied to the plan ([`Shard::select_padded`]): the
+    /// plan padded to `ceil(n / world) * world` entries by repeating it from its start, then
+    /// entries `rank, rank + world, ...`; batch `k` of all ranks together holds entries
+    /// `k * world * bs .. (k + 1) * world * bs` of the padded plan. Validation: entries
+    /// `rank, rank + world, ...` without padding ([`Shard::select`]), so every item is counted
+    /// once across ranks.
+    ///
+    /// Bad images: one process and validation leave them out (the epoch gets shorter, as
+    /// [`BadImagePolicy::Skip`] says). Sharded training keeps [`num_batches`](Self::num_batches)
+    /// fixed so ranks stay in step: the epoch takes the good items of the shard plan in order
+    /// and, when they run out, starts over from the shard plan's beginning; if every item of
+    /// the shard plan is bad the epoch ends with [`Error::NoGoodItems`].
+    pub fn shard_plan(&self, epoch: u64) -> Vec<(usize, CropPos)> {
+        self.inner.shard_plan(epoch)
+    }
+
+    /// Starts decoding this loader's [`shard_plan`](Self::shard_plan)`(epoch)` in the
+    /// background and returns its batches in order.
     ///
     /// The iterator owns what it needs (`'static`); dropping it stops the work after the batch
     /// being decoded. Batches are identical for any thread count and prefetch depth.
     pub fn epoch(&self, epoch: u64) -> BatchIter {
-        let plan = self.inner.plan(epoch);
+        let plan = self.inner.shard_plan(epoch);
+        let fixed = self.inner.fixed_batches();
         let (tx, rx) = sync_channel(self.inner.prefetch);
         let inner = Arc::clone(&self.inner);
         let handle = std::thread::Builder::new()
             .name("mix-data-producer".to_owned())
-            .spawn(move || inner.produce(plan, tx));
+            .spawn(move || inner.produce(plan, fixed, tx));
         match handle {
             Ok(h) => BatchIter {
                 rx: Some(rx),

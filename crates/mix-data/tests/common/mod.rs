@@ -219,3 +219,9 @@ pub fn split_case() -> impl Strategy<Value = (usize, f64)> {
         prop_oneof![Just(0.0), Just(0.2), Just(1.0), 0.0f64..=1.0],
     )
 }
+
+/// Plan lengths, world sizes and per-rank batch sizes for the sharding rules: `n` below, equal
+/// to and above `world`, divisible by it or not, empty included.
+pub fn shard_case() -> impl Strategy<Value = (usize, usize, usize)> {
+    (0usize..40, 1usize..=4, 1usize..=5)
+}
