@@ -316,10 +316,11 @@ impl ProcessGroup {
                 }
             }
             if let Ok(Some(text)) = self.store.try_get(&error_key(r)) {
-                reasons.push(format!(
-                    "rank {r} failed: {}",
-                    String::from_utf8_lossy(&text)
-                ));
+                let text = String::from_utf8_lossy(&text);
+                // Every rank often hits the same error (a bad dataset path): say it once.
+                if text != cause {
+                    reasons.push(format!("rank {r} failed: {text}"));
+                }
             }
         }
         // What the others tell comes first: the cause seen here is usually just a closed connection.

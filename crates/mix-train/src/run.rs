@@ -224,6 +224,7 @@ fn device_label(choice: DeviceChoice) -> Result<String> {
 fn as_rank(
     nproc: usize,
     device: DeviceChoice,
+    run: &Path,
     body: impl FnOnce(DeviceChoice, Option<&Rank>) -> Result<()>,
 ) -> Result<()> {
     let (rank, device) = dist::join(nproc, device)?;
@@ -231,7 +232,20 @@ fn as_rank(
     match (rank, result) {
         (None, result) => result,
         (Some(rank), Ok(())) => rank.finish(),
-        (Some(rank), Err(e)) => Err(rank.explain(&e)),
+        (Some(rank), Err(e)) => {
+            let e = rank.explain(&e);
+            // A job that broke mid-run continues from its last checkpoint, which only rank 0 wrote
+            // and wrote whole.
+            match checkpoint::newest_valid(&run.join("checkpoints")) {
+                Ok(Some(last)) => Err(anyhow::anyhow!(
+                    "{e:#}; the last checkpoint, {}, is intact: continue with `--resume {} --nproc {}`",
+                    last.dir.display(),
+                    run.display(),
+                    rank.env.world
+                )),
+                _ => Err(e),
+            }
+        }
     }
 }
 
@@ -280,12 +294,25 @@ pub fn loaders(
     };
     let dls = DataLoaders::from_name_re(files, pattern, &cfg)?;
     let (n_train, n_valid) = (dls.train.len_items(), dls.valid.len_items());
-    if n_train < bs {
+    // A rank trains on its shard: the training images split over the ranks, padded to equal parts.
+    let per_rank = shard.padded_len(n_train);
+    if per_rank < bs {
+        let (what, per) = if shard.is_whole() {
+            (format!("the {n_train} training images"), String::new())
+        } else {
+            (
+                format!(
+                    "the {per_rank} training images each of the {} ranks gets",
+                    shard.world()
+                ),
+                " (--bs is per rank)".to_owned(),
+            )
+        };
         bail!(
-            "--bs {bs} is larger than the {n_train} training images of {} (training drops a last \
-             partial batch, so there would be no batch): pass --bs {} or less",
+            "--bs {bs} is larger than {what} of {} (training drops a last partial batch, so there \
+             would be no batch): pass --bs {} or less{per}",
             folder.display(),
-            n_train.max(1)
+            per_rank.max(1)
         );
     }
     if n_valid == 0 {
@@ -430,8 +457,10 @@ impl Callback for StopAfter {
 
 fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
     let (device, _) = resolve_device(&args.device)?;
-    as_rank(args.speed.nproc, device, |device, rank| {
-        new_run_as(args, raw, device, rank)
+    // A bad --out is reported before any dataset or weights download.
+    let run = free_run_dir(&args.out)?;
+    as_rank(args.speed.nproc, device, &run, |device, rank| {
+        new_run_as(args, raw, &run, device, rank)
     })
 }
 
@@ -439,16 +468,15 @@ fn new_run(args: &TrainArgs, raw: &[String]) -> Result<()> {
 fn new_run_as(
     args: &TrainArgs,
     raw: &[String],
+    run: &Path,
     device: DeviceChoice,
     rank: Option<&Rank>,
 ) -> Result<()> {
     let device_used = device_label(device)?;
     let main = rank.is_none_or(Rank::is_main);
-    // A bad --out is reported before any dataset or weights download.
-    let run = free_run_dir(&args.out)?;
     let data = DatasetArg::parse(&args.dataset);
     let (images, files) =
-        rank_zero_first(rank, || dataset::labelled_files(&data, &args.pattern))?;
+        rank_zero_first(rank, || Ok(dataset::labelled_files(&data, &args.pattern)?))?;
     let cache_images = args
         .speed
         .cache_images
@@ -464,7 +492,10 @@ fn new_run_as(
         shard_of(rank)?,
     )?;
     let weights = rank_zero_first(rank, || {
-        weights::resolve(&args.pretrained, args.pretrained_sha256.as_deref())
+        Ok(weights::resolve(
+            &args.pretrained,
+            args.pretrained_sha256.as_deref(),
+        )?)
     })?;
     let one_cycle = OneCycle {
         lr_max: args.lr,
@@ -605,7 +636,7 @@ fn resume(
         bail!("--stop-after {n}: {done} epochs are done already; expected a number above {done}");
     }
     let (choice, _) = resolve_device(device.unwrap_or(&config.device))?;
-    as_rank(speed.nproc, choice, |choice, rank| {
+    as_rank(speed.nproc, choice, run, |choice, rank| {
         resume_as(run, &config, (done, total), choice, stop_after, speed, rank)
     })
 }

@@ -12,26 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use sha2::{Digest, Sha256};
 
-/// Images per class of the generated dataset: 24 images, 20 to train on and 4 to validate.
-const PER_CLASS: usize = 12;
 /// Epochs of the run the kills are spread over.
 const EPOCHS: usize = 3;
-
-/// Writes a dataset of two classes of 24 px pictures, `cat_<n>.png` dark and `dog_<n>.png` light.
-fn tiny_dataset(dir: &Path) -> PathBuf {
-    let images = dir.join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    for n in 0..PER_CLASS {
-        for (label, base) in [("cat", 40u8), ("dog", 200u8)] {
-            let img = image::RgbImage::from_fn(24, 24, |x, y| {
-                let v = base.wrapping_add(((x * 3 + y * 5 + n as u32 * 7) % 40) as u8);
-                image::Rgb([v, v / 2, 255 - v])
-            });
-            img.save(images.join(format!("{label}_{n}.png"))).unwrap();
-        }
-    }
-    images
-}
 
 /// The arguments of a new run on `images`: 5 steps of 4 images an epoch at 16 px.
 fn run_args(images: &Path) -> Vec<String> {

@@ -138,3 +138,22 @@ pub fn resnet18_safetensors(seed: u64) -> Vec<u8> {
     Tensor::write_safetensors(&named, &path).unwrap();
     std::fs::read(path).unwrap()
 }
+
+/// Images per class of the generated dataset: 24 images, 20 to train on and 4 to validate.
+pub const PER_CLASS: usize = 12;
+
+/// Writes a dataset of two classes of 24 px pictures, `cat_<n>.png` dark and `dog_<n>.png` light.
+pub fn tiny_dataset(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for n in 0..PER_CLASS {
+        for (label, base) in [("cat", 40u8), ("dog", 200u8)] {
+            let img = image::RgbImage::from_fn(24, 24, |x, y| {
+                let v = base.wrapping_add(((x * 3 + y * 5 + n as u32 * 7) % 40) as u8);
+                image::Rgb([v, v / 2, 255 - v])
+            });
+            img.save(images.join(format!("{label}_{n}.png"))).unwrap();
+        }
+    }
+    images
+}
