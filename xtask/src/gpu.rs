@@ -446,11 +446,13 @@ pub fn gpu_pack() -> Result<()> {
         "mix-tch",
         "-p",
         "mix-train",
+        "-p",
+        "mix-dist",
         "--no-run",
     ]))?;
     let tests = test_binaries(&built);
     if tests.is_empty() {
-        bail!("expected cargo to report the test binaries of mix-tch and mix-train, found none");
+        bail!("expected cargo to report the test binaries of mix-tch, mix-train and mix-dist, found none");
     }
     let mix_train = one(
         &build_json(cargo(Some(&torch)).args(["build", "-p", "mix-train", "--bin", "mix-train"]))?,

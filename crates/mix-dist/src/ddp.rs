@@ -62,7 +62,12 @@ impl Ddp {
 
     /// Every variable (parameters, then buffers), sorted by name so that all ranks list them alike.
     fn variables(learn: &Learn) -> (Vec<Tensor>, Vec<Tensor>) {
-        let params: HashSet<String> = learn.model.params().iter().map(|p| p.name.clone()).collect();
+        let params: HashSet<String> = learn
+            .model
+            .params()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         let mut vars: Vec<(String, Tensor)> = learn.model.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let (mut ps, mut bs) = (Vec::new(), Vec::new());

@@ -72,7 +72,8 @@ extern "C" {
         out: *mut *mut MixGroup,
     ) -> *mut c_char;
     fn mix_dist_group_free(g: *mut MixGroup);
-    fn mix_dist_all_reduce_sum(g: *mut MixGroup, ts: *const *mut C_tensor, n: usize) -> *mut c_char;
+    fn mix_dist_all_reduce_sum(g: *mut MixGroup, ts: *const *mut C_tensor, n: usize)
+        -> *mut c_char;
     fn mix_dist_broadcast(
         g: *mut MixGroup,
         ts: *const *mut C_tensor,
@@ -122,7 +123,10 @@ fn c_int_of(what: &str, value: usize) -> Result<c_int> {
 
 /// The tensors' C handles, which stay valid while `tensors` is borrowed.
 fn handles(tensors: &[&Tensor]) -> Vec<*mut C_tensor> {
-    tensors.iter().map(|t| t.as_ptr() as *mut C_tensor).collect()
+    tensors
+        .iter()
+        .map(|t| t.as_ptr() as *mut C_tensor)
+        .collect()
 }
 
 /// A c10d `TCPStore`: the server on rank 0, a client everywhere (rank 0 included, through the server).

@@ -190,7 +190,11 @@ impl ProcessGroup {
             if started.elapsed() >= deadline {
                 let mut missing = Vec::new();
                 for r in 0..world {
-                    if store.try_get(&format!("mix/rank/{r}")).map_err(gone)?.is_none() {
+                    if store
+                        .try_get(&format!("mix/rank/{r}"))
+                        .map_err(gone)?
+                        .is_none()
+                    {
                         missing.push(r);
                     }
                 }
@@ -265,9 +269,7 @@ impl ProcessGroup {
 
     /// Waits until every rank has called it.
     pub fn barrier(&self) -> Result<()> {
-        self.group
-            .barrier()
-            .map_err(|e| self.failed("barrier", &e))
+        self.group.barrier().map_err(|e| self.failed("barrier", &e))
     }
 
     pub(crate) fn group(&self) -> &Group {

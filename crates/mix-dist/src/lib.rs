@@ -16,7 +16,7 @@
 //!     backend: Backend::Gloo,
 //! })?);
 //! let mut cfg = mix_tch::LearnerConfig::new(37);
-//! cfg.collective = Some(group.clone());
+//! cfg.collective = Some(group.clone() as Arc<dyn mix_tch::Collective>);
 //! // ... build the learner with `cfg` on this rank's shard, then fit with
 //! let ddp = Ddp::new(group.clone(), DdpOptions::default());
 //! # let _ = (cfg, ddp);

@@ -5,6 +5,8 @@
 //! This test has its own `main` (harness = false): run plainly, it is the parent and starts itself again
 //! once per rank with `MIX_DIST_TEST_ROLE` and torchrun's variables set; each child runs one role.
 
+mod common;
+
 use mix_dist::{Backend, JoinOptions, ProcessGroup};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,42 +16,35 @@ fn main() {
     if let Ok(role) = std::env::var("MIX_DIST_TEST_ROLE") {
         std::process::exit(child(&role));
     }
-    let tests: [(&str, fn()); 4] = [
-        ("collectives_with_2_ranks", || collectives(2)),
-        ("collectives_with_3_ranks", || collectives(3)),
-        ("a_rank_that_never_joins_is_named", never_joins),
-        ("a_killed_rank_is_named_and_ends_the_job", killed_rank),
-    ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    let all = Instant::now();
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let started = Instant::now();
-        let ok = std::panic::catch_unwind(test).is_ok();
-        println!(
-            "test {name} ... {} ({:.1} s)",
-            if ok { "ok" } else { "FAILED" },
-            started.elapsed().as_secs_f64()
-        );
-        passed += usize::from(ok);
-        failed += usize::from(!ok);
-    }
-    // libtest's summary line, which `cargo xtask test` counts.
-    println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out; \
-         finished in {:.2}s",
-        if failed == 0 { "ok" } else { "FAILED" },
-        all.elapsed().as_secs_f64()
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    let cuda = tch::Cuda::is_available();
+    common::run(&[
+        common::Case {
+            name: "collectives_with_2_ranks",
+            body: || collectives(2),
+            ignored: None,
+        },
+        common::Case {
+            name: "collectives_with_3_ranks",
+            body: || collectives(3),
+            ignored: None,
+        },
+        common::Case {
+            name: "a_rank_that_never_joins_is_named",
+            body: never_joins,
+            ignored: None,
+        },
+        common::Case {
+            name: "a_killed_rank_is_named_and_ends_the_job",
+            body: killed_rank,
+            ignored: None,
+        },
+        common::Case {
+            name: "nccl_collectives_on_cuda",
+            body: nccl,
+            ignored: (!cuda)
+                .then_some("needs a CUDA device (run by gpu-pack's run.sh on the GPU machine)"),
+        },
+    ]);
 }
 
 fn free_port() -> u16 {
@@ -62,6 +57,10 @@ fn free_port() -> u16 {
 fn spawn(role: &str, rank: usize, world: usize, port: u16, timeout_s: u64) -> Child {
     Command::new(std::env::current_exe().expect("the test binary"))
         .env("MIX_DIST_TEST_ROLE", role)
+        .env(
+            "MIX_DIST_TEST_BACKEND",
+            if role == "nccl" { "nccl" } else { "gloo" },
+        )
         .env("RANK", rank.to_string())
         .env("WORLD_SIZE", world.to_string())
         .env("MASTER_ADDR", "127.0.0.1")
@@ -88,8 +87,8 @@ fn finish(child: Child, limit: Duration) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().expect("collect a rank's output");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.code(), text)
 }
 
@@ -103,6 +102,15 @@ fn collectives(world: usize) {
         assert_eq!(code, Some(0), "rank {rank} of {world} failed:\n{text}");
         assert!(text.contains("collectives ok"), "rank {rank}:\n{text}");
     }
+}
+
+/// NCCL with one rank on GPU 0 (the GPU machine has one GPU): the backend builds, and all-reduce,
+/// broadcast and barrier run on CUDA tensors.
+fn nccl() {
+    let port = free_port();
+    let (code, text) = finish(spawn("nccl", 0, 1, port, 60), Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("nccl ok"), "{text}");
 }
 
 fn never_joins() {
@@ -160,7 +168,10 @@ fn join_from_env() -> Result<ProcessGroup, mix_dist::Error> {
         master_addr: var("MASTER_ADDR"),
         master_port: var("MASTER_PORT").parse().expect("MASTER_PORT"),
         timeout: Duration::from_secs(var("MIX_DIST_TIMEOUT").parse().expect("timeout")),
-        backend: Backend::Gloo,
+        backend: match std::env::var("MIX_DIST_TEST_BACKEND").as_deref() {
+            Ok("nccl") => Backend::Nccl,
+            _ => Backend::Gloo,
+        },
     })
 }
 
@@ -181,19 +192,29 @@ fn child(role: &str) -> i32 {
             group.all_reduce_sum(&[&a, &b]).expect("all-reduce");
             let n = world as f64;
             let tri = n * (n + 1.0) / 2.0;
-            assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![tri as f32, 10.0 * tri as f32]);
+            assert_eq!(
+                Vec::<f32>::try_from(&a).unwrap(),
+                vec![tri as f32, 10.0 * tri as f32]
+            );
             let want_b = (n - 1.0) * n / 2.0;
-            assert!(Vec::<f32>::try_from(b.view([-1])).unwrap().iter().all(|&v| v == want_b as f32));
+            assert!(Vec::<f32>::try_from(b.view([-1]))
+                .unwrap()
+                .iter()
+                .all(|&v| v == want_b as f32));
             let c = Tensor::from_slice(&[rank as f64 * 0.5]);
             group.all_reduce_sum(&[&c]).expect("all-reduce of doubles");
             assert_eq!(c.double_value(&[0]), 0.5 * (n - 1.0) * n / 2.0);
             // Broadcast from the last rank, into a non-contiguous view too.
             let root = world - 1;
             let d = Tensor::from_slice(&[rank as i64; 4]);
-            let e = Tensor::full([3, 2], rank as f64, (Kind::Double, tch::Device::Cpu)).transpose(0, 1);
+            let e =
+                Tensor::full([3, 2], rank as f64, (Kind::Double, tch::Device::Cpu)).transpose(0, 1);
             group.broadcast(&[&d, &e], root).expect("broadcast");
             assert_eq!(Vec::<i64>::try_from(&d).unwrap(), vec![root as i64; 4]);
-            assert!(Vec::<f64>::try_from(e.contiguous().view([-1])).unwrap().iter().all(|&v| v == root as f64));
+            assert!(Vec::<f64>::try_from(e.contiguous().view([-1]))
+                .unwrap()
+                .iter()
+                .all(|&v| v == root as f64));
             group.barrier().expect("barrier");
             group.finish().expect("finish");
             println!("rank {rank}: collectives ok");
@@ -214,6 +235,21 @@ fn child(role: &str) -> i32 {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
+            0
+        }
+        "nccl" => {
+            let cuda = tch::Device::Cuda(0);
+            let a = Tensor::from_slice(&[1.5f32, 2.5]).to_device(cuda);
+            group.all_reduce_sum(&[&a]).expect("all-reduce on CUDA");
+            assert_eq!(
+                Vec::<f32>::try_from(a.to_device(tch::Device::Cpu)).unwrap(),
+                vec![1.5, 2.5]
+            );
+            let b = Tensor::from_slice(&[7i64, 8]).to_device(cuda);
+            group.broadcast(&[&b], 0).expect("broadcast on CUDA");
+            group.barrier().expect("barrier");
+            group.finish().expect("finish");
+            println!("rank {rank}: nccl ok");
             0
         }
         _ => 2,

@@ -6,6 +6,8 @@
 //!
 //! Its own `main` (harness = false), as tests/collectives.rs: the parent starts itself again per rank.
 
+mod common;
+
 use mix_data::{DataLoaders, LoaderConfig, Shard};
 use mix_dist::{Backend, Ddp, DdpOptions, JoinOptions, ProcessGroup};
 use mix_tch::tch::{Device, Kind, Tensor};
@@ -15,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Global batch (the 1-process batch; each of 2 ranks takes half).
 const GLOBAL_BS: usize = 8;
@@ -31,22 +33,11 @@ fn main() {
             }
         });
     }
-    let started = Instant::now();
-    let ok = std::panic::catch_unwind(two_ranks_match_one_and_repeat).is_ok();
-    println!(
-        "test two_ranks_match_one_and_repeat ... {}",
-        if ok { "ok" } else { "FAILED" }
-    );
-    println!(
-        "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s",
-        if ok { "ok" } else { "FAILED" },
-        usize::from(ok),
-        usize::from(!ok),
-        started.elapsed().as_secs_f64()
-    );
-    if !ok {
-        std::process::exit(1);
-    }
+    common::run(&[common::Case {
+        name: "two_ranks_match_one_and_repeat",
+        body: two_ranks_match_one_and_repeat,
+        ignored: None,
+    }]);
 }
 
 /// Two classes told apart by colour, with noise: 24 images of 16x16 pixels (about 19 train, 5 valid).
@@ -137,8 +128,18 @@ fn two_ranks_match_one_and_repeat() {
     let steps = numbers(&one, "losses:");
     assert!(steps.len() >= 2 * EPOCHS, "{one}");
     close(&steps, &numbers(&two, "losses:"), 1e-5, "step losses");
-    close(&numbers(&one, "valid:"), &numbers(&two, "valid:"), 1e-5, "validation");
-    close(&numbers(&one, "weights:"), &numbers(&two, "weights:"), 1e-5, "final weights");
+    close(
+        &numbers(&one, "valid:"),
+        &numbers(&two, "valid:"),
+        1e-5,
+        "validation",
+    );
+    close(
+        &numbers(&one, "weights:"),
+        &numbers(&two, "weights:"),
+        1e-5,
+        "final weights",
+    );
     // The weights moved: the comparison is not between two untrained models.
     let start = numbers(&one, "start:");
     let end = numbers(&one, "weights:");
@@ -149,7 +150,9 @@ fn flat(model: &dyn Model) -> Vec<f64> {
     let mut vars: Vec<(String, Tensor)> = model.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars.iter()
-        .flat_map(|(_, t)| Vec::<f64>::try_from(t.to_kind(Kind::Double).view([-1])).expect("values"))
+        .flat_map(|(_, t)| {
+            Vec::<f64>::try_from(t.to_kind(Kind::Double).view([-1])).expect("values")
+        })
         .collect()
 }
 
@@ -194,11 +197,18 @@ fn child() -> Result<(), Box<dyn std::error::Error>> {
     cfg.aug = None;
     cfg.progress = false;
     cfg.sync_every = 3;
-    cfg.collective = group
-        .clone()
-        .map(|g| g as Arc<dyn mix_tch::Collective>);
-    let model = TinyNet::new(2, Device::Cpu, &mut ChaCha8Rng::seed_from_u64(rank as u64 + 11));
-    let mut learner = Learner::with_model(Box::new(dls.train), Box::new(dls.valid), Box::new(model), cfg)?;
+    cfg.collective = group.clone().map(|g| g as Arc<dyn mix_tch::Collective>);
+    let model = TinyNet::new(
+        2,
+        Device::Cpu,
+        &mut ChaCha8Rng::seed_from_u64(rank as u64 + 11),
+    );
+    let mut learner = Learner::with_model(
+        Box::new(dls.train),
+        Box::new(dls.valid),
+        Box::new(model),
+        cfg,
+    )?;
     // Rank 0's start: the other ranks began from different weights and DDP's broadcast replaced them.
     let mut report = String::new();
     let cbs: Vec<Box<dyn mix_tch::Callback>> = match &group {

@@ -248,7 +248,11 @@ impl std::fmt::Debug for Learner {
 /// of a data-parallel job draws from stream `epoch + r * 2^40`, so ranks mix differently (as PyTorch's
 /// per-process generators do) and rank 0 draws what a single process draws.
 fn epoch_rng(seed: u64, epoch: usize, rank: usize) -> ChaCha8Rng {
-    stream_rng(seed, Purpose::LearnerEpoch, epoch as u64 + ((rank as u64) << 40))
+    stream_rng(
+        seed,
+        Purpose::LearnerEpoch,
+        epoch as u64 + ((rank as u64) << 40),
+    )
 }
 
 /// This learner's rank in its data-parallel job (0 when it trains alone).
@@ -1369,7 +1373,7 @@ impl Core {
             // The loss of the job's global batch: the mean of the ranks' batch losses, one all-reduce
             // per read-back rather than one per step.
             ranks.sum(&[&stacked])?;
-            stacked = stacked / ranks.world() as f64;
+            stacked /= ranks.world() as f64;
         }
         let values: Vec<f64> = Vec::try_from(stacked.f_to_device(Device::Cpu)?)?;
         for (p, value) in pending.into_iter().zip(values) {

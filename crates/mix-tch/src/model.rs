@@ -819,4 +819,3 @@ impl Model for TinyNet {
         self.frozen = false;
     }
 }
-

@@ -7,20 +7,23 @@ mod common;
 use common::{small_config, small_data, test_device};
 use mix_core::{MixConfig, MixMode, Mixer};
 use mix_tch::checkpoint::{BestInfo, BEST_DIR, BEST_FILE};
-use mix_tch::tch::{Device, Kind, Tensor};
+use mix_tch::tch::Tensor;
 use mix_tch::{
     Callback, Cancel, Event, Learn, Learner, LearnerConfig, LossFunc, MixCallback, Model, Monitor,
     OneCycle, Result, SoftTargetCrossEntropy, TinyNet,
 };
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 fn tiny_learner(cfg: LearnerConfig, n_train: usize, n_valid: usize, bs: usize) -> Learner {
     let (train, valid) = small_data(n_train, n_valid, cfg.n_classes, bs);
-    let model = TinyNet::new(cfg.n_classes, test_device(), &mut ChaCha8Rng::seed_from_u64(1));
+    let model = TinyNet::new(
+        cfg.n_classes,
+        test_device(),
+        &mut ChaCha8Rng::seed_from_u64(1),
+    );
     Learner::with_model(Box::new(train), Box::new(valid), Box::new(model), cfg).unwrap()
 }
 
@@ -62,7 +65,7 @@ fn a_tiny_conv_net_trains_through_the_same_learner() {
 fn a_model_for_another_device_or_class_count_is_refused() {
     let cfg = small_config(3, 32);
     let (train, valid) = small_data(8, 4, 3, 4);
-    let model = TinyNet::new(2, test_device(), 1);
+    let model = TinyNet::new(2, test_device(), &mut ChaCha8Rng::seed_from_u64(1));
     let err = Learner::with_model(Box::new(train), Box::new(valid), Box::new(model), cfg)
         .unwrap_err()
         .to_string();

@@ -41,9 +41,8 @@ impl Rank {
     /// outlives the others' last use of it.
     pub fn finish(self) -> Result<()> {
         let Rank { env, group } = self;
-        let group = Arc::try_unwrap(group).map_err(|_| {
-            anyhow::anyhow!("rank {}: the process group is still in use", env.rank)
-        })?;
+        let group = Arc::try_unwrap(group)
+            .map_err(|_| anyhow::anyhow!("rank {}: the process group is still in use", env.rank))?;
         group.finish().context("the ranks' final barrier")?;
         Ok(())
     }
@@ -53,15 +52,24 @@ impl Rank {
     pub fn explain(&self, err: &anyhow::Error) -> anyhow::Error {
         let text = format!("{err:#}");
         self.group.report_failure(&text);
-        let said = err
+        let said = err.chain().any(|e| {
+            matches!(
+                e.downcast_ref::<mix_tch::Error>(),
+                Some(mix_tch::Error::Collective(_))
+            )
+        }) || err
             .chain()
-            .any(|e| matches!(e.downcast_ref::<mix_tch::Error>(), Some(mix_tch::Error::Collective(_))))
-            || err.chain().any(|e| e.downcast_ref::<mix_dist::Error>().is_some());
+            .any(|e| e.downcast_ref::<mix_dist::Error>().is_some());
         if said {
             return anyhow::anyhow!("{text}");
         }
         anyhow::anyhow!("rank {}: {}", self.env.rank, self.group.explain(&text))
     }
+}
+
+/// Whether this process shows and writes the run: a single process, or rank 0 of a job.
+pub fn is_main(rank: Option<&Rank>) -> bool {
+    !matches!(rank, Some(r) if !r.is_main())
 }
 
 /// Launches `nproc` local ranks of this program with the same arguments and exits with the job's

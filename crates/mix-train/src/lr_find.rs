@@ -10,7 +10,7 @@ use mix_viz::plot::{Panel, Series};
 use mix_cli::dataset::{self, DatasetArg};
 use mix_cli::{weights, LrFindArgs, LrFindOpts};
 
-use crate::run::{loaders, resolve_device};
+use crate::run::{cache_fits, loader_config, loaders, resolve_device};
 
 /// fastai's `plot_lr_find(skip_end=5)`: the last five steps are left off the plot.
 const SKIP_END: usize = 5;
@@ -24,15 +24,18 @@ fn run(args: &LrFindArgs) -> Result<()> {
     let (device, device_used) = resolve_device(&args.data.device)?;
     let data = DatasetArg::parse(&args.data.dataset);
     let (images, files) = dataset::labelled_files(&data, &args.data.pattern)?;
+    let cache = cache_fits(files.len(), args.data.resize);
     let dls = loaders(
         &files,
         &args.data.pattern,
-        args.data.bs,
-        args.data.seed,
-        args.data.resize,
         &images,
-        None,
-        mix_data::Shard::whole(),
+        &loader_config(
+            args.data.bs,
+            args.data.seed,
+            args.data.resize,
+            cache,
+            mix_data::Shard::whole(),
+        ),
     )?;
     let weights = weights::resolve(
         &args.data.pretrained,

@@ -7,9 +7,9 @@
 //! (`cargo install --path crates/mix-train`). Its options are mix-cli's, the same types and checks
 //! xtask uses, so xtask refuses exactly what this binary refuses without linking libtorch.
 
+mod dist;
 mod lr_find;
 mod predict;
-mod dist;
 mod run;
 
 use std::ffi::OsString;

@@ -18,8 +18,8 @@ use mix_tch::augment::{IMAGENET_MEAN, IMAGENET_STD};
 use mix_tch::checkpoint::{self, Progress};
 use mix_tch::tch::Tensor;
 use mix_tch::{
-    aug_transforms, Callback, Cancel, Collective, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
-    LearnerConfig, LrSpread, MixCallback, MixOptions, Monitor, OneCycle, Precision,
+    aug_transforms, Callback, Cancel, Collective, DeviceChoice, Event, FineTune, FitSummary, Learn,
+    Learner, LearnerConfig, LrSpread, MixCallback, MixOptions, Monitor, OneCycle, Precision,
 };
 use serde::{Deserialize, Serialize};
 
@@ -273,26 +273,36 @@ fn rank_zero_first<T>(rank: Option<&Rank>, body: impl FnOnce() -> Result<T>) -> 
     out
 }
 
-pub fn loaders(
-    files: &[PathBuf],
-    pattern: &str,
+/// The loader settings of a run: batches of `bs` (per rank), the split and shuffles from `seed`,
+/// items of `resize` pixels, the decoded-image cache, and this process's shard.
+pub fn loader_config(
     bs: usize,
     seed: u64,
     resize: usize,
-    folder: &Path,
-    cache_images: Option<bool>,
+    cache: bool,
     shard: Shard,
-) -> Result<DataLoaders> {
-    let cfg = LoaderConfig {
+) -> LoaderConfig {
+    LoaderConfig {
         shard,
         batch_size: bs,
         valid_pct: VALID_PCT,
         seed,
         item_size: resize,
-        cache_decoded: cache_images.unwrap_or_else(|| cache_fits(files.len(), resize)),
+        cache_decoded: cache,
         ..LoaderConfig::default()
-    };
-    let dls = DataLoaders::from_name_re(files, pattern, &cfg)?;
+    }
+}
+
+/// The training and validation loaders of `files` (in `folder`) labelled by `pattern`, refusing a
+/// batch larger than a rank's training images and a dataset too small to validate on.
+pub fn loaders(
+    files: &[PathBuf],
+    pattern: &str,
+    folder: &Path,
+    cfg: &LoaderConfig,
+) -> Result<DataLoaders> {
+    let (bs, shard) = (cfg.batch_size, cfg.shard);
+    let dls = DataLoaders::from_name_re(files, pattern, cfg)?;
     let (n_train, n_valid) = (dls.train.len_items(), dls.valid.len_items());
     // A rank trains on its shard: the training images split over the ranks, padded to equal parts.
     let per_rank = shard.padded_len(n_train);
@@ -415,7 +425,7 @@ fn callbacks(
         cbs.push(Box::new(StopAfter {
             after: n,
             total: total_epochs,
-            speak: rank.is_none_or(Rank::is_main),
+            speak: dist::is_main(rank),
         }));
     }
     if let Some(rank) = rank {
@@ -473,7 +483,7 @@ fn new_run_as(
     rank: Option<&Rank>,
 ) -> Result<()> {
     let device_used = device_label(device)?;
-    let main = rank.is_none_or(Rank::is_main);
+    let main = dist::is_main(rank);
     let data = DatasetArg::parse(&args.dataset);
     let (images, files) =
         rank_zero_first(rank, || Ok(dataset::labelled_files(&data, &args.pattern)?))?;
@@ -484,12 +494,14 @@ fn new_run_as(
     let dls = loaders(
         &files,
         &args.pattern,
-        args.bs,
-        args.seed,
-        args.resize,
         &images,
-        Some(cache_images),
-        shard_of(rank)?,
+        &loader_config(
+            args.bs,
+            args.seed,
+            args.resize,
+            cache_images,
+            shard_of(rank)?,
+        ),
     )?;
     let weights = rank_zero_first(rank, || {
         Ok(weights::resolve(
@@ -549,15 +561,15 @@ fn new_run_as(
     let lcfg = learner_config(
         &config,
         device,
-        &run,
+        run,
         config.pretrained.clone(),
         &args.speed,
         rank,
     )?;
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
     if main {
-        claim_run(args, &run, &config)?;
-        announce(&config, &run);
+        claim_run(args, run, &config)?;
+        announce(&config, run);
         println!("{}", compute_line(&learner, cache_images));
     }
     let summary = match config.fine_tune {
@@ -567,7 +579,7 @@ fn new_run_as(
     if !main {
         return Ok(());
     }
-    finish(&learner, &run, &summary, config.total_epochs())
+    finish(&learner, run, &summary, config.total_epochs())
 }
 
 /// Every check has passed: claims the run folder and records the settings before the first epoch.
@@ -651,21 +663,18 @@ fn resume_as(
     speed: &SpeedArgs,
     rank: Option<&Rank>,
 ) -> Result<()> {
-    let main = rank.is_none_or(Rank::is_main);
+    let main = dist::is_main(rank);
     let files = dataset::image_files(&config.images)?;
     dataset::check_pattern(&files, &config.pattern, &config.images)?;
     let cache_images = speed
         .cache_images
         .unwrap_or_else(|| cache_fits(files.len(), config.resize));
+    let shard = shard_of(rank)?;
     let dls = loaders(
         &files,
         &config.pattern,
-        config.bs,
-        config.seed,
-        config.resize,
         &config.images,
-        Some(cache_images),
-        shard_of(rank)?,
+        &loader_config(config.bs, config.seed, config.resize, cache_images, shard),
     )?;
     if dls.vocab.labels() != config.classes.as_slice() {
         bail!(

@@ -58,7 +58,12 @@ fn nproc_2_trains_with_rank_0_alone_writing_and_resumes() {
     // One run folder, one announcement, one stop message: rank 1 wrote and printed nothing.
     let dirs = sb.run_dirs();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
-    assert_eq!(out.stdout.matches("stopping after epoch 1").count(), 1, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("stopping after epoch 1").count(),
+        1,
+        "{}",
+        out.stdout
+    );
     let run = &dirs[0];
     assert_eq!(metric_rows(run), 1);
     // Each rank trained on its half: 10 of the 20 training images, 2 steps of 4 an epoch.
@@ -101,12 +106,18 @@ fn killing_a_rank_ends_the_other_naming_it_and_keeps_the_checkpoint() {
     // Once the first checkpoint is written, rank 1 is somewhere in the next epochs: kill it there.
     let started = Instant::now();
     let checkpoint = loop {
-        let found = sb.run_dirs().first().map(|r| r.join("checkpoints/epoch-0001"));
+        let found = sb
+            .run_dirs()
+            .first()
+            .map(|r| r.join("checkpoints/epoch-0001"));
         if let Some(c) = found.filter(|c| c.join("manifest.json").is_file()) {
             break c;
         }
         assert!(rank0.try_wait().unwrap().is_none(), "rank 0 ended early");
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 120 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_millis(300));
@@ -115,11 +126,18 @@ fn killing_a_rank_ends_the_other_naming_it_and_keeps_the_checkpoint() {
     let killed = Instant::now();
     let out = rank0.wait_with_output().unwrap();
     // Far within the 60 s collective timeout: the dead peer's closed connections end rank 0 at once.
-    assert!(killed.elapsed() < Duration::from_secs(20), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        killed.elapsed()
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("rank 1 stopped"), "{stderr}");
-    assert!(stderr.contains("is intact: continue with `--resume"), "{stderr}");
+    assert!(
+        stderr.contains("is intact: continue with `--resume"),
+        "{stderr}"
+    );
     let run = sb.run_dirs()[0].clone();
     let newest = mix_tch::checkpoint::newest_valid(&run.join("checkpoints"))
         .unwrap()

@@ -6,6 +6,8 @@
  * LICENSE file in the root directory of this source tree.
  */
 
+// Generated from gloo/config.h.in as PyTorch configures its CPU build (see ../README.md).
+
 #pragma once
 
 #define GLOO_VERSION_MAJOR 0
