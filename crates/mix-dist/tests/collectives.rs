@@ -39,6 +39,11 @@ fn main() {
             ignored: None,
         },
         common::Case {
+            name: "a_rank_started_twice_is_refused",
+            body: rank_twice,
+            ignored: None,
+        },
+        common::Case {
             name: "nccl_collectives_on_cuda",
             body: nccl,
             ignored: (!cuda)
@@ -127,6 +132,29 @@ fn never_joins() {
         );
     }
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+fn rank_twice() {
+    let port = free_port();
+    // Ranks 0, 1 and 1 again of 3: the later rank 1 is refused at once; the others then wait for the
+    // missing rank 2 until the 3 s timeout.
+    let children: Vec<Child> = [0, 1, 1]
+        .iter()
+        .map(|&r| spawn("join", r, 3, port, 3))
+        .collect();
+    let texts: Vec<String> = children
+        .into_iter()
+        .map(|c| finish(c, Duration::from_secs(30)).1)
+        .collect();
+    let twice = texts
+        .iter()
+        .filter(|t| t.contains("rank 1 joined twice"))
+        .count();
+    assert_eq!(twice, 1, "{texts:#?}");
+    assert!(
+        texts.iter().any(|t| t.contains("rank 2 never joined")),
+        "{texts:#?}"
+    );
 }
 
 fn killed_rank() {
