@@ -10,29 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A new run on `images` at 16 px with 4 images a batch per rank.
-fn args(images: &Path, epochs: usize) -> Vec<String> {
-    [
-        "--dataset",
-        images.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--bs",
-        "4",
-        "--resize",
-        "20",
-        "--size",
-        "16",
-        "--pretrained",
-        "none",
-        "--epochs",
-        &epochs.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -45,7 +22,7 @@ fn metric_rows(run: &Path) -> usize {
 fn nproc_2_trains_with_rank_0_alone_writing_and_resumes() {
     let sb = Sandbox::new();
     let images = tiny_dataset(sb.path());
-    let mut first = args(&images, 2);
+    let mut first = run_args(&images, 2);
     first.extend(["--nproc", "2", "--stop-after", "1"].map(String::from));
     let out = sb.run(&strs(&first));
     out.assert_ok();
@@ -95,14 +72,14 @@ fn spawn_rank(sb: &Sandbox, args: &[String], rank: usize, port: u16) -> Child {
 fn killing_a_rank_ends_the_other_naming_it_and_keeps_the_checkpoint() {
     let sb = Sandbox::new();
     let images = tiny_dataset(sb.path());
-    let mut run_args = args(&images, 40);
-    run_args.extend(["--out".to_string(), sb.runs().to_str().unwrap().to_string()]);
+    let mut args = run_args(&images, 40);
+    args.extend(["--out".to_string(), sb.runs().to_str().unwrap().to_string()]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let mut rank0 = spawn_rank(&sb, &run_args, 0, port);
-    let mut rank1 = spawn_rank(&sb, &run_args, 1, port);
+    let mut rank0 = spawn_rank(&sb, &args, 0, port);
+    let mut rank1 = spawn_rank(&sb, &args, 1, port);
     // Once the first checkpoint is written, rank 1 is somewhere in the next epochs: kill it there.
     let started = Instant::now();
     let checkpoint = loop {

@@ -15,29 +15,6 @@ use sha2::{Digest, Sha256};
 /// Epochs of the run the kills are spread over.
 const EPOCHS: usize = 3;
 
-/// The arguments of a new run on `images`: 5 steps of 4 images an epoch at 16 px.
-fn run_args(images: &Path) -> Vec<String> {
-    [
-        "--dataset",
-        images.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--bs",
-        "4",
-        "--resize",
-        "20",
-        "--size",
-        "16",
-        "--pretrained",
-        "none",
-        "--epochs",
-        &EPOCHS.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 fn spawn(sb: &Sandbox, args: &[String]) -> Child {
     sb.command()
         .args(args)
@@ -192,7 +169,7 @@ fn check_file(path: &Path) {
 fn killed_runs_leave_whole_files_and_resume_to_the_last_epoch() {
     let sb = Sandbox::new();
     let images = tiny_dataset(sb.path());
-    let mut args = run_args(&images);
+    let mut args = run_args(&images, EPOCHS);
     args.extend(["--out".to_string(), sb.runs().to_str().unwrap().to_string()]);
 
     // Kill 1: while the second epoch's checkpoint is being written (or, if that is missed, as soon as
@@ -309,7 +286,7 @@ fn flip_a_bit(path: &Path) {
 fn a_damaged_checkpoint_is_refused_or_skipped_for_an_intact_older_one() {
     let sb = Sandbox::new();
     let images = tiny_dataset(sb.path());
-    let mut args = run_args(&images);
+    let mut args = run_args(&images, EPOCHS);
     args.extend(["--stop-after".to_string(), "1".to_string()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     sb.run(&refs).assert_ok();

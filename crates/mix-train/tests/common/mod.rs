@@ -157,3 +157,27 @@ pub fn tiny_dataset(dir: &Path) -> PathBuf {
     }
     images
 }
+
+/// The arguments of a new run of `epochs` on `images` (a [`tiny_dataset`]): 5 steps of 4 images an
+/// epoch at 16 px.
+pub fn run_args(images: &Path, epochs: usize) -> Vec<String> {
+    [
+        "--dataset",
+        images.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--bs",
+        "4",
+        "--resize",
+        "20",
+        "--size",
+        "16",
+        "--pretrained",
+        "none",
+        "--epochs",
+        &epochs.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
