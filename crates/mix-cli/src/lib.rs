@@ -1,6 +1,6 @@
 //! The command lines of `cargo xtask` and `mix-train`: typed options (clap's derive API), their
 //! checks, `--config` files, the datasets and pretrained weights they name, and the launcher of
-//! data-parallel training processes ([`launch`]); no libtorch.
+//! data-parallel training processes ([`launch()`]); no libtorch.
 //!
 //! Both binaries parse `train`, `lr-find` and `predict` with the same types ([`TrainOpts`],
 //! [`LrFindOpts`], [`PredictOpts`]) and the same checks ([`TrainOpts::resolve`], ...), so xtask
