@@ -344,10 +344,20 @@ pub fn build_mix_train(target: &Path, dir: &Path) -> Result<PathBuf> {
 }
 
 /// Runs mix-train with `args` (whose `--out` is `out`) in the workspace root (libtorch's
-/// environment is this process's), and returns the one run folder it made in `out`; the accuracy and epoch steps use it.
-pub fn run_mix_train(root: &Path, binary: &Path, args: &[OsString], out: &Path) -> Result<PathBuf> {
+/// environment is this process's, plus `envs`), and returns the one run folder it made in `out`;
+/// the accuracy, epoch and scaling steps use it.
+pub fn run_mix_train(
+    root: &Path,
+    binary: &Path,
+    args: &[OsString],
+    envs: &[(&str, &str)],
+    out: &Path,
+) -> Result<PathBuf> {
     let mut cmd = Command::new(binary);
-    cmd.current_dir(root).args(args);
+    cmd.current_dir(root).args(args).envs(envs.iter().copied());
+    // Only the variables set here are echoed: the rest of the environment is this process's.
+    let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprint!("{}", shown.concat());
     run(&mut cmd)?;
     let runs: Vec<PathBuf> = std::fs::read_dir(out)
         .with_context(|| format!("mix-train made no folder {}", out.display()))?
