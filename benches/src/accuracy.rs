@@ -488,7 +488,7 @@ pub fn run(root: &Path, target: &Path, python: &Path, dir: &Path) -> Outcome {
 
 fn run_ours(root: &Path, binary: &Path, seed: u64, dir: &Path) -> Result<Run> {
     let out = dir.join(format!("ours-seed-{seed}"));
-    let run = runner::run_mix_train(root, binary, &RECIPE.ours_args(seed, &out), &out)?;
+    let run = runner::run_mix_train(root, binary, &RECIPE.ours_args(seed, &out), &[], &out)?;
     let read = |name: &str| {
         let path = run.join(name);
         std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))

@@ -24,12 +24,10 @@ use crate::{accuracy, corpus};
 
 mod recipe;
 
-#[cfg(test)]
-use recipe::CPU;
-pub use recipe::{Device, Recipe, CORPUS_SEED, CUDA, PEER, STEP, TIMINGS_FILE};
+pub use recipe::{Device, Recipe, CORPUS_SEED, CPU, CUDA, PEER, STEP, TIMINGS_FILE};
 
 /// Runs per side in full mode, alternating sides; quick mode runs each side once.
-const FULL_RUNS: usize = 3;
+pub const FULL_RUNS: usize = 3;
 
 /// Images in a recipe's corpus.
 pub fn images(recipe: &Recipe) -> usize {
@@ -210,7 +208,7 @@ pub struct Outcome {
 }
 
 /// The run whose whole epoch took the median time (the lower one of an even count).
-fn median_by<T>(runs: &[T], key: impl Fn(&T) -> f64) -> Option<&T> {
+pub fn median_by<T>(runs: &[T], key: impl Fn(&T) -> f64) -> Option<&T> {
     let mut sorted: Vec<&T> = runs.iter().collect();
     sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
     sorted.get(sorted.len().saturating_sub(1) / 2).copied()
@@ -380,7 +378,7 @@ fn run_ours(
     corpus: &Path,
     out: &Path,
 ) -> Result<Timings> {
-    let run = runner::run_mix_train(root, binary, &recipe.ours_args(corpus, out), out)?;
+    let run = runner::run_mix_train(root, binary, &recipe.ours_args(corpus, out), &[], out)?;
     let path = run.join(TIMINGS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(

@@ -3,7 +3,8 @@
 //! targets judged, to docs/performance.md.
 //!
 //! The steps, in order: the speed steps ([`speed`]: each criterion bench with its peer script), the
-//! `epoch` step ([`epoch`]: one whole training epoch of mix-train against fastai's) and the
+//! `epoch` step ([`epoch`]: one whole training epoch of mix-train against fastai's), the `scaling`
+//! step ([`scaling`]: that epoch data-parallel, 2 processes x 1 thread against 1 x 2) and the
 //! `accuracy` step ([`accuracy`]: mix-train and fastai's own `vision_learner` side by side). The
 //! speed steps read a pets-like corpus made from the repository's sample photos ([`corpus`]).
 //! Children run through [`runner`]; peers and their python through [`peers`]; criterion's files are
@@ -23,6 +24,7 @@ mod epoch;
 mod peers;
 mod report;
 mod runner;
+mod scaling;
 mod speed;
 
 use std::path::PathBuf;
@@ -41,9 +43,10 @@ Run the criterion benches (benches/benches) and the peer scripts (benches/peers)
 then write docs/performance.md: machine, versions, every median, ours / peer ratios and the
 speed targets. The epoch step times one whole training epoch of mix-train against fastai's
 fit_one_cycle on a pets-like corpus made from the sample photos (on the CPU by default; --device
-cuda takes the full Pets size). The accuracy step trains mix-train and fastai's vision_learner on
+cuda takes the full Pets size). The scaling step times that CPU epoch as 2 processes x 1 thread
+(mix-train --nproc 2, Gloo) against 1 process x 2 threads, same global batch. The accuracy step trains mix-train and fastai's vision_learner on
 the sample images (3 epochs, seeds 0, 1, 2, in both modes; a few minutes). The steps, in order:
-mix_core, mix_data, train_step, epoch, accuracy. --only STEP runs one and rewrites only its section
+mix_core, mix_data, train_step, epoch, scaling, accuracy. --only STEP runs one and rewrites only its section
 of the report. --quick finishes the speed steps within about 5 minutes on 2 cores once the benches
 are built.";
 
@@ -58,7 +61,8 @@ struct Cli {
     /// short warm-up and measurement times (seconds per figure, not minutes).
     #[arg(long)]
     quick: bool,
-    /// run one step (mix_core, mix_data, train_step, epoch or accuracy) and rewrite its section.
+    /// run one step (mix_core, mix_data, train_step, epoch, scaling or accuracy) and rewrite its
+    /// section.
     #[arg(long, value_name = "STEP", value_parser = parse_only)]
     only: Option<&'static str>,
     /// the epoch step's device: cpu (default; 37 x 10 images, Resize 144, size 128) or cuda (the full
@@ -93,10 +97,11 @@ fn main() {
 }
 
 /// Every step's name, in run and document order: the criterion benches with their peers, the whole
-/// epoch, then the accuracy comparison.
+/// epoch, its data-parallel scaling, then the accuracy comparison.
 pub fn step_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = PAIRS.iter().map(|(bench, _)| bench.name).collect();
     names.push(epoch::STEP);
+    names.push(scaling::STEP);
     names.push(ACCURACY);
     names
 }
@@ -214,6 +219,17 @@ fn bench(cli: &Cli) -> Result<()> {
             epoch::render(&outcome, &step_machine, &invocation, mode),
         ));
     }
+    if selected.contains(&scaling::STEP) {
+        let mut step_machine = machine.clone();
+        step_machine.load = runner::load_average();
+        let outcome = scaling::run(&root, &target, &data, mode);
+        scaling::print_summary(&outcome);
+        problems.extend(outcome.problems.iter().cloned());
+        sections.push((
+            scaling::STEP,
+            scaling::render(&outcome, &step_machine, &invocation, mode),
+        ));
+    }
     if selected.contains(&ACCURACY) {
         let mut step_machine = machine.clone();
         step_machine.load = runner::load_average();
@@ -272,14 +288,21 @@ mod tests {
     fn only_takes_a_step_name_and_refuses_others_with_the_list() {
         assert_eq!(
             step_names(),
-            vec!["mix_core", "mix_data", "train_step", "epoch", "accuracy"]
+            vec![
+                "mix_core",
+                "mix_data",
+                "train_step",
+                "epoch",
+                "scaling",
+                "accuracy"
+            ]
         );
         assert_eq!(parse_only("accuracy").unwrap(), ACCURACY);
         assert_eq!(parse_only("train_step").unwrap(), "train_step");
         let err = parse_only("mix_ops").unwrap_err();
         assert_eq!(
             err,
-            "unknown step; expected one of mix_core, mix_data, train_step, epoch, accuracy"
+            "unknown step; expected one of mix_core, mix_data, train_step, epoch, scaling, accuracy"
         );
         // clap puts the option and the value in front of it.
         let err = Cli::try_parse_from(["mix-bench", "--only", "mix_ops"]).unwrap_err();
@@ -290,6 +313,7 @@ mod tests {
         );
         let cli = Cli::try_parse_from(["mix-bench", "--quick", "--only", "epoch"]).unwrap();
         assert!(cli.quick && cli.only == Some("epoch") && cli.command.is_none());
+        assert_eq!(parse_only("scaling").unwrap(), scaling::STEP);
     }
 
     #[test]
@@ -393,11 +417,14 @@ None: every bench and peer ran.
     fn an_accuracy_run_keeps_the_old_figures_in_marked_step_sections() {
         let text = splice_report(LEGACY, ACCURACY, "## accuracy: new\n\nfigures\n").unwrap();
         assert!(text.starts_with(doc::INTRO), "{text}");
-        // The old layout had no epoch figures, so it gets no epoch section.
-        assert!(!text.contains(&doc::start_marker(epoch::STEP)), "{text}");
+        // The old layout had no epoch or scaling figures, so it gets no section for them.
+        let absent = [epoch::STEP, scaling::STEP];
+        for step in absent {
+            assert!(!text.contains(&doc::start_marker(step)), "{text}");
+        }
         let order: Vec<usize> = step_names()
             .iter()
-            .filter(|s| **s != epoch::STEP)
+            .filter(|s| !absent.contains(s))
             .map(|s| text.find(&doc::start_marker(s)).unwrap())
             .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");

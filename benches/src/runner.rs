@@ -44,12 +44,18 @@ pub fn cargo() -> Command {
 
 /// Runs `cmd`, echoing it first, and fails with its exit status if it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    eprintln!("$ {}", display(cmd));
+    run_shown(cmd, "")
+}
+
+/// [`run`], with `prefix` (the variables the caller set, `NAME=value `) before the command wherever
+/// it is shown.
+fn run_shown(cmd: &mut Command, prefix: &str) -> Result<()> {
+    eprintln!("$ {prefix}{}", display(cmd));
     let status = cmd
         .status()
-        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+        .with_context(|| format!("could not start `{prefix}{}`", display(cmd)))?;
     if !status.success() {
-        bail!("`{}` failed ({status})", display(cmd));
+        bail!("`{prefix}{}` failed ({status})", display(cmd));
     }
     Ok(())
 }
@@ -344,11 +350,20 @@ pub fn build_mix_train(target: &Path, dir: &Path) -> Result<PathBuf> {
 }
 
 /// Runs mix-train with `args` (whose `--out` is `out`) in the workspace root (libtorch's
-/// environment is this process's), and returns the one run folder it made in `out`; the accuracy and epoch steps use it.
-pub fn run_mix_train(root: &Path, binary: &Path, args: &[OsString], out: &Path) -> Result<PathBuf> {
+/// environment is this process's, plus `envs`), and returns the one run folder it made in `out`;
+/// the accuracy, epoch and scaling steps use it.
+pub fn run_mix_train(
+    root: &Path,
+    binary: &Path,
+    args: &[OsString],
+    envs: &[(&str, &str)],
+    out: &Path,
+) -> Result<PathBuf> {
     let mut cmd = Command::new(binary);
-    cmd.current_dir(root).args(args);
-    run(&mut cmd)?;
+    cmd.current_dir(root).args(args).envs(envs.iter().copied());
+    // Only the variables set here are shown: the rest of the environment is this process's.
+    let prefix: String = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    run_shown(&mut cmd, &prefix)?;
     let runs: Vec<PathBuf> = std::fs::read_dir(out)
         .with_context(|| format!("mix-train made no folder {}", out.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -374,5 +389,19 @@ mod tests {
         assert!(quick.windows(2).any(|w| w == ["--measurement-time", "2"]));
         assert!(quick.windows(2).any(|w| w == ["--sample-size", "10"]));
         assert_eq!(Mode::Full.criterion_args(), vec!["--noplot"]);
+    }
+
+    #[test]
+    fn a_failed_run_names_the_variables_it_was_given() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exit 3"]).env("OMP_NUM_THREADS", "1");
+        let err = run_shown(&mut cmd, "OMP_NUM_THREADS=1 ")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`OMP_NUM_THREADS=1 sh -c exit 3` failed"),
+            "{err}"
+        );
+        assert!(run_shown(Command::new("sh").args(["-c", "exit 0"]), "").is_ok());
     }
 }
