@@ -442,8 +442,9 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
         "Both configurations train the epoch step's CPU recipe (ResNet18 from scratch, one epoch, \
          {} images of the pets-like corpus, valid_pct 0.2) with the same global batch of {}, so \
          they take the same optimizer steps: `{}` and `{}` (two ranks of {} images, gradients \
-         all-reduced by DDP over Gloo). `OMP_NUM_THREADS` sets torch's threads; each process also \
-         keeps mix-data's decoding pool (one thread per core), which waits most of the epoch. The \
+         all-reduced by DDP over Gloo). `OMP_NUM_THREADS` sets torch's threads; mix-data's decoding \
+         pool has one thread per core in the single process and the cores split between the ranks \
+         (here one each) in the two; it waits most of the epoch. The \
          figures are rank 0's `{TIMINGS_FILE}`, whose image counts are rank 0's own: the job \
          trained {} times its training images, and validated the split the single process counts \
          (the ranks share it). Corpus folder of this run: `{corpus}`.\n",

@@ -34,7 +34,7 @@ fn run(args: &LrFindArgs) -> Result<()> {
             args.data.seed,
             args.data.resize,
             cache,
-            mix_data::Shard::whole(),
+            (mix_data::Shard::whole(), 0),
         ),
     )?;
     let weights = weights::resolve(

@@ -274,16 +274,18 @@ fn rank_zero_first<T>(rank: Option<&Rank>, body: impl FnOnce() -> Result<T>) -> 
 }
 
 /// The loader settings of a run: batches of `bs` (per rank), the split and shuffles from `seed`,
-/// items of `resize` pixels, the decoded-image cache, and this process's shard.
+/// items of `resize` pixels, the decoded-image cache, and this process's shard with its decoding
+/// threads (0: one per core).
 pub fn loader_config(
     bs: usize,
     seed: u64,
     resize: usize,
     cache: bool,
-    shard: Shard,
+    (shard, threads): (Shard, usize),
 ) -> LoaderConfig {
     LoaderConfig {
         shard,
+        threads,
         batch_size: bs,
         valid_pct: VALID_PCT,
         seed,
@@ -598,9 +600,15 @@ fn claim_run(args: &TrainArgs, run: &Path, config: &RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// Which part of every epoch this process loads: all of it alone, its shard as a rank.
-fn shard_of(rank: Option<&Rank>) -> Result<Shard> {
-    rank.map_or(Ok(Shard::whole()), Rank::shard)
+/// Which part of every epoch this process loads (all of it alone, its shard as a rank), and with how
+/// many decoding threads: one per core alone, the cores split between the ranks of this machine (which
+/// also run their libtorch threads on them).
+fn shard_of(rank: Option<&Rank>) -> Result<(Shard, usize)> {
+    let Some(rank) = rank else {
+        return Ok((Shard::whole(), 0));
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok((rank.shard()?, (cores / rank.env.local_world).max(1)))
 }
 
 /// Reads and checks `run`'s config.json.
@@ -669,12 +677,17 @@ fn resume_as(
     let cache_images = speed
         .cache_images
         .unwrap_or_else(|| cache_fits(files.len(), config.resize));
-    let shard = shard_of(rank)?;
     let dls = loaders(
         &files,
         &config.pattern,
         &config.images,
-        &loader_config(config.bs, config.seed, config.resize, cache_images, shard),
+        &loader_config(
+            config.bs,
+            config.seed,
+            config.resize,
+            cache_images,
+            shard_of(rank)?,
+        ),
     )?;
     if dls.vocab.labels() != config.classes.as_slice() {
         bail!(
