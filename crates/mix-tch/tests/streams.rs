@@ -154,3 +154,43 @@ fn a_seeded_run_reproduces_itself_bit_for_bit() {
         assert_eq!(common::max_abs_diff(t, &vb[name]), 0.0, "{name}");
     }
 }
+
+/// A rank of a pretend job: the draws depend on the rank only (no collective is issued before a fit).
+#[derive(Debug)]
+struct Rank(usize);
+
+impl mix_tch::Collective for Rank {
+    fn rank(&self) -> usize {
+        self.0
+    }
+
+    fn world(&self) -> usize {
+        4
+    }
+
+    fn sum(&self, _tensors: &[&mix_tch::tch::Tensor]) -> mix_tch::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn each_rank_of_a_job_draws_its_epochs_from_its_own_stream() {
+    let draws = |rank: Option<usize>| {
+        let (train, valid) = small_data(8, 4, 2, 4);
+        let mut cfg = cpu_config(21);
+        cfg.collective =
+            rank.map(|r| std::sync::Arc::new(Rank(r)) as std::sync::Arc<dyn mix_tch::Collective>);
+        let learn = Learner::new(Box::new(train), Box::new(valid), cfg).unwrap();
+        let mut rng = learn.learn().rng.clone();
+        (0..8).map(|_| rng.next_u64()).collect::<Vec<_>>()
+    };
+    let stream = |index: u64| {
+        let mut rng = stream_rng(21, Purpose::LearnerEpoch, index);
+        (0..8).map(|_| rng.next_u64()).collect::<Vec<_>>()
+    };
+    // Rank 0 draws what a single process draws; rank r draws stream `epoch + r * 2^40`.
+    assert_eq!(draws(None), stream(0));
+    assert_eq!(draws(Some(0)), stream(0));
+    assert_eq!(draws(Some(3)), stream(3 << 40));
+    assert_ne!(draws(Some(1)), draws(Some(2)));
+}
