@@ -266,6 +266,26 @@ pub const TARGET: Target = Target {
 
 /// Makes the corpus, builds mix-train, then runs ours and the peer alternately (once each in quick
 /// mode), so that both sides see the same machine load.
+/// What the steps that train mix-train on the corpus prepare alike: `<data>/<step>` emptied, and the
+/// recipe's corpus made (once; later steps find it). The error is the report's problem line.
+pub fn step_folder_and_corpus(
+    root: &Path,
+    data: &Path,
+    step: &str,
+    recipe: &Recipe,
+) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let dir = data.join(step);
+    empty_dir(&dir).map_err(|e| format!("cannot empty {}: {e}", dir.display()))?;
+    let corpus = corpus::ensure(
+        data,
+        &root.join(accuracy::IMAGES),
+        recipe.per_breed,
+        CORPUS_SEED,
+    )
+    .map_err(|e| format!("cannot make the corpus: {e:#}"))?;
+    Ok((dir, corpus))
+}
+
 pub fn run(
     root: &Path,
     target: &Path,
@@ -285,25 +305,11 @@ pub fn run(
         ceiling: Vec::new(),
         fastai_s: 0.0,
     };
-    let dir = data.join(STEP);
-    if let Err(e) = empty_dir(&dir) {
-        outcome
-            .problems
-            .push(format!("cannot empty {}: {e}", dir.display()));
-        return outcome;
-    }
     let t = Instant::now();
-    let corpus = match corpus::ensure(
-        data,
-        &root.join(accuracy::IMAGES),
-        recipe.per_breed,
-        CORPUS_SEED,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            outcome
-                .problems
-                .push(format!("cannot make the corpus: {e:#}"));
+    let (dir, corpus) = match step_folder_and_corpus(root, data, STEP, recipe) {
+        Ok(made) => made,
+        Err(problem) => {
+            outcome.problems.push(problem);
             return outcome;
         }
     };

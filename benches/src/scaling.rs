@@ -15,10 +15,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::epoch::{self, median_by, Recipe, Timings, CORPUS_SEED, FULL_RUNS, TIMINGS_FILE};
+use crate::epoch::{self, median_by, Recipe, Timings, FULL_RUNS, TIMINGS_FILE};
 use crate::report::{self, machine_lines, Machine, Table};
-use crate::runner::{self, empty_dir, Mode};
-use crate::{accuracy, corpus};
+use crate::runner::{self, Mode};
 
 /// The step's name in `--only` and in the report's markers.
 pub const STEP: &str = "scaling";
@@ -261,25 +260,11 @@ pub fn run(root: &Path, target: &Path, data: &Path, mode: Mode) -> Outcome {
         runs_s: [0.0; 2],
         gloo: gloo(root),
     };
-    let dir = data.join(STEP);
-    if let Err(e) = empty_dir(&dir) {
-        outcome
-            .problems
-            .push(format!("cannot empty {}: {e}", dir.display()));
-        return outcome;
-    }
     let t = Instant::now();
-    let corpus = match corpus::ensure(
-        data,
-        &root.join(accuracy::IMAGES),
-        recipe.per_breed,
-        CORPUS_SEED,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            outcome
-                .problems
-                .push(format!("cannot make the corpus: {e:#}"));
+    let (dir, corpus) = match epoch::step_folder_and_corpus(root, data, STEP, recipe) {
+        Ok(made) => made,
+        Err(problem) => {
+            outcome.problems.push(problem);
             return outcome;
         }
     };
