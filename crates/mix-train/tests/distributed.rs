@@ -122,3 +122,41 @@ fn killing_a_rank_ends_the_other_naming_it_and_keeps_the_checkpoint() {
     assert!(newest.skipped.is_empty(), "{:?}", newest.skipped);
     assert!(newest.dir >= checkpoint, "{:?}", newest.dir);
 }
+
+#[test]
+fn torchrun_starts_the_ranks() {
+    // PyTorch's own launcher: the binary joins its job from the variables torchrun sets (and through
+    // the store torchrun's agent already serves on MASTER_PORT).
+    let python = mix_test_support::torch_python("torchrun (torch.distributed.run)");
+    let sb = Sandbox::new();
+    let images = tiny_dataset(sb.path());
+    // The sandbox's environment (private cache, no proxy) for torchrun and the ranks it starts.
+    let sandbox = sb.command();
+    let mut cmd = std::process::Command::new(python);
+    cmd.current_dir(sb.path());
+    for (key, value) in sandbox.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.args(["-m", "torch.distributed.run", "--standalone"])
+        .args(["--nproc_per_node", "2", "--no-python"])
+        .arg(env!("CARGO_BIN_EXE_mix-train"))
+        .args(run_args(&images, 1))
+        .args(["--out", sb.runs().to_str().unwrap()]);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("data-parallel: 2 ranks, gloo backend"),
+        "{stdout}"
+    );
+    let dirs = sb.run_dirs();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert_eq!(metric_rows(&dirs[0]), 1);
+}
