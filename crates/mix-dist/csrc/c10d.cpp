@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cat.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -45,8 +46,10 @@ extern "C" {
 
 void mix_dist_free_error(char *message) { free(message); }
 
+// Every key goes under `prefix` (c10d's PrefixStore), Gloo's included, so that a restarted job (torchrun
+// keeps its agent's store across restarts) never reads the keys of an earlier attempt.
 char *mix_dist_store_new(const char *host, uint16_t port, int is_server, int world, int64_t timeout_ms,
-                         MixStore **out) {
+                         const char *prefix, MixStore **out) {
   return protect([&] {
     c10d::TCPStoreOptions opts;
     opts.port = port;
@@ -55,7 +58,11 @@ char *mix_dist_store_new(const char *host, uint16_t port, int is_server, int wor
     // The rendezvous of mix-dist counts and names the ranks itself (group.rs), with its own message.
     opts.waitWorkers = false;
     opts.timeout = std::chrono::milliseconds(timeout_ms);
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    c10::intrusive_ptr<c10d::Store> store = tcp;
+    if (prefix != nullptr && prefix[0] != '\0') {
+      store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
+    }
     *out = new MixStore{store};
   });
 }

@@ -33,6 +33,7 @@ extern "C" {
         is_server: c_int,
         world: c_int,
         timeout_ms: i64,
+        prefix: *const c_char,
         out: *mut *mut MixStore,
     ) -> *mut c_char;
     fn mix_dist_store_free(s: *mut MixStore);
@@ -139,17 +140,20 @@ unsafe impl Send for Store {}
 unsafe impl Sync for Store {}
 
 impl Store {
-    /// Connects to (or, with `server`, serves) the store at `host:port`, retrying until `timeout`.
+    /// Connects to (or, with `server`, serves) the store at `host:port`, retrying until `timeout`;
+    /// every key is read and written under `prefix`.
     pub(crate) fn new(
         host: &str,
         port: u16,
         server: bool,
         world: usize,
         timeout: Duration,
+        prefix: &str,
     ) -> Result<Self> {
         let host = c_string("host", host)?;
+        let prefix = c_string("store prefix", prefix)?;
         let mut out = std::ptr::null_mut();
-        // SAFETY: `host` outlives the call; `out` is written by the shim only on success.
+        // SAFETY: `host` and `prefix` outlive the call; `out` is written by the shim only on success.
         check(unsafe {
             mix_dist_store_new(
                 host.as_ptr(),
@@ -157,6 +161,7 @@ impl Store {
                 c_int::from(server),
                 c_int_of("world size", world)?,
                 millis(timeout),
+                prefix.as_ptr(),
                 &mut out,
             )
         })?;

@@ -51,6 +51,10 @@ pub struct JoinOptions {
     pub timeout: Duration,
     /// Gloo or NCCL.
     pub backend: Backend,
+    /// Which attempt of the job this is: torchrun's `TORCHELASTIC_RESTART_COUNT` (0 without torchrun, or
+    /// on its first attempt). Each attempt's keys live apart in the store, which torchrun's agent keeps
+    /// across restarts, so a restarted job never meets the ranks of the one before.
+    pub generation: u64,
 }
 
 /// This process's rank in a running job. Collectives are issued from one thread, in the same order on
@@ -116,7 +120,9 @@ impl ProcessGroup {
             master_port,
             timeout,
             backend,
+            generation,
         } = *opts;
+        let prefix = format!("mix/{generation}/");
         if world == 0 || rank >= world {
             return Err(Error::Invalid(format!(
                 "expected a rank below the world size, found rank {rank} of {world}"
@@ -131,7 +137,7 @@ impl ProcessGroup {
             ));
         }
         let at = format!("{master_addr}:{master_port}");
-        let store = Store::new(master_addr, master_port, rank == 0, world, timeout).map_err(|e| {
+        let store = Store::new(master_addr, master_port, rank == 0, world, timeout, &prefix).map_err(|e| {
             Error::Rendezvous(if rank == 0 {
                 format!(
                     "rank 0 could not serve the rendezvous store on {at}: {e}; is the port taken? pick \
@@ -223,7 +229,13 @@ impl ProcessGroup {
             ))
         })?;
         let beating = Arc::new(AtomicBool::new(true));
-        let heart = start_heart(master_addr, master_port, rank, world, timeout, &beating)?;
+        let heart = start_heart(
+            (master_addr, master_port, &prefix),
+            rank,
+            world,
+            timeout,
+            &beating,
+        )?;
         Ok(ProcessGroup {
             rank,
             world,
@@ -384,14 +396,13 @@ impl mix_tch::Collective for ProcessGroup {
 /// The heartbeat: a thread with its own store connection that bumps this rank's counter every
 /// [`HEARTBEAT_INTERVAL`] until stopped or until the store is gone.
 fn start_heart(
-    addr: &str,
-    port: u16,
+    (addr, port, prefix): (&str, u16, &str),
     rank: usize,
     world: usize,
     timeout: Duration,
     beating: &Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>> {
-    let store = Store::new(addr, port, false, world, timeout)?;
+    let store = Store::new(addr, port, false, world, timeout, prefix)?;
     store.add(&beat_key(rank), 1)?;
     let beating = Arc::clone(beating);
     std::thread::Builder::new()

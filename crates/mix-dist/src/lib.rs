@@ -14,6 +14,7 @@
 //!     master_port: 29500,
 //!     timeout: std::time::Duration::from_secs(60),
 //!     backend: Backend::Gloo,
+//!     generation: 0,
 //! })?);
 //! let mut cfg = mix_tch::LearnerConfig::new(37);
 //! cfg.collective = Some(group.clone() as Arc<dyn mix_tch::Collective>);

@@ -200,6 +200,7 @@ fn join_from_env() -> Result<ProcessGroup, mix_dist::Error> {
             Ok("nccl") => Backend::Nccl,
             _ => Backend::Gloo,
         },
+        generation: 0,
     })
 }
 

@@ -173,6 +173,7 @@ fn child() -> Result<(), Box<dyn std::error::Error>> {
             master_port: var("MASTER_PORT")?.parse()?,
             timeout: Duration::from_secs(30),
             backend: Backend::Gloo,
+            generation: 0,
         })?)),
         Err(_) => None,
     };

@@ -108,6 +108,7 @@ pub fn join(nproc: usize, device: DeviceChoice) -> Result<(Option<Rank>, DeviceC
         master_port: env.master_port,
         timeout: env.timeout,
         backend,
+        generation: restart_count()?,
     })?;
     if env.is_main() {
         println!(
@@ -141,5 +142,15 @@ fn rank_device(choice: DeviceChoice, env: &DistEnv) -> Result<(DeviceChoice, Bac
             Ok((DeviceChoice::Cuda(env.local_rank), Backend::Nccl))
         }
         _ => Ok((DeviceChoice::Cpu, Backend::Gloo)),
+    }
+}
+
+/// torchrun's `TORCHELASTIC_RESTART_COUNT`: which attempt of the job this is (0 when unset).
+fn restart_count() -> Result<u64> {
+    match std::env::var("TORCHELASTIC_RESTART_COUNT") {
+        Err(_) => Ok(0),
+        Ok(v) => v.trim().parse().with_context(|| {
+            format!("TORCHELASTIC_RESTART_COUNT={v:?}: expected a whole number (torchrun sets it)")
+        }),
     }
 }
