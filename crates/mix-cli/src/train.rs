@@ -420,6 +420,14 @@ pub struct TrainOpts {
                   METRIC (fastai's SaveModelCallback; default valid_loss)"
     )]
     pub save_best: Option<BestMetric>,
+    /// SyncBatchNorm.
+    #[arg(
+        long,
+        help = "with data-parallel training (--nproc or torchrun), normalise every BatchNorm layer with the \
+                  whole job's batch statistics (PyTorch's SyncBatchNorm) instead of each rank's own \
+                  (DDP's default); a single process has nothing to synchronise"
+    )]
+    pub sync_bn: bool,
     /// Arithmetic.
     #[arg(
         long,
@@ -559,6 +567,8 @@ pub struct TrainArgs {
     pub mixup_off_epoch: Option<usize>,
     /// The metric `best/` is kept by; `None` keeps no best checkpoint.
     pub save_best: Option<BestMetric>,
+    /// `--sync-bn`: SyncBatchNorm across the ranks of a data-parallel run.
+    pub sync_bn: bool,
     /// Epochs of the one-cycle schedule (with `fine_tune`: of the unfrozen fit).
     pub epochs: usize,
     /// Batch size.
@@ -930,6 +940,7 @@ impl TrainOpts {
             timm,
             mixup_off_epoch,
             save_best,
+            sync_bn: self.sync_bn,
             epochs,
             bs: dm.bs,
             lr,
@@ -992,6 +1003,7 @@ impl TrainOpts {
             ("out", self.out.is_some()),
             ("mixup-off-epoch", self.mixup_off_epoch.is_some()),
             ("save-best", self.save_best.is_some()),
+            ("sync-bn", self.sync_bn),
             ("config", self.config.is_some()),
         ]
         .into_iter()

@@ -9,6 +9,9 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cat.h>
 #include <c10/util/Exception.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -16,6 +19,7 @@
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -35,6 +39,8 @@ using mix_dist::protect;
 struct MixGroup {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   std::chrono::milliseconds timeout;
+  // The name c10d's functional collectives find the group by (SyncBatchNorm's differentiable gather).
+  std::string name;
 };
 
 struct MixReducer {
@@ -141,11 +147,47 @@ char *mix_dist_group_new(MixStore *s, int rank, int world, int backend, int loop
       pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, backend_ptr);
       pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
     }
-    *out = new MixGroup{pg, timeout};
+    // One name per group of this process, registered for the functional collectives.
+    static std::atomic<int> groups{0};
+    std::string name = "mix-" + std::to_string(groups.fetch_add(1));
+    pg->setGroupName(name);
+    c10d::register_process_group(name, pg);
+    *out = new MixGroup{pg, timeout, name};
   });
 }
 
-void mix_dist_group_free(MixGroup *g) { delete g; }
+void mix_dist_group_free(MixGroup *g) {
+  try {
+    c10d::unregister_process_group(g->name);
+  } catch (...) {
+  }
+  delete g;
+}
+
+// Gathers `input` from every rank into `world` stacked copies (rank order) along dimension 0, as a
+// differentiable operation: its backward pass reduce-scatters (sums) the gradient back to each rank.
+// c10d's `_c10d_functional_autograd::all_gather_into_tensor`, the op behind PyTorch's
+// `all_gather_tensor_autograd`; the result is waited for before it is handed back.
+char *mix_dist_all_gather_autograd(MixGroup *g, tensor input, tensor *out) {
+  return protect([&] {
+    TORCH_CHECK(input != nullptr && input->defined(), "all_gather: expected a defined tensor");
+    static auto gather =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("_c10d_functional_autograd::all_gather_into_tensor", "")
+            .typed<at::Tensor(const at::Tensor &, int64_t, const std::string &)>();
+    static auto wait = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("_c10d_functional::wait_tensor", "")
+                           .typed<at::Tensor(const at::Tensor &)>();
+    at::Tensor gathered = gather.call(input->contiguous(), g->pg->getSize(), g->name);
+    {
+      // wait_tensor only waits (it returns its argument): below autograd, the result keeps the
+      // gather's gradient function.
+      at::AutoDispatchBelowADInplaceOrView below;
+      wait.call(gathered);
+    }
+    *out = new at::Tensor(gathered);
+  });
+}
 
 // Sums `tensors` (same dtype and device) across ranks in place, as one flat all-reduce.
 char *mix_dist_all_reduce_sum(MixGroup *g, const tensor *ptrs, size_t n) {

@@ -82,6 +82,11 @@ extern "C" {
         root: c_int,
     ) -> *mut c_char;
     fn mix_dist_barrier(g: *mut MixGroup) -> *mut c_char;
+    fn mix_dist_all_gather_autograd(
+        g: *mut MixGroup,
+        input: *mut C_tensor,
+        out: *mut *mut C_tensor,
+    ) -> *mut c_char;
     fn mix_dist_reducer_new(
         g: *mut MixGroup,
         ts: *const *mut C_tensor,
@@ -273,6 +278,18 @@ impl Group {
     pub(crate) fn barrier(&self) -> Result<()> {
         // SAFETY: the group is live.
         check(unsafe { mix_dist_barrier(self.0) })
+    }
+
+    /// Every rank's `tensor`, concatenated along dimension 0 in rank order, differentiably.
+    pub(crate) fn all_gather(&self, tensor: &Tensor) -> Result<Tensor> {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: the group is live and the tensor handle is borrowed for the call; on success the shim
+        // hands back a new heap `at::Tensor` that nothing else owns.
+        check(unsafe {
+            mix_dist_all_gather_autograd(self.0, tensor.as_ptr() as *mut C_tensor, &mut out)
+        })?;
+        // SAFETY: `out` is that new tensor; the returned `Tensor` owns it and frees it once.
+        Ok(unsafe { Tensor::from_ptr(out) })
     }
 }
 

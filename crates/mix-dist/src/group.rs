@@ -279,6 +279,14 @@ impl ProcessGroup {
             .map_err(|e| self.failed("broadcast", &e))
     }
 
+    /// Every rank's `tensor` (same shape on all), concatenated along dimension 0 in rank order, as a
+    /// differentiable operation (c10d's functional all-gather: its backward pass reduce-scatters).
+    pub fn all_gather(&self, tensor: &Tensor) -> Result<Tensor> {
+        self.group
+            .all_gather(tensor)
+            .map_err(|e| self.failed("all-gather", &e))
+    }
+
     /// Waits until every rank has called it.
     pub fn barrier(&self) -> Result<()> {
         self.group.barrier().map_err(|e| self.failed("barrier", &e))
@@ -390,6 +398,10 @@ impl mix_tch::Collective for ProcessGroup {
 
     fn sum(&self, tensors: &[&Tensor]) -> mix_tch::Result<()> {
         Ok(self.all_reduce_sum(tensors)?)
+    }
+
+    fn all_gather(&self, tensor: &Tensor) -> mix_tch::Result<Tensor> {
+        Ok(ProcessGroup::all_gather(self, tensor)?)
     }
 }
 

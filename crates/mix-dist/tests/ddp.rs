@@ -24,8 +24,13 @@ const GLOBAL_BS: usize = 8;
 const EPOCHS: usize = 2;
 
 fn main() {
-    if std::env::var_os("MIX_DIST_TEST_ROLE").is_some() {
-        std::process::exit(match child() {
+    if let Ok(role) = std::env::var("MIX_DIST_TEST_ROLE") {
+        let run = if role == "syncbn" {
+            sync_bn_child
+        } else {
+            child
+        };
+        std::process::exit(match run() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("{e}");
@@ -33,11 +38,18 @@ fn main() {
             }
         });
     }
-    common::run(&[common::Case {
-        name: "two_ranks_match_one_and_repeat",
-        body: two_ranks_match_one_and_repeat,
-        ignored: None,
-    }]);
+    common::run(&[
+        common::Case {
+            name: "two_ranks_match_one_and_repeat",
+            body: two_ranks_match_one_and_repeat,
+            ignored: None,
+        },
+        common::Case {
+            name: "sync_batch_norm_over_two_ranks_is_batch_norm_over_the_whole_batch",
+            body: sync_batch_norm_matches_one_process,
+            ignored: None,
+        },
+    ]);
 }
 
 /// Two classes told apart by colour, with noise: 24 images of 16x16 pixels (about 19 train, 5 valid).
@@ -63,6 +75,11 @@ fn make_images(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs `world` ranks (or one plain process for `world == 0`) and returns rank 0's report.
 fn run(dir: &Path, world: usize, tag: &str) -> String {
+    run_role("fit", dir, world, tag)
+}
+
+/// Runs `world` ranks of `role` (or one plain process for `world == 0`) and returns rank 0's report.
+fn run_role(role: &str, dir: &Path, world: usize, tag: &str) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -71,7 +88,7 @@ fn run(dir: &Path, world: usize, tag: &str) -> String {
     let children: Vec<_> = (0..ranks)
         .map(|rank| {
             let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
-            cmd.env("MIX_DIST_TEST_ROLE", "fit")
+            cmd.env("MIX_DIST_TEST_ROLE", role)
                 .env("MIX_DIST_TEST_DIR", dir)
                 .env("MIX_DIST_TEST_OUT", dir.join(format!("{tag}-{rank}.txt")))
                 .stdout(Stdio::piped())
@@ -144,6 +161,113 @@ fn two_ranks_match_one_and_repeat() {
     let start = numbers(&one, "start:");
     let end = numbers(&one, "weights:");
     assert!(start.iter().zip(&end).any(|(a, b)| (a - b).abs() > 1e-3));
+}
+
+/// A fixed `(8, 3, 4, 4)` batch (and the loss weights of its output): no random numbers, so every
+/// process makes the same one.
+fn fixed(offset: f64) -> Tensor {
+    let n = 8 * 3 * 4 * 4;
+    (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.37 + offset)
+        .sin()
+        .view([8, 3, 4, 4])
+        * 2.0
+        + 0.5
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().view([-1])).expect("values")
+}
+
+fn sync_batch_norm_matches_one_process() {
+    let dir = tempfile::tempdir().expect("a temp folder");
+    run_role("syncbn", dir.path(), 2, "syncbn");
+    let rank1 = std::fs::read_to_string(dir.path().join("syncbn-1.txt")).expect("rank 1's report");
+    let rank0 = std::fs::read_to_string(dir.path().join("syncbn-0.txt")).expect("rank 0's report");
+    // The reference: torch's own BatchNorm over the whole batch, in one process.
+    let x = fixed(0.0).set_requires_grad(true);
+    let (w, b) = (
+        Tensor::from_slice(&[1.5f32, 0.5, -1.0]),
+        Tensor::from_slice(&[0.1f32, -0.2, 0.3]),
+    );
+    let (rm, rv) = (
+        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+        Tensor::ones([3], (Kind::Float, Device::Cpu)),
+    );
+    let y = Tensor::batch_norm(
+        &x,
+        Some(&w),
+        Some(&b),
+        Some(&rm),
+        Some(&rv),
+        true,
+        0.1,
+        1e-5,
+        false,
+    );
+    (&y * fixed(1.0)).sum(Kind::Float).backward();
+    let grad = x.grad();
+    for (rank, report) in [(0, &rank0), (1, &rank1)] {
+        let half = |t: &Tensor| values(&t.narrow(0, rank * 4, 4));
+        close(&numbers(report, "y:"), &half(&y), 1e-4, "outputs");
+        close(
+            &numbers(report, "grad:"),
+            &half(&grad),
+            1e-4,
+            "input gradients",
+        );
+        close(
+            &numbers(report, "running_mean:"),
+            &values(&rm),
+            1e-5,
+            "running mean",
+        );
+        close(
+            &numbers(report, "running_var:"),
+            &values(&rv),
+            1e-5,
+            "running var",
+        );
+    }
+}
+
+/// One rank's half of the fixed batch through `sync_batch_norm`, forward and backward.
+fn sync_bn_child() -> Result<(), Box<dyn std::error::Error>> {
+    let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
+    let group = Arc::new(ProcessGroup::join(&JoinOptions {
+        rank: var("RANK")?.parse()?,
+        world: var("WORLD_SIZE")?.parse()?,
+        master_addr: var("MASTER_ADDR")?,
+        master_port: var("MASTER_PORT")?.parse()?,
+        timeout: Duration::from_secs(30),
+        backend: Backend::Gloo,
+        generation: 0,
+    })?);
+    let rank = group.rank() as i64;
+    let x = fixed(0.0)
+        .narrow(0, rank * 4, 4)
+        .detach()
+        .set_requires_grad(true);
+    let (w, b) = (
+        Tensor::from_slice(&[1.5f32, 0.5, -1.0]),
+        Tensor::from_slice(&[0.1f32, -0.2, 0.3]),
+    );
+    let (rm, rv) = (
+        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+        Tensor::ones([3], (Kind::Float, Device::Cpu)),
+    );
+    let y = mix_tch::sync_batch_norm(&x, &w, &b, &rm, &rv, 0.1, 1e-5, &*group)?;
+    (&y * fixed(1.0).narrow(0, rank * 4, 4))
+        .sum(Kind::Float)
+        .backward();
+    let report = line("y:", &values(&y))
+        + &line("grad:", &values(&x.grad()))
+        + &line("running_mean:", &values(&rm))
+        + &line("running_var:", &values(&rv));
+    Arc::try_unwrap(group)
+        .map_err(|_| "the group is still shared")?
+        .finish()?;
+    std::fs::write(var("MIX_DIST_TEST_OUT")?, report)?;
+    Ok(())
 }
 
 fn flat(model: &dyn Model) -> Vec<f64> {

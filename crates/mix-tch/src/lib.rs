@@ -37,7 +37,7 @@ pub mod schedule;
 pub use augment::{aug_transforms, AugDraw, AugTransforms};
 pub use callback::{Callback, Cancel, Event};
 pub use checkpoint::{Checkpointer, Monitor, SaveBest};
-pub use collective::Collective;
+pub use collective::{sync_batch_norm, Collective};
 pub use data::{BatchSource, InMemory, Resident};
 pub use device::{DeviceChoice, Precision};
 pub use error::{Error, Result};

@@ -3,11 +3,13 @@
 //! parameter names as torchvision's `state_dict`) and fastai's `create_head`, with fastai's
 //! initialisation and freezing.
 
+use crate::collective::{sync_batch_norm, Collective};
 use crate::{Error, Result};
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use tch::nn::{Init, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -81,6 +83,13 @@ pub trait Model: Send + std::fmt::Debug {
     /// fastai's `unfreeze()`: every parameter trains.
     fn unfreeze(&mut self);
 
+    /// PyTorch's `convert_sync_batchnorm`: with `Some(job)`, every BatchNorm layer normalises training
+    /// batches with the whole job's statistics ([`crate::collective::sync_batch_norm`]); `None` goes back
+    /// to each rank's own (DDP's default). A model without BatchNorm has nothing to change.
+    fn sync_batch_norm(&mut self, ranks: Option<Arc<dyn Collective>>) {
+        let _ = ranks;
+    }
+
     /// Loads pretrained weights for the body and freezes it. Models without a pretrained format refuse.
     fn load_pretrained(&mut self, path: &Path) -> Result<()> {
         Err(Error::Pretrained {
@@ -127,19 +136,52 @@ struct BatchNorm {
     running_var: Tensor,
 }
 
+/// How the BatchNorm layers of a forward pass normalise.
+#[derive(Clone, Copy)]
+enum Norm<'a> {
+    /// Evaluation: the running statistics.
+    Eval,
+    /// Training: this batch's statistics.
+    Batch,
+    /// Training, SyncBatchNorm: the whole data-parallel job's batch statistics.
+    Synced(&'a dyn Collective),
+}
+
+impl<'a> Norm<'a> {
+    fn new(train: bool, sync: Option<&'a dyn Collective>) -> Self {
+        match (train, sync) {
+            (false, _) => Norm::Eval,
+            (true, None) => Norm::Batch,
+            (true, Some(ranks)) => Norm::Synced(ranks),
+        }
+    }
+}
+
 impl BatchNorm {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        Tensor::batch_norm(
+    fn forward(&self, x: &Tensor, norm: Norm<'_>) -> Result<Tensor> {
+        if let Norm::Synced(ranks) = norm {
+            return sync_batch_norm(
+                x,
+                &self.weight,
+                &self.bias,
+                &self.running_mean,
+                &self.running_var,
+                BN_MOMENTUM,
+                BN_EPS,
+                ranks,
+            );
+        }
+        Ok(Tensor::f_batch_norm(
             x,
             Some(&self.weight),
             Some(&self.bias),
             Some(&self.running_mean),
             Some(&self.running_var),
-            train,
+            matches!(norm, Norm::Batch),
             BN_MOMENTUM,
             BN_EPS,
             true,
-        )
+        )?)
     }
 }
 
@@ -173,14 +215,14 @@ struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = self.bn1.forward(&self.conv1.forward(x), train).relu();
-        let out = self.bn2.forward(&self.conv2.forward(&out), train);
+    fn forward(&self, x: &Tensor, norm: Norm<'_>) -> Result<Tensor> {
+        let out = self.bn1.forward(&self.conv1.forward(x), norm)?.relu();
+        let out = self.bn2.forward(&self.conv2.forward(&out), norm)?;
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x), train),
+            Some((conv, bn)) => bn.forward(&conv.forward(x), norm)?,
             None => x.shallow_clone(),
         };
-        (out + identity).relu()
+        Ok((out + identity).relu())
     }
 }
 
@@ -291,6 +333,8 @@ pub struct VisionModel {
     params: Vec<Param>,
     n_classes: i64,
     frozen: bool,
+    /// The job whose batch statistics every BatchNorm layer uses in training (SyncBatchNorm), if any.
+    sync_bn: Option<Arc<dyn Collective>>,
 }
 
 impl VisionModel {
@@ -374,6 +418,7 @@ impl VisionModel {
             params,
             n_classes,
             frozen: false,
+            sync_bn: None,
         };
         model.init_weights(rng)?;
         Ok(model)
@@ -428,13 +473,14 @@ impl VisionModel {
             [1, 1],
             1,
         )?;
+        let norm = Norm::new(train, self.sync_bn.as_deref());
         let mut x =
             self.bn1
-                .forward(&x, train)
+                .forward(&x, norm)?
                 .relu()
                 .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for block in self.layers.iter().flatten() {
-            x = block.forward(&x, train);
+            x = block.forward(&x, norm)?;
         }
         Ok(x)
     }
@@ -463,15 +509,15 @@ impl VisionModel {
         features: &Tensor,
         masks: Option<&(Tensor, Tensor)>,
     ) -> Result<Tensor> {
-        let train = masks.is_some();
+        let norm = Norm::new(masks.is_some(), self.sync_bn.as_deref());
         let drop = |x: Tensor, m: Option<&Tensor>| match m {
             Some(m) => x.f_mul(m),
             None => Ok(x),
         };
         let x = concat_pool(features);
-        let x = drop(self.head_bn1.forward(&x, train), masks.map(|m| &m.0))?;
+        let x = drop(self.head_bn1.forward(&x, norm)?, masks.map(|m| &m.0))?;
         let x = x.linear(&self.head_lin1, None::<&Tensor>).relu();
-        let x = drop(self.head_bn2.forward(&x, train), masks.map(|m| &m.1))?;
+        let x = drop(self.head_bn2.forward(&x, norm)?, masks.map(|m| &m.1))?;
         Ok(x.linear(&self.head_lin2, None::<&Tensor>))
     }
 
@@ -677,6 +723,10 @@ impl Model for VisionModel {
     fn load_pretrained(&mut self, path: &Path) -> Result<()> {
         VisionModel::load_pretrained(self, path)
     }
+
+    fn sync_batch_norm(&mut self, ranks: Option<Arc<dyn Collective>>) {
+        self.sync_bn = ranks;
+    }
 }
 
 /// A boxed model is a model, so that `&learn.model` goes wherever a `&dyn Model` does.
@@ -720,7 +770,12 @@ impl<M: Model + ?Sized> Model for Box<M> {
     fn load_pretrained(&mut self, path: &Path) -> Result<()> {
         (**self).load_pretrained(path)
     }
+
+    fn sync_batch_norm(&mut self, ranks: Option<Arc<dyn Collective>>) {
+        (**self).sync_batch_norm(ranks)
+    }
 }
+
 /// A small conv net: a 3x3 convolution with 8 channels and stride 2 (the "body"), ReLU, global average
 /// pooling and a linear layer with bias (the "head"); two parameter groups, no BatchNorm, no dropout.
 /// Trains in seconds on a CPU: for tests and examples of the learner around a caller's model, and for

@@ -171,6 +171,10 @@ impl mix_tch::Collective for Rank {
     fn sum(&self, _tensors: &[&mix_tch::tch::Tensor]) -> mix_tch::Result<()> {
         Ok(())
     }
+
+    fn all_gather(&self, tensor: &mix_tch::tch::Tensor) -> mix_tch::Result<mix_tch::tch::Tensor> {
+        Ok(tensor.repeat([4]))
+    }
 }
 
 #[test]

@@ -102,6 +102,9 @@ pub struct RunConfig {
     /// The validation metric `best/` is kept by (`valid_loss`, `error_rate`); `None` keeps none.
     #[serde(default)]
     pub save_best: Option<String>,
+    /// SyncBatchNorm across the ranks of a data-parallel run (`--sync-bn`).
+    #[serde(default)]
+    pub sync_bn: bool,
 }
 
 /// mix-core's [`MixConfig`] (timm's `Mixup` settings) as config.json records it.
@@ -553,6 +556,7 @@ fn new_run_as(
         timm: args.timm.as_ref().map(TimmRecord::from),
         mixup_off_epoch: args.mixup_off_epoch,
         save_best: args.save_best.map(|m| m.name().to_string()),
+        sync_bn: args.sync_bn,
     };
     if let Some(ft) = &config.fine_tune {
         ft.validate()?;
@@ -569,6 +573,7 @@ fn new_run_as(
         rank,
     )?;
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
+    sync_batch_norm(&mut learner, &config, rank);
     if main {
         claim_run(args, run, &config)?;
         announce(&config, run);
@@ -598,6 +603,14 @@ fn claim_run(args: &TrainArgs, run: &Path, config: &RunConfig) -> Result<()> {
         return Err(e.into());
     }
     Ok(())
+}
+
+/// `--sync-bn`: a rank's model normalises with the whole job's batch statistics.
+fn sync_batch_norm(learner: &mut Learner, config: &RunConfig, rank: Option<&Rank>) {
+    if let Some(rank) = rank.filter(|_| config.sync_bn) {
+        let ranks: Arc<dyn Collective> = rank.group.clone();
+        learner.learn_mut().model.sync_batch_norm(Some(ranks));
+    }
 }
 
 /// Which part of every epoch this process loads (all of it alone, its shard as a rank), and with how
@@ -703,6 +716,7 @@ fn resume_as(
     // needed again.
     let lcfg = learner_config(config, choice, run, None, speed, rank)?;
     let mut learner = Learner::new(Box::new(dls.train), Box::new(dls.valid), lcfg)?;
+    sync_batch_norm(&mut learner, config, rank);
     if main {
         println!(
             "resuming {} after epoch {done} of {total} ({})",

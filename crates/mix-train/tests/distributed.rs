@@ -1,6 +1,7 @@
-//! Data-parallel runs of the binary on 127.0.0.1: `--nproc 2` trains with two ranks of which only rank
-//! 0 writes and prints, and a distributed run resumes; killing one rank mid-run ends the other within
-//! seconds with a message naming the killed rank, and leaves the last checkpoint intact.
+//! Data-parallel runs of the binary on 127.0.0.1: `--nproc 2` (with SyncBatchNorm) trains with two
+//! ranks of which only rank 0 writes and prints, and a distributed run resumes; killing one rank
+//! mid-run ends the other within seconds with a message naming the killed rank, and leaves the last
+//! checkpoint intact; torchrun itself starts a run's ranks.
 
 mod common;
 
@@ -23,7 +24,9 @@ fn nproc_2_trains_with_rank_0_alone_writing_and_resumes() {
     let sb = Sandbox::new();
     let images = tiny_dataset(sb.path());
     let mut first = run_args(&images, 2);
-    first.extend(["--nproc", "2", "--stop-after", "1"].map(String::from));
+    // With SyncBatchNorm: the statistics' gather runs in the forward and backward passes next to DDP's
+    // gradient all-reduce.
+    first.extend(["--nproc", "2", "--stop-after", "1", "--sync-bn"].map(String::from));
     let out = sb.run(&strs(&first));
     out.assert_ok();
     assert!(out.stdout.contains("launching 2 ranks"), "{}", out.stdout);
@@ -43,6 +46,9 @@ fn nproc_2_trains_with_rank_0_alone_writing_and_resumes() {
     );
     let run = &dirs[0];
     assert_eq!(metric_rows(run), 1);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["sync_bn"], true);
     // Each rank trained on its half: 10 of the 20 training images, 2 steps of 4 an epoch.
     let (_, steps) = csv(&run.join("steps.csv"));
     assert_eq!(steps.len(), 2, "{steps:?}");
