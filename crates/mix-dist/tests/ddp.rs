@@ -174,6 +174,16 @@ fn fixed(offset: f64) -> Tensor {
         + 0.5
 }
 
+/// A BatchNorm layer of 3 channels: weight, bias, running mean and running variance.
+fn bn_state() -> [Tensor; 4] {
+    [
+        Tensor::from_slice(&[1.5f32, 0.5, -1.0]),
+        Tensor::from_slice(&[0.1f32, -0.2, 0.3]),
+        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+        Tensor::ones([3], (Kind::Float, Device::Cpu)),
+    ]
+}
+
 fn values(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().view([-1])).expect("values")
 }
@@ -185,14 +195,7 @@ fn sync_batch_norm_matches_one_process() {
     let rank0 = std::fs::read_to_string(dir.path().join("syncbn-0.txt")).expect("rank 0's report");
     // The reference: torch's own BatchNorm over the whole batch, in one process.
     let x = fixed(0.0).set_requires_grad(true);
-    let (w, b) = (
-        Tensor::from_slice(&[1.5f32, 0.5, -1.0]),
-        Tensor::from_slice(&[0.1f32, -0.2, 0.3]),
-    );
-    let (rm, rv) = (
-        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
-        Tensor::ones([3], (Kind::Float, Device::Cpu)),
-    );
+    let [w, b, rm, rv] = bn_state();
     let y = Tensor::batch_norm(
         &x,
         Some(&w),
@@ -247,14 +250,7 @@ fn sync_bn_child() -> Result<(), Box<dyn std::error::Error>> {
         .narrow(0, rank * 4, 4)
         .detach()
         .set_requires_grad(true);
-    let (w, b) = (
-        Tensor::from_slice(&[1.5f32, 0.5, -1.0]),
-        Tensor::from_slice(&[0.1f32, -0.2, 0.3]),
-    );
-    let (rm, rv) = (
-        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
-        Tensor::ones([3], (Kind::Float, Device::Cpu)),
-    );
+    let [w, b, rm, rv] = bn_state();
     let y = mix_tch::sync_batch_norm(&x, &w, &b, &rm, &rv, 0.1, 1e-5, &*group)?;
     (&y * fixed(1.0).narrow(0, rank * 4, 4))
         .sum(Kind::Float)
