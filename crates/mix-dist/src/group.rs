@@ -383,7 +383,14 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // Not joined: a heartbeat blocked on a store that went away must not hold up the exit.
+        let was_running = self.heart.is_some();
         self.beating.store(false, Ordering::Relaxed);
+        if was_running && self.rank == 0 {
+            // Rank 0 leaves without `finish`: the job failed. Its store stays up a little longer, so
+            // that the other ranks can still read the heartbeats and name the rank that stopped,
+            // rather than only seeing rank 0 go.
+            std::thread::sleep(WATCH + HEARTBEAT_INTERVAL * 2);
+        }
     }
 }
 
