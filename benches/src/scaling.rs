@@ -344,6 +344,16 @@ fn ratio(v: Option<f64>) -> String {
     v.map_or("missing".to_string(), |v| format!("{v:.2}"))
 }
 
+/// The columns [`run_cells`] fills, after a table's own first columns.
+const RUN_COLUMNS: [&str; 6] = [
+    "Training images/s",
+    "Whole-epoch images/s",
+    "Training loop, s",
+    "Whole epoch, s",
+    "Training images (job)",
+    "Validation images (rank 0)",
+];
+
 /// A run's figures as table cells (all "missing" without a run), given the job's validation images.
 fn run_cells(run: Option<&Run>, valid: Option<u64>) -> Vec<String> {
     let Some(run) = run else {
@@ -466,15 +476,7 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
 
     let _ = writeln!(w, "### Side by side\n");
     let valid = outcome.valid_images();
-    let mut side = Table::new(&[
-        "Configuration",
-        "Training images/s",
-        "Whole-epoch images/s",
-        "Training loop, s",
-        "Whole epoch, s",
-        "Training images (job)",
-        "Validation images (rank 0)",
-    ]);
+    let mut side = Table::new(&[&["Configuration"][..], &RUN_COLUMNS].concat());
     for config in CONFIGS {
         side.push(std::iter::once(config.name()).chain(run_cells(outcome.median(config), valid)));
     }
@@ -482,16 +484,7 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
 
     if mode == Mode::Full {
         let _ = writeln!(w, "\n### Every run\n");
-        let mut runs = Table::new(&[
-            "Configuration",
-            "Run",
-            "Training images/s",
-            "Whole-epoch images/s",
-            "Training loop, s",
-            "Whole epoch, s",
-            "Training images (job)",
-            "Validation images (rank 0)",
-        ]);
+        let mut runs = Table::new(&[&["Configuration", "Run"][..], &RUN_COLUMNS].concat());
         for config in CONFIGS {
             for (i, run) in outcome.runs_of(config).into_iter().enumerate() {
                 runs.push(
