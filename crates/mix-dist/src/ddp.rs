@@ -39,6 +39,9 @@ pub struct Ddp {
     group: Arc<ProcessGroup>,
     opts: DdpOptions,
     reducer: Option<Reducer>,
+    /// The model's buffers (sorted by name, sharing storage with the model's), listed once per fit
+    /// rather than before every batch.
+    buffers: Vec<Tensor>,
 }
 
 impl std::fmt::Debug for Ddp {
@@ -57,6 +60,7 @@ impl Ddp {
             group,
             opts,
             reducer: None,
+            buffers: Vec::new(),
         }
     }
 
@@ -94,6 +98,7 @@ impl Ddp {
         let (params, buffers) = Self::variables(learn);
         self.broadcast(&params)?;
         self.broadcast(&buffers)?;
+        self.buffers = buffers;
         // The parameters that train in this fit (fine_tune's frozen phase leaves the body out), in the
         // model's order as DDP takes `module.parameters()`.
         let trained: Vec<&Tensor> = learn
@@ -114,9 +119,8 @@ impl Ddp {
         Ok(())
     }
 
-    fn buffers(&self, learn: &Learn) -> Result<()> {
-        let (_, buffers) = Self::variables(learn);
-        self.broadcast(&buffers)
+    fn sync_buffers(&self) -> Result<()> {
+        self.broadcast(&self.buffers)
     }
 }
 
@@ -139,7 +143,7 @@ impl Callback for Ddp {
             Event::BeforeFit => self.start(learn)?,
             Event::BeforeBatch => {
                 if self.opts.broadcast_buffers {
-                    self.buffers(learn)?;
+                    self.sync_buffers()?;
                 }
                 if let Some(r) = &mut self.reducer {
                     r.before_forward()
@@ -154,8 +158,11 @@ impl Callback for Ddp {
             }
             // Every rank validates rank 0's model (the one it saves), so the reduced metrics are that
             // model's.
-            Event::BeforeValidate => self.buffers(learn)?,
-            Event::AfterFit | Event::AfterCancelFit => self.reducer = None,
+            Event::BeforeValidate => self.sync_buffers()?,
+            Event::AfterFit | Event::AfterCancelFit => {
+                self.reducer = None;
+                self.buffers.clear();
+            }
             _ => {}
         }
         Ok(())

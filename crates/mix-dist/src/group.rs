@@ -315,12 +315,15 @@ impl ProcessGroup {
     pub fn explain(&self, cause: &str) -> String {
         let others: Vec<usize> = (0..self.world).filter(|&r| r != self.rank).collect();
         let read = |r: usize| self.store.add(&beat_key(r), 0);
-        let before: Result<Vec<i64>> = others.iter().map(|&r| read(r)).collect();
-        let Ok(before) = before else {
-            return format!(
+        let store_gone = || {
+            format!(
                 "rank 0, which serves the job's store at {}:{}, is gone (it died or was killed); {cause}",
                 self.addr, self.port
-            );
+            )
+        };
+        let before: Result<Vec<i64>> = others.iter().map(|&r| read(r)).collect();
+        let Ok(before) = before else {
+            return store_gone();
         };
         std::thread::sleep(WATCH);
         let mut stopped = Vec::new();
@@ -329,13 +332,7 @@ impl ProcessGroup {
             match read(r) {
                 Ok(after) if after != b => {}
                 Ok(_) => stopped.push(r),
-                Err(_) => {
-                    return format!(
-                        "rank 0, which serves the job's store at {}:{}, is gone (it died or was \
-                         killed); {cause}",
-                        self.addr, self.port
-                    )
-                }
+                Err(_) => return store_gone(),
             }
             if let Ok(Some(text)) = self.store.try_get(&error_key(r)) {
                 let text = String::from_utf8_lossy(&text);

@@ -10,7 +10,7 @@ use mix_cli::{DistEnv, LaunchOptions};
 use mix_data::Shard;
 use mix_dist::{Backend, Ddp, DdpOptions, JoinOptions, ProcessGroup};
 use mix_tch::tch::Device;
-use mix_tch::DeviceChoice;
+use mix_tch::{Collective, DeviceChoice};
 
 /// This process's rank in a running job.
 #[derive(Debug, Clone)]
@@ -30,6 +30,11 @@ impl Rank {
     /// Which part of every epoch this rank loads.
     pub fn shard(&self) -> Result<Shard> {
         Ok(Shard::new(self.env.rank, self.env.world)?)
+    }
+
+    /// The group as the learner's `collective` (and SyncBatchNorm's).
+    pub fn collective(&self) -> Arc<dyn Collective> {
+        self.group.clone()
     }
 
     /// DDP over the group, with PyTorch's defaults.

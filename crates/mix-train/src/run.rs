@@ -8,7 +8,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -18,8 +17,8 @@ use mix_tch::augment::{IMAGENET_MEAN, IMAGENET_STD};
 use mix_tch::checkpoint::{self, Progress};
 use mix_tch::tch::Tensor;
 use mix_tch::{
-    aug_transforms, Callback, Cancel, Collective, DeviceChoice, Event, FineTune, FitSummary, Learn,
-    Learner, LearnerConfig, LrSpread, MixCallback, MixOptions, Monitor, OneCycle, Precision,
+    aug_transforms, Callback, Cancel, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
+    LearnerConfig, LrSpread, MixCallback, MixOptions, Monitor, OneCycle, Precision,
 };
 use serde::{Deserialize, Serialize};
 
@@ -388,7 +387,7 @@ fn learner_config(
             .transpose()
             .context("config.json: save_best")?,
         progress: true,
-        collective: rank.map(|r| r.group.clone() as Arc<dyn Collective>),
+        collective: rank.map(Rank::collective),
         ..LearnerConfig::new(cfg.classes.len())
     })
 }
@@ -608,8 +607,10 @@ fn claim_run(args: &TrainArgs, run: &Path, config: &RunConfig) -> Result<()> {
 /// `--sync-bn`: a rank's model normalises with the whole job's batch statistics.
 fn sync_batch_norm(learner: &mut Learner, config: &RunConfig, rank: Option<&Rank>) {
     if let Some(rank) = rank.filter(|_| config.sync_bn) {
-        let ranks: Arc<dyn Collective> = rank.group.clone();
-        learner.learn_mut().model.sync_batch_norm(Some(ranks));
+        learner
+            .learn_mut()
+            .model
+            .sync_batch_norm(Some(rank.collective()));
     }
 }
 
