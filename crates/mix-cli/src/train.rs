@@ -118,9 +118,12 @@ pub enum Precision {
 /// `--memory-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MemoryFormat {
+    /// channels-last where a check on this model and device finds it gives NCHW's gradients, else
+    /// contiguous.
+    Auto,
     /// fastai's NCHW.
     Contiguous,
-    /// NHWC for cuDNN (CUDA only).
+    /// NHWC for oneDNN and cuDNN, refused where the check finds its gradients disagree with NCHW's.
     ChannelsLast,
 }
 
@@ -440,8 +443,10 @@ pub struct TrainOpts {
     #[arg(
         long,
         value_enum,
-        help = "layout of images and convolution weights on CUDA: contiguous is fastai's NCHW, channels-last \
-                  is NHWC for cuDNN; refused on the CPU, where its gradients disagree with NCHW (default contiguous)"
+        help = "layout of images and convolution weights: contiguous is fastai's NCHW; channels-last is NHWC \
+                  (faster convolutions on CPU and CUDA), refused where one checking pass finds its gradients \
+                  disagree with NCHW's; auto is channels-last where that check agrees, else contiguous (default \
+                  auto)"
     )]
     pub memory_format: Option<MemoryFormat>,
     /// Image cache.
@@ -535,8 +540,8 @@ pub struct FineTuneArgs {
 pub struct SpeedArgs {
     /// `--precision`: `auto`, `fp32`, `bf16` or `fp16`.
     pub precision: String,
-    /// `--memory-format channels-last` (true) or `contiguous`.
-    pub channels_last: bool,
+    /// `--memory-format`: `auto`, `contiguous` or `channels-last`.
+    pub memory_format: String,
     /// `--cache-images`: `None` for auto, else on or off.
     pub cache_images: Option<bool>,
     /// `--nproc`: data-parallel processes on this machine, 1 to [`MAX_NPROC`].
@@ -547,7 +552,7 @@ impl Default for SpeedArgs {
     fn default() -> Self {
         SpeedArgs {
             precision: "auto".into(),
-            channels_last: false,
+            memory_format: "auto".into(),
             cache_images: None,
             nproc: 1,
         }
@@ -619,6 +624,13 @@ pub enum TrainCommand {
         /// Precision, memory format and image cache for the rest of the run.
         speed: SpeedArgs,
     },
+}
+
+/// The name a `--flag` value has on the command line.
+fn value_name(v: impl ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn positive(name: &str, value: Option<usize>, default: usize) -> Result<usize> {
@@ -966,13 +978,8 @@ impl TrainOpts {
             usage!("--nproc {nproc}: expected at most {MAX_NPROC} processes");
         }
         Ok(SpeedArgs {
-            precision: self
-                .precision
-                .unwrap_or(Precision::Auto)
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_else(|| "auto".into()),
-            channels_last: self.memory_format == Some(MemoryFormat::ChannelsLast),
+            precision: value_name(self.precision.unwrap_or(Precision::Auto)),
+            memory_format: value_name(self.memory_format.unwrap_or(MemoryFormat::Auto)),
             cache_images: match self.cache_images.unwrap_or(CacheImages::Auto) {
                 CacheImages::Auto => None,
                 CacheImages::On => Some(true),

@@ -63,10 +63,19 @@ std::vector<at::Tensor> gather(const tensor *ptrs, size_t n, const char *what) {
 }
 
 // The fused kernels walk each tensor's memory linearly, so they are only correct when a parameter, its
-// gradient and both moments are dense with one and the same layout.
+// gradient and both moments are dense with one and the same layout: the same strides in every dimension
+// longer than 1 (a dimension of size 1 never moves the walk, so its stride is free: a 1x1 convolution's
+// channels_last weight and a contiguous gradient of it lie the same way in memory).
 bool same_dense_layout(const at::Tensor &a, const at::Tensor &b) {
-  return a.is_non_overlapping_and_dense() && b.is_non_overlapping_and_dense() &&
-         a.strides() == b.strides();
+  if (!a.is_non_overlapping_and_dense() || !b.is_non_overlapping_and_dense() || a.sizes() != b.sizes()) {
+    return false;
+  }
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    if (a.size(d) > 1 && a.stride(d) != b.stride(d)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 } // namespace

@@ -2,15 +2,16 @@
 //! backward, optimizer) on one batch kept on the device, as many steps as the real epoch has.
 //!
 //! usage: `epoch_ceiling --images DIR [--item PX] [--size PX] [--bs N] [--alpha A] [--device cpu|cuda]
-//! [--precision auto|fp32|bf16|fp16] [--memory-format channels-last|contiguous]`; prints one JSON line
-//! `{"train_items", "train_s", "steps", "device", "precision"}`. `cargo xtask bench --only epoch` runs it
+//! [--precision auto|fp32|bf16|fp16] [--memory-format auto|channels-last|contiguous]` (the defaults are
+//! mix-train's: auto); prints one JSON line `{"train_items", "train_s", "steps", "device", "precision",
+//! "channels_last"}`. `cargo xtask bench --only epoch` runs it
 //! beside mix-train and fastai.
 
 use mix_core::MixUp;
 use mix_data::{get_image_files, DataLoaders, LoaderConfig};
 use mix_tch::{
-    aug_transforms, DeviceChoice, Error, Learner, LearnerConfig, MixCallback, OneCycle, Precision,
-    Resident, Result,
+    aug_transforms, DeviceChoice, Error, Learner, LearnerConfig, MemoryFormat, MixCallback, OneCycle,
+    Precision, Resident, Result,
 };
 use std::path::PathBuf;
 
@@ -36,8 +37,7 @@ fn main() -> Result<()> {
     let alpha: f32 = value(&args, "--alpha", 1.0)?;
     let device: DeviceChoice = value(&args, "--device", DeviceChoice::Cpu)?;
     let precision: Precision = value(&args, "--precision", Precision::Auto)?;
-    let channels_last =
-        value(&args, "--memory-format", "contiguous".to_string())? == "channels-last";
+    let memory_format: MemoryFormat = value(&args, "--memory-format", MemoryFormat::Auto)?;
     let files = get_image_files(&images).map_err(|e| Error::Data(e.to_string()))?;
     let cfg = LoaderConfig {
         batch_size: bs,
@@ -59,7 +59,7 @@ fn main() -> Result<()> {
     let lcfg = LearnerConfig {
         device,
         precision,
-        channels_last,
+        memory_format,
         aug: Some(aug_transforms(size)),
         progress: false,
         seed: 0,
@@ -77,6 +77,7 @@ fn main() -> Result<()> {
             "steps": steps,
             "device": t.device,
             "precision": format!("{:?}", learner.precision()).to_lowercase(),
+            "channels_last": learner.layout().channels_last,
         })
     );
     Ok(())

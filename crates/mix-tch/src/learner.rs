@@ -10,6 +10,7 @@ use crate::collective::Collective;
 use crate::data::BatchSource;
 use crate::device::{self, DeviceChoice, Precision};
 use crate::events::EventLog;
+use crate::layout::{self, channels_last, Layout, MemoryFormat, CHECK_SIZE};
 use crate::loss::{default_loss, LossFunc};
 use crate::model::{Model, VisionModel};
 use crate::optim::{Adam, AdamConfig, LossScaler};
@@ -68,9 +69,12 @@ pub struct LearnerConfig {
     /// Synchronise a CUDA device at every phase boundary so that [`EpochTiming`]'s phases measure device
     /// time (costs throughput; CPU phases are exact either way).
     pub sync_timing: bool,
-    /// Inputs and convolution weights in the channels_last memory format (faster convolutions with
-    /// cuDNN). CUDA only: refused on the CPU, where libtorch's NHWC backward disagrees with NCHW here.
-    pub channels_last: bool,
+    /// The layout of inputs and convolution weights: NCHW (fastai's), channels_last (faster convolutions
+    /// with oneDNN and cuDNN), or auto. channels_last and auto first check, on this model and device, that
+    /// a channels_last pass gives NCHW's gradients ([`crate::layout::check_channels_last`]); explicit
+    /// channels_last is refused where they disagree, auto then stays NCHW. In a data-parallel job every
+    /// rank checks and the job runs channels_last only if every rank agreed.
+    pub memory_format: MemoryFormat,
     /// The data-parallel job this learner is one rank of (mix-dist's process group); `None` trains alone.
     /// With one, the augmentation, mixing and dropout draws come from a stream of their own per rank
     /// (rank 0's is the single-process stream), and the logged training losses and the validation
@@ -98,7 +102,7 @@ impl LearnerConfig {
             adam: AdamConfig::default(),
             sync_every: 16,
             sync_timing: false,
-            channels_last: false,
+            memory_format: MemoryFormat::Contiguous,
             collective: None,
         }
     }
@@ -204,6 +208,8 @@ struct Core {
     /// The precision in use (never `Auto`) and its autocast dtype (`None`: float32).
     precision: Precision,
     autocast: Option<Kind>,
+    /// The layout in use and the check that chose it.
+    layout: Layout,
     /// The current batch's loss, still on the device.
     batch_loss: Option<Tensor>,
     /// Training losses not yet read back, with their step rows (loss and smoothed loss filled when read).
@@ -269,7 +275,6 @@ impl Learner {
         cfg: LearnerConfig,
     ) -> Result<Self> {
         let device = cfg.device.resolve()?;
-        check_layout(&cfg, device)?;
         device::prepare(device);
         let mut init_rng = stream_rng(cfg.seed, Purpose::InitWeights, 0);
         let model = VisionModel::new(cfg.n_classes, device, &mut init_rng)?;
@@ -289,7 +294,6 @@ impl Learner {
     ) -> Result<Self> {
         let device = cfg.device.resolve()?;
         let precision = cfg.precision.resolve(device)?;
-        check_layout(&cfg, device)?;
         device::prepare(device);
         if model.device() != device {
             return Err(Error::Invalid(format!(
@@ -308,14 +312,9 @@ impl Learner {
         if let Some(path) = &cfg.pretrained {
             model.load_pretrained(path)?;
         }
-        if cfg.channels_last {
-            // The variables share their storage with the model's: new data, same parameters.
-            for (_, mut var) in model.variables() {
-                if var.dim() == 4 {
-                    let data = tch::no_grad(|| channels_last(&var))?;
-                    var.set_data(&data);
-                }
-            }
+        let layout = choose_layout(&cfg, &*model)?;
+        if layout.channels_last {
+            layout::set_layout(&*model, true)?;
         }
         let opt = Adam::new(&*model, cfg.adam);
         let learn = Learn {
@@ -352,6 +351,7 @@ impl Learner {
             quiet: false,
             precision,
             autocast: precision.autocast_kind(),
+            layout,
             batch_loss: None,
             pending: Vec::new(),
             norm: cfg
@@ -381,6 +381,11 @@ impl Learner {
     /// The precision the passes run in: the configured one, `Auto` resolved against the device.
     pub fn precision(&self) -> Precision {
         self.core.precision
+    }
+
+    /// The layout the passes run in, and the channels_last check behind it when there was one.
+    pub fn layout(&self) -> &Layout {
+        &self.core.layout
     }
 
     /// The configuration.
@@ -1218,7 +1223,7 @@ impl Core {
         if let Some((mean, std)) = &self.norm {
             x = (x - mean) / std;
         }
-        if self.cfg.channels_last {
+        if self.layout.channels_last {
             x = channels_last(&x)?;
         }
         self.learn.labels = labels;
@@ -1457,19 +1462,37 @@ fn default_callbacks(cfg: &LearnerConfig) -> Vec<Box<dyn Callback>> {
     cbs
 }
 
-/// Refuses channels_last off CUDA.
-fn check_layout(cfg: &LearnerConfig, device: Device) -> Result<()> {
-    if cfg.channels_last && !device.is_cuda() {
-        // Measured with this model on libtorch 2.11's CPU kernels: from layer2 down the gradients of
-        // an NHWC pass differ from the NCHW pass's by up to 20% relative (forward passes agree), and
-        // a toy run trains visibly worse; torchvision's own ResNet18 in Python does not show it.
-        return Err(Error::Invalid(
-            "channels_last is refused on the CPU: its gradients disagree with the contiguous (NCHW) \
-             layout's in this model (see docs/fidelity.md); use the contiguous layout"
-                .into(),
-        ));
+/// The layout `cfg.memory_format` asks for, checked on `model` where it asks for channels_last (at the
+/// training image size); in a data-parallel job channels_last only when every rank's check agreed.
+fn choose_layout(cfg: &LearnerConfig, model: &dyn Model) -> Result<Layout> {
+    if cfg.memory_format == MemoryFormat::Contiguous {
+        return Ok(Layout {
+            channels_last: false,
+            check: None,
+        });
     }
-    Ok(())
+    let size = cfg.aug.as_ref().map_or(CHECK_SIZE, |a| a.size.0.max(a.size.1));
+    let check = layout::check_channels_last(model, size)?;
+    let mut agrees = check.agrees();
+    if let Some(job) = &cfg.collective {
+        let yes = Tensor::from_slice(&[f32::from(u8::from(agrees))]).f_to_device(model.device())?;
+        job.sum(&[&yes])?;
+        agrees = yes.f_double_value(&[0])? == job.world() as f64;
+    }
+    if cfg.memory_format == MemoryFormat::ChannelsLast && !agrees {
+        let whose = if check.agrees() {
+            "another rank's".to_string()
+        } else {
+            format!("this {}'s", device_name(model.device()))
+        };
+        return Err(Error::Invalid(format!(
+            "channels_last is refused: on {whose} kernels its gradients disagree with the contiguous              (NCHW) layout's ({check}); use the contiguous layout, or auto, which checks and falls back"
+        )));
+    }
+    Ok(Layout {
+        channels_last: agrees,
+        check: Some(check),
+    })
 }
 
 /// Validation sums kept on the device: loss times batch size, misclassified count, images.
@@ -1516,9 +1539,3 @@ fn to_device(t: &Tensor, device: Device) -> Result<Tensor> {
     }
 }
 
-/// `t` (N, C, H, W) with channels_last strides: the same values, laid out NHWC in memory.
-pub fn channels_last(t: &Tensor) -> Result<Tensor> {
-    Ok(t.f_permute([0, 2, 3, 1])?
-        .f_contiguous()?
-        .f_permute([0, 3, 1, 2])?)
-}

@@ -362,12 +362,17 @@ impl Adam {
                     a.size()
                 )));
             }
-            let (device, kind) = (s.param.device(), s.param.kind());
-            // Own copies in the parameter's dtype (the fused kernel wants one dtype): on the CPU `to_device`
-            // returns the caller's tensors (those of `state()` alias the moments of the optimizer they came
-            // from), and the step updates the moments in place.
-            s.grad_avg = Some(a.to_kind(kind).to_device(device).copy());
-            s.sqr_avg = Some(q.to_kind(kind).to_device(device).copy());
+            // Own copies in the parameter's dtype and memory layout (the fused kernel wants one dtype and
+            // one layout: a channels_last weight's moments are channels_last too). Copies, because on the
+            // CPU `to_device` returns the caller's tensors (those of `state()` alias the moments of the
+            // optimizer they came from), and the step updates the moments in place.
+            let own = |t: &Tensor| -> Result<Tensor> {
+                let mut out = s.param.f_empty_like()?;
+                out.f_copy_(t)?;
+                Ok(out)
+            };
+            s.grad_avg = Some(own(a)?);
+            s.sqr_avg = Some(own(q)?);
             s.step = step;
             s.step_t = None;
         }

@@ -1,6 +1,6 @@
 //! The learner's fast paths keep its numbers: losses read back every N steps, validation sums kept on the
-//! device, channels_last inputs and weights, a batch kept on the device; `timings.json` accounts for the
-//! epoch; NaN inputs stop a run.
+//! device, a batch kept on the device; `timings.json` accounts for the epoch; NaN inputs stop a run
+//! (channels_last is tests/layout.rs).
 
 mod common;
 
@@ -8,7 +8,6 @@ use common::{small_config, small_data};
 use mix_core::MixUp;
 use mix_tch::learner::TIMINGS_FILE;
 use mix_tch::recorder::EpochTiming;
-use mix_tch::tch::Tensor;
 use mix_tch::{
     BatchSource, Callback, Error, Event, InMemory, Learn, Learner, LearnerConfig, MixCallback,
     OneCycle, Resident, Result,
@@ -98,90 +97,6 @@ fn validation_sums_on_the_device_match_a_host_recount() {
     assert_eq!(n, 10);
     assert_eq!(loss, host_loss / n as f64);
     assert_eq!(error_rate, host_wrong / n as f64);
-}
-
-/// Gradients of one eval-mode pass of the same ResNet18 in NCHW and in channels_last, by name.
-fn layout_gradients(device: mix_tch::tch::Device) -> Vec<(String, f64)> {
-    use mix_tch::tch::{self, Kind};
-    use rand::SeedableRng;
-    let model = |cl: bool| {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let m = mix_tch::VisionModel::new(3, device, &mut rng).unwrap();
-        if cl {
-            for (_, mut v) in m.variables() {
-                if v.dim() == 4 {
-                    let data = tch::no_grad(|| mix_tch::learner::channels_last(&v)).unwrap();
-                    v.set_data(&data);
-                }
-            }
-        }
-        m
-    };
-    let (a, b) = (model(false), model(true));
-    // Standard normal inputs (uniform ones in [0, 1) show no difference).
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let values: Vec<f32> = (0..4 * 3 * 32 * 32)
-        .map(|_| rand::Rng::sample(&mut rng, rand_distr::StandardNormal))
-        .collect();
-    let x = Tensor::from_slice(&values)
-        .view([4, 3, 32, 32])
-        .to_device(device);
-    let xc = mix_tch::learner::channels_last(&x).unwrap();
-    for (m, x) in [(&a, &x), (&b, &xc)] {
-        m.forward(x, None)
-            .unwrap()
-            .log_softmax(-1, Kind::Float)
-            .mean(Kind::Float)
-            .backward();
-    }
-    let (va, vb) = (a.variables(), b.variables());
-    let mut out: Vec<(String, f64)> = va
-        .iter()
-        .filter(|(_, t)| t.grad().defined())
-        .map(|(n, t)| {
-            let (ga, gb) = (t.grad(), vb[n].grad());
-            let scale = ga.abs().max().double_value(&[]).max(1e-12);
-            (n.clone(), (&ga - &gb).abs().max().double_value(&[]) / scale)
-        })
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1));
-    out
-}
-
-#[test]
-fn channels_last_runs_on_cuda_with_nchw_gradients_and_is_refused_on_the_cpu() {
-    let device = common::test_device();
-    let mut cfg = small_config(3, 32);
-    cfg.channels_last = true;
-    if !device.is_cuda() {
-        let (train, valid) = small_data(8, 4, 3, 4);
-        let err = Learner::new(Box::new(train), Box::new(valid), cfg).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("channels_last is refused on the CPU"),
-            "{err}"
-        );
-        return;
-    }
-    let worst = &layout_gradients(device)[0];
-    assert!(
-        worst.1 < 1e-3,
-        "gradients disagree between layouts: {worst:?}"
-    );
-    let cl = learner(cfg);
-    let conv = &cl.learn().model.variables()["layer1.0.conv1.weight"];
-    assert!(
-        !conv.is_contiguous() && conv.stride()[1] == 1,
-        "{:?}",
-        conv.stride()
-    );
-    let x = Tensor::rand(
-        [2, 3, 4, 5],
-        (mix_tch::tch::Kind::Float, mix_tch::tch::Device::Cpu),
-    );
-    let y = mix_tch::learner::channels_last(&x).unwrap();
-    assert_eq!(y.stride(), vec![60, 1, 15, 3]);
-    assert!(x.equal(&y));
 }
 
 #[test]

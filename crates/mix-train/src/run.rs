@@ -18,7 +18,7 @@ use mix_tch::checkpoint::{self, Progress};
 use mix_tch::tch::Tensor;
 use mix_tch::{
     aug_transforms, Callback, Cancel, DeviceChoice, Event, FineTune, FitSummary, Learn, Learner,
-    LearnerConfig, LrSpread, MixCallback, MixOptions, Monitor, OneCycle, Precision,
+    LearnerConfig, LrSpread, MemoryFormat, MixCallback, MixOptions, Monitor, OneCycle, Precision,
 };
 use serde::{Deserialize, Serialize};
 
@@ -371,9 +371,13 @@ fn learner_config(
         .precision
         .parse()
         .with_context(|| format!("--precision {}", speed.precision))?;
+    let memory_format: MemoryFormat = speed
+        .memory_format
+        .parse()
+        .with_context(|| format!("--memory-format {}", speed.memory_format))?;
     Ok(LearnerConfig {
         precision,
-        channels_last: speed.channels_last,
+        memory_format,
         device,
         seed: cfg.seed,
         aug: Some(aug_transforms(cfg.size as i64)),
@@ -814,23 +818,27 @@ fn announce(c: &RunConfig, run: &Path) {
 
 /// How the run computes: precision, memory format, image cache.
 fn compute_line(learner: &Learner, cache_images: bool) -> String {
-    let cfg = learner.config();
     let precision = match learner.precision() {
         Precision::Bf16 => "bf16 autocast",
         Precision::Fp16 => "fp16 autocast with loss scaling",
         Precision::Fp32 | Precision::Auto => "fp32",
     };
-    let layout = if cfg.channels_last {
-        "channels-last"
-    } else {
-        "contiguous (NCHW)"
+    let layout = match &learner.layout().check {
+        Some(check) if learner.layout().channels_last => {
+            format!("channels-last layout (checked: {check})")
+        }
+        Some(check) if check.agrees() => {
+            "contiguous (NCHW) layout (another rank's channels_last check disagreed)".into()
+        }
+        Some(check) => format!("contiguous (NCHW) layout ({check})"),
+        None => "contiguous (NCHW) layout".into(),
     };
     let cache = if cache_images {
         "decoded images kept in memory after their first epoch"
     } else {
         "images decoded every epoch"
     };
-    format!("computing in {precision}, {layout} layout; {cache}")
+    format!("computing in {precision}, {layout}; {cache}")
 }
 
 /// Writes the model and says where everything is.
