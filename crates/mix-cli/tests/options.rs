@@ -580,3 +580,16 @@ fn nproc_comes_from_config_files_too() {
     std::fs::write(&toml, "nproc = 0\n").unwrap();
     assert!(refusal(&["--config", config]).contains("--nproc 0: expected at least 1"));
 }
+
+#[test]
+fn memory_format_defaults_to_auto_and_may_change_on_resume() {
+    assert_eq!(new_run(&[]).speed.memory_format, "auto");
+    for value in ["auto", "contiguous", "channels-last"] {
+        assert_eq!(new_run(&["--memory-format", value]).speed.memory_format, value);
+    }
+    assert!(refusal(&["--memory-format", "nhwc"]).contains("'nhwc'"));
+    match parse(&["--resume", "runs/a", "--memory-format", "contiguous"]).unwrap() {
+        TrainCommand::Resume { speed, .. } => assert_eq!(speed.memory_format, "contiguous"),
+        other => panic!("expected a resume, got {other:?}"),
+    }
+}

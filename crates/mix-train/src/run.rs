@@ -824,13 +824,18 @@ fn compute_line(learner: &Learner, cache_images: bool) -> String {
         Precision::Fp32 | Precision::Auto => "fp32",
     };
     let layout = match &learner.layout().check {
-        Some(check) if learner.layout().channels_last => {
-            format!("channels-last layout (checked: {check})")
-        }
+        Some(check) if learner.layout().channels_last => format!(
+            "channels-last layout (a checking pass matched NCHW's gradients to {:.0e})",
+            check.worst_diff
+        ),
         Some(check) if check.agrees() => {
-            "contiguous (NCHW) layout (another rank's channels_last check disagreed)".into()
+            "contiguous (NCHW) layout (another rank's channels-last check failed)".into()
         }
-        Some(check) => format!("contiguous (NCHW) layout ({check})"),
+        Some(check) => format!(
+            "contiguous (NCHW) layout (a checking pass found channels-last's gradients off by {:.0e} in \
+             `{}`)",
+            check.worst_diff, check.worst_param
+        ),
         None => "contiguous (NCHW) layout".into(),
     };
     let cache = if cache_images {

@@ -129,10 +129,30 @@ fn a_stopped_run_resumes_on_the_same_schedule() {
     assert_eq!(csv(&run.join("metrics.csv")).1.len(), 1);
     assert!(run.join("checkpoints/epoch-0001").is_dir());
 
+    // The default layout is decided by a checking pass, and the console says how it went.
+    assert!(
+        first
+            .stdout
+            .contains("channels-last layout (a checking pass matched NCHW's gradients to")
+            || first.stdout.contains(
+                "contiguous (NCHW) layout (a checking pass found channels-last's gradients off by"
+            ),
+        "{}",
+        first.stdout
+    );
+
+    // The layout may change on resume: the checkpoint loads into contiguous weights.
     let run_arg = run.to_str().unwrap();
-    let again = sb.run(&["--resume", run_arg]);
+    let again = sb.run(&["--resume", run_arg, "--memory-format", "contiguous"]);
     again.assert_ok();
     assert!(again.stdout.contains("resuming"), "{}", again.stdout);
+    assert!(
+        again
+            .stdout
+            .contains("computing in fp32, contiguous (NCHW) layout;"),
+        "{}",
+        again.stdout
+    );
     assert!(again.stdout.contains("finished 2 of 2"), "{}", again.stdout);
     let (_, rows) = csv(&run.join("metrics.csv"));
     let epochs: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
