@@ -621,19 +621,26 @@ impl SaveBest {
     fn write(&self, learn: &Learn, row: &EpochRow, value: f64) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
         let path = self.dir.join(MODEL_FILE);
-        let mut vars: Vec<(String, Tensor)> = learn.model.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
         let tmp = mix_io::temp_path_beside(&path);
-        if let Err(e) = Tensor::write_safetensors(&to_cpu(&vars), &tmp) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
-        }
+        let model = match Self::link_this_epochs_checkpoint(learn, &tmp) {
+            Some(sum) => sum,
+            None => {
+                let mut vars: Vec<(String, Tensor)> =
+                    learn.model.variables().into_iter().collect();
+                vars.sort_by(|a, b| a.0.cmp(&b.0));
+                if let Err(e) = Tensor::write_safetensors(&to_cpu(&vars), &tmp) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+                file_sum(&tmp)?
+            }
+        };
         mix_io::persist(&tmp, &path)?;
         let info = BestInfo {
             epoch: row.epoch,
             metric: self.monitor.name().into(),
             value,
-            model: file_sum(&path)?,
+            model,
         };
         let json_path = self.dir.join(BEST_FILE);
         let json = serde_json::to_vec_pretty(&info).map_err(|source| Error::Json {
@@ -641,6 +648,26 @@ impl SaveBest {
             source,
         })?;
         Ok(mix_io::write_atomic(&json_path, &json)?)
+    }
+}
+
+impl SaveBest {
+    /// When the [`Checkpointer`] saved this very epoch (it runs first), its model file holds the bytes
+    /// this callback would write (the same variables, sorted, on the CPU): `tmp` becomes a second name
+    /// for that file (a hard link; files here are only ever replaced, never changed in place, and the
+    /// best model outlives the checkpoint's removal) and its manifest's sum is returned. `None` where
+    /// there is no such checkpoint or the link cannot be made (the caller then writes the file).
+    fn link_this_epochs_checkpoint(learn: &Learn, tmp: &Path) -> Option<FileSum> {
+        let dir = learn.history.last_checkpoint.as_ref()?;
+        let this_epoch = format!("{PREFIX}{:04}", learn.epoch_offset + learn.epoch + 1);
+        if dir.file_name()? != this_epoch.as_str() {
+            return None;
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(dir.join(MANIFEST_FILE)).ok()?).ok()?;
+        let sum = manifest.files.get(MODEL_FILE)?.clone();
+        std::fs::hard_link(dir.join(MODEL_FILE), tmp).ok()?;
+        Some(sum)
     }
 }
 

@@ -205,8 +205,10 @@ fn where_the_check_agrees_a_training_pass_is_close_to_exact_in_channels_last() {
     let nhwc = training_gradients(&model, &channels_last(&x).unwrap());
     // cuDNN may compute float32 convolutions in TF32 (10-bit mantissa) in either layout.
     let nchw_bound = if device.is_cuda() { 1e-2 } else { 1e-4 };
+    let mut errors = Vec::new();
     for (((p, e), a), b) in model.params().iter().zip(&exact).zip(&nchw).zip(&nhwc) {
         let (ea, eb) = (relative_error(a, e), relative_error(b, e));
+        errors.push((eb, ea, p.name.as_str()));
         assert!(
             ea <= nchw_bound,
             "{}: NCHW {ea:.2e} from float64",
@@ -218,4 +220,11 @@ fn where_the_check_agrees_a_training_pass_is_close_to_exact_in_channels_last() {
             p.name
         );
     }
+    errors.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (worst, median) = (errors[errors.len() - 1], errors[errors.len() / 2]);
+    let worst_nchw = errors.iter().map(|e| e.1).fold(0.0, f64::max);
+    println!(
+        "from float64: channels_last largest {:.1e} ({}), median {:.1e}; NCHW largest {worst_nchw:.1e}",
+        worst.0, worst.2, median.0
+    );
 }

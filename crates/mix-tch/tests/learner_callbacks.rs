@@ -149,6 +149,63 @@ fn the_best_model_follows_the_monitored_metric() {
     }
 }
 
+/// The best model written in the epoch of a checkpoint is that checkpoint's model file under a second
+/// name, so it survives the checkpoint's removal; without a checkpoint it is written on its own.
+#[test]
+fn the_best_model_shares_the_checkpoints_file_and_is_written_alone_without_one() {
+    let best_and_checkpoint = |remove_checkpointer: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = small_config(2, 32);
+        cfg.aug = None;
+        cfg.run_dir = Some(dir.path().to_path_buf());
+        cfg.save_best = Some(Monitor::ValidLoss);
+        let mut learn = tiny_learner(cfg, 16, 8, 4);
+        if remove_checkpointer {
+            assert_eq!(learn.remove_callback("Checkpointer"), 1);
+        }
+        learn.fit_one_cycle(1, SCHED, vec![]).unwrap();
+        let mut weights: Vec<(String, Tensor)> =
+            learn.learn().model.variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        (dir, weights)
+    };
+
+    let (dir, weights) = best_and_checkpoint(false);
+    let best = dir.path().join(BEST_DIR).join("model.safetensors");
+    let checkpoint = dir.path().join("checkpoints/epoch-0001/model.safetensors");
+    assert_eq!(std::fs::read(&best).unwrap(), std::fs::read(&checkpoint).unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(inode(&best), inode(&checkpoint), "one file, two names");
+    }
+    std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+    let info = read_best(dir.path());
+    assert_eq!(mix_tch::checkpoint::file_sum(&best).unwrap(), info.model);
+    assert_same_weights(&best, &weights);
+
+    let (alone, alone_weights) = best_and_checkpoint(true);
+    assert!(!alone.path().join("checkpoints").exists());
+    let best = alone.path().join(BEST_DIR).join("model.safetensors");
+    assert_eq!(
+        mix_tch::checkpoint::file_sum(&best).unwrap(),
+        read_best(alone.path()).model
+    );
+    assert_same_weights(&best, &alone_weights);
+}
+
+/// The tensors of safetensors file `path` are `weights`, by name and value.
+fn assert_same_weights(path: &Path, weights: &[(String, Tensor)]) {
+    let mut read: Vec<(String, Tensor)> = Tensor::read_safetensors(path).unwrap();
+    read.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(read.len(), weights.len());
+    for ((n, t), (m, u)) in read.iter().zip(weights) {
+        assert_eq!(n, m);
+        assert!(t.equal(&u.to_device(mix_tch::tch::Device::Cpu)), "{n}");
+    }
+}
+
 /// Cancels the fit at the first `after_epoch`, as a kill after the first checkpoint would.
 struct StopAfterFirstEpoch;
 
