@@ -450,9 +450,22 @@ pub struct Ceiling {
     pub device: String,
     /// The precision the passes ran in.
     pub precision: String,
+    /// Whether they ran channels-last (mix-train's default layout where its check agrees).
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 impl Ceiling {
+    /// The arithmetic and layout, for the report: `fp32, channels-last`.
+    pub fn compute(&self) -> String {
+        let layout = if self.channels_last {
+            "channels-last"
+        } else {
+            "contiguous"
+        };
+        format!("{}, {layout}", self.precision)
+    }
+
     /// Images per second.
     pub fn ips(&self) -> f64 {
         self.train_items as f64 / self.train_s
@@ -629,7 +642,9 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
         w,
         "Both sides train ResNet18 from scratch for one epoch on the pets-like corpus ({} images: 37 \
          breeds x {}, made by `cargo xtask bench` from data/sample/images, seed {CORPUS_SEED}), \
-         valid_pct 0.2: {}. Ours: `mix-train {}`; fastai: `python benches/peers/{PEER}.py {}`. Our \
+         valid_pct 0.2: {}. Ours: `mix-train {}` (its speed defaults: `--precision auto \
+         --memory-format auto --cache-images auto`, so fp32 on the CPU, channels-last where its check \
+         agrees); fastai: `python benches/peers/{PEER}.py {}` (fp32, NCHW). Our \
          figures are mix-train's `{TIMINGS_FILE}`, fastai's come from a callback around its \
          training and validation loops. A whole epoch counts training and validation images over \
          the epoch's seconds, end-of-epoch writing included.\n",
@@ -689,7 +704,7 @@ pub fn render(outcome: &Outcome, machine: &Machine, invocation: &str, mode: Mode
                  our training loop reaches {:.0}% of it.",
                 t.figures.train_items / outcome.recipe.bs as u64,
                 c.device,
-                c.precision,
+                c.compute(),
                 c.ips(),
                 100.0 * t.figures.train_ips() / c.ips()
             );
@@ -839,6 +854,9 @@ mod tests {
     fn the_ceiling_line_is_read_and_the_cuda_targets_judged_only_on_cuda() {
         let c = parse_ceiling(&format!("noise\n{CEILING_LINE}\n")).unwrap();
         assert_eq!((c.train_items, c.device.as_str()), (256, "cpu"));
+        assert_eq!(c.compute(), "fp32, contiguous");
+        let cl = parse_ceiling(&CEILING_LINE.replace('}', r#","channels_last":true}"#)).unwrap();
+        assert_eq!(cl.compute(), "fp32, channels-last");
         assert!((c.ips() - 16.0).abs() < 1e-12);
         assert!(parse_ceiling(
             r#"{"device":"cpu","precision":"fp32","train_items":0,"train_s":1.0}"#
