@@ -216,13 +216,22 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn forward(&self, x: &Tensor, norm: Norm<'_>) -> Result<Tensor> {
-        let out = self.bn1.forward(&self.conv1.forward(x), norm)?.relu();
-        let out = self.bn2.forward(&self.conv2.forward(&out), norm)?;
-        let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x), norm)?,
-            None => x.shallow_clone(),
-        };
-        Ok((out + identity).relu())
+        // In place, as torchvision's block (`ReLU(inplace=True)`, `out += identity`): BatchNorm's and
+        // the addition's backward passes do not read their outputs, so autograd allows it, and the
+        // passes make fewer and smaller memory sweeps.
+        let mut out = self.bn1.forward(&self.conv1.forward(x), norm)?;
+        let _ = out.f_relu_()?;
+        let mut out = self.bn2.forward(&self.conv2.forward(&out), norm)?;
+        match &self.downsample {
+            Some((conv, bn)) => {
+                let _ = out.f_add_(&bn.forward(&conv.forward(x), norm)?)?;
+            }
+            None => {
+                let _ = out.f_add_(x)?;
+            }
+        }
+        let _ = out.f_relu_()?;
+        Ok(out)
     }
 }
 
@@ -474,11 +483,9 @@ impl VisionModel {
             1,
         )?;
         let norm = Norm::new(train, self.sync_bn.as_deref());
-        let mut x =
-            self.bn1
-                .forward(&x, norm)?
-                .relu()
-                .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut x = self.bn1.forward(&x, norm)?;
+        let _ = x.f_relu_()?;
+        let mut x = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for block in self.layers.iter().flatten() {
             x = block.forward(&x, norm)?;
         }
@@ -516,7 +523,8 @@ impl VisionModel {
         };
         let x = concat_pool(features);
         let x = drop(self.head_bn1.forward(&x, norm)?, masks.map(|m| &m.0))?;
-        let x = x.linear(&self.head_lin1, None::<&Tensor>).relu();
+        let mut x = x.linear(&self.head_lin1, None::<&Tensor>);
+        let _ = x.f_relu_()?;
         let x = drop(self.head_bn2.forward(&x, norm)?, masks.map(|m| &m.1))?;
         Ok(x.linear(&self.head_lin2, None::<&Tensor>))
     }
