@@ -585,7 +585,10 @@ fn nproc_comes_from_config_files_too() {
 fn memory_format_defaults_to_auto_and_may_change_on_resume() {
     assert_eq!(new_run(&[]).speed.memory_format, "auto");
     for value in ["auto", "contiguous", "channels-last"] {
-        assert_eq!(new_run(&["--memory-format", value]).speed.memory_format, value);
+        assert_eq!(
+            new_run(&["--memory-format", value]).speed.memory_format,
+            value
+        );
     }
     assert!(refusal(&["--memory-format", "nhwc"]).contains("'nhwc'"));
     match parse(&["--resume", "runs/a", "--memory-format", "contiguous"]).unwrap() {

@@ -10,8 +10,8 @@
 use mix_core::MixUp;
 use mix_data::{get_image_files, DataLoaders, LoaderConfig};
 use mix_tch::{
-    aug_transforms, DeviceChoice, Error, Learner, LearnerConfig, MemoryFormat, MixCallback, OneCycle,
-    Precision, Resident, Result,
+    aug_transforms, DeviceChoice, Error, Learner, LearnerConfig, MemoryFormat, MixCallback,
+    OneCycle, Precision, Resident, Result,
 };
 use std::path::PathBuf;
 

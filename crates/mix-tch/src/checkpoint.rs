@@ -625,8 +625,7 @@ impl SaveBest {
         let model = match Self::link_this_epochs_checkpoint(learn, &tmp) {
             Some(sum) => sum,
             None => {
-                let mut vars: Vec<(String, Tensor)> =
-                    learn.model.variables().into_iter().collect();
+                let mut vars: Vec<(String, Tensor)> = learn.model.variables().into_iter().collect();
                 vars.sort_by(|a, b| a.0.cmp(&b.0));
                 if let Err(e) = Tensor::write_safetensors(&to_cpu(&vars), &tmp) {
                     let _ = std::fs::remove_file(&tmp);

@@ -228,10 +228,7 @@ mod tests {
 
     #[test]
     fn parses_the_three_formats_and_refuses_others() {
-        assert_eq!(
-            "auto".parse::<MemoryFormat>().unwrap(),
-            MemoryFormat::Auto
-        );
+        assert_eq!("auto".parse::<MemoryFormat>().unwrap(), MemoryFormat::Auto);
         assert_eq!(
             "channels-last".parse::<MemoryFormat>().unwrap(),
             MemoryFormat::ChannelsLast

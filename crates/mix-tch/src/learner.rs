@@ -1471,7 +1471,10 @@ fn choose_layout(cfg: &LearnerConfig, model: &dyn Model) -> Result<Layout> {
             check: None,
         });
     }
-    let size = cfg.aug.as_ref().map_or(CHECK_SIZE, |a| a.size.0.max(a.size.1));
+    let size = cfg
+        .aug
+        .as_ref()
+        .map_or(CHECK_SIZE, |a| a.size.0.max(a.size.1));
     let check = layout::check_channels_last(model, size)?;
     let mut agrees = check.agrees();
     if let Some(job) = &cfg.collective {
@@ -1538,4 +1541,3 @@ fn to_device(t: &Tensor, device: Device) -> Result<Tensor> {
         Ok(t.shallow_clone())
     }
 }
-

@@ -8,9 +8,7 @@ use common::{small_config, small_data, test_device};
 use mix_tch::layout::{channels_last, check_channels_last, set_layout};
 use mix_tch::model::Param;
 use mix_tch::tch::{Device, Kind, Tensor};
-use mix_tch::{
-    Learner, LearnerConfig, MemoryFormat, Model, Result, VisionModel,
-};
+use mix_tch::{Learner, LearnerConfig, MemoryFormat, Model, Result, VisionModel};
 use rand::{RngCore, SeedableRng};
 use std::collections::HashMap;
 
@@ -144,7 +142,12 @@ fn the_learner_follows_the_check() {
     }
     assert_eq!(auto.layout().channels_last, check.agrees(), "{check}");
     let conv = &auto.learn().model.variables()["layer1.0.conv1.weight"];
-    assert_eq!(is_channels_last(conv), check.agrees(), "{:?}", conv.stride());
+    assert_eq!(
+        is_channels_last(conv),
+        check.agrees(),
+        "{:?}",
+        conv.stride()
+    );
 
     let explicit = learner_with(Box::new(resnet(device)), MemoryFormat::ChannelsLast);
     assert_eq!(explicit.is_ok(), check.agrees(), "{check}");
@@ -166,7 +169,10 @@ fn training_gradients(model: &VisionModel, x: &Tensor) -> Vec<Tensor> {
 /// a share of its length.
 fn relative_error(a: &Tensor, reference: &Tensor) -> f64 {
     let length = reference.norm().double_value(&[]).max(1e-300);
-    (a.to_kind(Kind::Double) - reference).norm().double_value(&[]) / length
+    (a.to_kind(Kind::Double) - reference)
+        .norm()
+        .double_value(&[])
+        / length
 }
 
 /// The check runs in evaluation mode; training runs BatchNorm on batch statistics, with other kernels.
@@ -209,11 +215,7 @@ fn where_the_check_agrees_a_training_pass_is_close_to_exact_in_channels_last() {
     for (((p, e), a), b) in model.params().iter().zip(&exact).zip(&nchw).zip(&nhwc) {
         let (ea, eb) = (relative_error(a, e), relative_error(b, e));
         errors.push((eb, ea, p.name.as_str()));
-        assert!(
-            ea <= nchw_bound,
-            "{}: NCHW {ea:.2e} from float64",
-            p.name
-        );
+        assert!(ea <= nchw_bound, "{}: NCHW {ea:.2e} from float64", p.name);
         assert!(
             eb <= 3e-2,
             "{}: channels_last {eb:.2e} from float64 (NCHW {ea:.2e})",

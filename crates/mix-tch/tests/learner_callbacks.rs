@@ -173,7 +173,10 @@ fn the_best_model_shares_the_checkpoints_file_and_is_written_alone_without_one()
     let (dir, weights) = best_and_checkpoint(false);
     let best = dir.path().join(BEST_DIR).join("model.safetensors");
     let checkpoint = dir.path().join("checkpoints/epoch-0001/model.safetensors");
-    assert_eq!(std::fs::read(&best).unwrap(), std::fs::read(&checkpoint).unwrap());
+    assert_eq!(
+        std::fs::read(&best).unwrap(),
+        std::fs::read(&checkpoint).unwrap()
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
