@@ -178,12 +178,12 @@ fn relative_error(a: &Tensor, reference: &Tensor) -> f64 {
 /// The check runs in evaluation mode; training runs BatchNorm on batch statistics, with other kernels.
 /// Where the check agrees, a training pass (16 images at 64 px) in channels_last must give gradients
 /// close to exact ones (the same pass in float64): within 3e-2 of their length per parameter, where
-/// NCHW's float32 is within 1e-4. Not as close as NCHW: libtorch's NHWC BatchNorm backward sums per
-/// channel in float32 where its NCHW kernel sums in float64, and BatchNorm's gradients are sums that
+/// NCHW's float32 is within 1e-4. Not as close as NCHW: libtorch's NHWC BatchNorm backward keeps its
+/// per-channel sums as float32 running sums over all rows, and BatchNorm's gradients are sums that
 /// largely cancel (up to about 1e-2 measured here, docs/fidelity.md). bf16 autocast, mix-train's
 /// default on CUDA, is off by a median 0.33 on torchvision's ResNet18 in the same pass (torch's CPU
-/// autocast, measured for docs/fidelity.md); a kernel that
-/// reads a buffer in the wrong layout is off by the gradient's whole length.
+/// autocast, measured for docs/fidelity.md); a kernel that reads a buffer in the wrong layout is off by
+/// the gradient's whole length.
 #[test]
 fn where_the_check_agrees_a_training_pass_is_close_to_exact_in_channels_last() {
     let device = test_device();
