@@ -11,23 +11,34 @@ use mix_tch::tch::{Device, Kind, Tensor};
 use mix_tch::{Learner, LearnerConfig, MemoryFormat, Model, Result, VisionModel};
 use rand::{RngCore, SeedableRng};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn resnet(device: Device) -> VisionModel {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     VisionModel::new(3, device, &mut rng).unwrap()
 }
 
-/// A ResNet18 whose channels_last pass sees its input scaled by 1.5: its gradients differ between the
-/// layouts, as they would with a kernel that reads an NHWC buffer wrongly.
+/// A ResNet18 whose channels_last passes see their input scaled by 1.5 (all of them, or only the first
+/// with `once`): its gradients differ between the layouts, as they would with a kernel that reads an
+/// NHWC buffer wrongly (on every batch), or with a near-tie in a max-pooling window (on one).
 #[derive(Debug)]
-struct SkewedOnNhwc(VisionModel);
+struct SkewedOnNhwc(VisionModel, Option<AtomicUsize>);
+
+fn skewed(device: Device) -> SkewedOnNhwc {
+    SkewedOnNhwc(resnet(device), None)
+}
 
 impl Model for SkewedOnNhwc {
     fn forward(&self, x: &Tensor, train: Option<&mut dyn RngCore>) -> Result<Tensor> {
-        if x.is_contiguous() {
-            self.0.forward(x, train)
-        } else {
+        let skew = !x.is_contiguous()
+            && self
+                .1
+                .as_ref()
+                .is_none_or(|n| n.fetch_add(1, Ordering::Relaxed) == 0);
+        if skew {
             self.0.forward(&(x * 1.5), train)
+        } else {
+            self.0.forward(x, train)
         }
     }
     fn n_classes(&self) -> usize {
@@ -72,26 +83,28 @@ fn is_channels_last(t: &Tensor) -> bool {
 #[test]
 fn the_check_finds_a_layout_that_changes_the_gradients_and_the_learner_stays_nchw() {
     let device = test_device();
-    let check = check_channels_last(&SkewedOnNhwc(resnet(device)), 32).unwrap();
+    let check = check_channels_last(&skewed(device), 32).unwrap();
     assert!(!check.agrees(), "{check}");
     assert!(check.worst_diff > 0.1, "{check}");
     assert!(check.to_string().contains("disagree"), "{check}");
 
-    let auto = learner_with(Box::new(SkewedOnNhwc(resnet(device))), MemoryFormat::Auto).unwrap();
+    let auto = learner_with(Box::new(skewed(device)), MemoryFormat::Auto).unwrap();
     let layout = auto.layout();
     assert!(!layout.channels_last);
     assert!(!layout.check.as_ref().unwrap().agrees());
     let conv = &auto.learn().model.variables()["layer1.0.conv1.weight"];
     assert!(conv.is_contiguous());
 
-    let err = learner_with(
-        Box::new(SkewedOnNhwc(resnet(device))),
-        MemoryFormat::ChannelsLast,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = learner_with(Box::new(skewed(device)), MemoryFormat::ChannelsLast)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("channels_last is refused"), "{err}");
     assert!(err.contains("use the contiguous layout, or auto"), "{err}");
+
+    // A disagreement on one batch only is what a near-tie in a max-pooling window gives: tolerated.
+    let once = SkewedOnNhwc(resnet(device), Some(AtomicUsize::new(0)));
+    let check = check_channels_last(&once, 32).unwrap();
+    assert!(check.agrees(), "{check}");
 }
 
 #[test]
