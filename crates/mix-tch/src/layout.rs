@@ -16,10 +16,11 @@ use tch::Tensor;
 /// The largest relative gradient difference (the Euclidean length of the difference over the NCHW
 /// gradient's, per parameter, the smaller of the [`CHECK_INPUTS`] batches') at which the two layouts
 /// count as agreeing. Float32 summation order alone gives about 1e-6 on the CPU and TF32 convolutions
-/// about 1e-3 on CUDA. A max-pooling window whose two largest values lie within rounding of each other
-/// sends its gradient to the one or the other pixel depending on the kernel: on one batch in several
-/// that moves a few gradients by up to about 1e-2 (measured here at 224 px, in both directions against
-/// float64), and hardly ever on two batches for the same parameter. A kernel that reads a buffer in the
+/// about 1e-3 on CUDA. But on one batch in several, a discrete event (most likely a max-pooling window
+/// whose two largest values lie within rounding of each other) sends a gradient along one path or the
+/// other depending on the kernel's rounding, which moves a few parameters' gradients by up to about 1e-2
+/// (measured here at 224 px; NCHW itself is then off float64 too), and hardly ever on two batches for
+/// the same parameter. A kernel that reads a buffer in the
 /// wrong layout is off by the gradient's whole length, on every batch.
 pub const LAYOUT_TOLERANCE: f64 = 5e-2;
 
