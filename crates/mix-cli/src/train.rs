@@ -444,8 +444,8 @@ pub struct TrainOpts {
         long,
         value_enum,
         help = "layout of images and convolution weights: contiguous is fastai's NCHW; channels-last is NHWC \
-                  (faster convolutions on CPU and CUDA), refused where one checking pass finds its gradients \
-                  disagree with NCHW's; auto is channels-last where that check agrees, else contiguous (default \
+                  (faster convolutions on CPU and CUDA), refused where a check of both layouts finds its \
+                  gradients disagree with NCHW's; auto is channels-last where that check agrees, else contiguous (default \
                   auto)"
     )]
     pub memory_format: Option<MemoryFormat>,

@@ -5,6 +5,7 @@
 
 use crate::callback::{Callback, Event};
 use crate::learner::Learn;
+use crate::model::Model;
 use crate::optim::{AdamConfig, LossScaler};
 use crate::recorder::{Best, EpochRow, SmoothLoss, StepRow};
 use crate::schedule::OneCycle;
@@ -88,6 +89,19 @@ pub struct Progress {
     pub steps: Vec<StepRow>,
     /// Every epoch so far.
     pub epochs: Vec<EpochRow>,
+}
+
+/// Every variable of `model` by name, sorted: the order the model files of checkpoints and of `best/`
+/// are written in (so that the two hold the same bytes, see [`SaveBest`]).
+pub fn sorted_variables(model: &dyn Model) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = model.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// [`sorted_variables`] on the CPU, contiguous: the tensors a model file holds.
+pub fn model_tensors(model: &dyn Model) -> Vec<(String, Tensor)> {
+    to_cpu(&sorted_variables(model))
 }
 
 fn to_cpu(named: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
@@ -493,8 +507,7 @@ impl Callback for Checkpointer {
             return Ok(());
         }
         let (opt_tensors, opt_steps) = learn.opt.state();
-        let mut model: Vec<(String, Tensor)> = learn.model.variables().into_iter().collect();
-        model.sort_by(|a, b| a.0.cmp(&b.0));
+        let model = sorted_variables(&*learn.model);
         let progress = Progress {
             format: FORMAT,
             epochs_done: learn.epoch + 1,
@@ -625,9 +638,7 @@ impl SaveBest {
         let model = match Self::link_this_epochs_checkpoint(learn, &tmp) {
             Some(sum) => sum,
             None => {
-                let mut vars: Vec<(String, Tensor)> = learn.model.variables().into_iter().collect();
-                vars.sort_by(|a, b| a.0.cmp(&b.0));
-                if let Err(e) = Tensor::write_safetensors(&to_cpu(&vars), &tmp) {
+                if let Err(e) = Tensor::write_safetensors(&model_tensors(&*learn.model), &tmp) {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(e.into());
                 }

@@ -196,14 +196,7 @@ fn compare_layouts(
     };
     let mut smallest = vec![f64::INFINITY; params.len()];
     for seed in CHECK_INPUTS {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = (CHECK_BATCH * 3 * size * size) as usize;
-        let values: Vec<f32> = (0..n)
-            .map(|_| rand::Rng::sample(&mut rng, rand_distr::StandardNormal))
-            .collect();
-        let x = Tensor::from_slice(&values)
-            .f_view([CHECK_BATCH, 3, size, size])?
-            .f_to_device(device)?;
+        let x = normal_images(seed, CHECK_BATCH, size, device)?;
         let nchw = pass(&x)?;
         set_layout(model, true)?;
         let nhwc = pass(&channels_last(&x)?);
@@ -221,8 +214,21 @@ fn compare_layouts(
     Ok(worst)
 }
 
-/// `|b - a| / |a|` in the Euclidean norm; infinite when it is NaN (a NaN gradient is a disagreement).
-fn relative_difference(a: &Tensor, b: &Tensor) -> Result<f64> {
+/// `n` RGB images `size` x `size` of standard normal float32 values drawn from ChaCha8 seeded with
+/// `seed`, on `device`: the check's batches.
+pub fn normal_images(seed: u64, n: i64, size: i64, device: tch::Device) -> Result<Tensor> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<f32> = (0..n * 3 * size * size)
+        .map(|_| rand::Rng::sample(&mut rng, rand_distr::StandardNormal))
+        .collect();
+    Ok(Tensor::from_slice(&values)
+        .f_view([n, 3, size, size])?
+        .f_to_device(device)?)
+}
+
+/// `|b - a| / |a|` in the Euclidean norm, the check's measure of how far gradient `b` is from `a`;
+/// infinite when it is NaN (a NaN gradient is a disagreement).
+pub fn relative_difference(a: &Tensor, b: &Tensor) -> Result<f64> {
     let length = a.f_norm()?.f_double_value(&[])?.max(f64::MIN_POSITIVE);
     let diff = (b - a).f_norm()?.f_double_value(&[])? / length;
     Ok(if diff.is_nan() { f64::INFINITY } else { diff })

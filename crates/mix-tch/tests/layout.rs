@@ -5,7 +5,9 @@
 mod common;
 
 use common::{small_config, small_data, test_device};
-use mix_tch::layout::{channels_last, check_channels_last, set_layout};
+use mix_tch::layout::{
+    channels_last, check_channels_last, normal_images, relative_difference, set_layout,
+};
 use mix_tch::model::Param;
 use mix_tch::tch::{Device, Kind, Tensor};
 use mix_tch::{Learner, LearnerConfig, MemoryFormat, Model, Result, VisionModel};
@@ -179,16 +181,6 @@ fn training_gradients(model: &VisionModel, x: &Tensor) -> Vec<Tensor> {
     Tensor::run_backward(&[&loss], &params, false, false)
 }
 
-/// `|a - reference| / |reference|` in the Euclidean norm: how far a gradient is from the exact one, as
-/// a share of its length.
-fn relative_error(a: &Tensor, reference: &Tensor) -> f64 {
-    let length = reference.norm().double_value(&[]).max(1e-300);
-    (a.to_kind(Kind::Double) - reference)
-        .norm()
-        .double_value(&[])
-        / length
-}
-
 /// The check runs in evaluation mode; training runs BatchNorm on batch statistics, with other kernels.
 /// Where the check agrees, a training pass (16 images at 64 px) in channels_last must give gradients
 /// close to exact ones (the same pass in float64): within 3e-2 of their length per parameter, where
@@ -207,13 +199,7 @@ fn where_the_check_agrees_a_training_pass_is_close_to_exact_in_channels_last() {
         println!("ignored: this machine's kernels fail the check ({check})");
         return;
     }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let values: Vec<f32> = (0..16 * 3 * 64 * 64)
-        .map(|_| rand::Rng::sample(&mut rng, rand_distr::StandardNormal))
-        .collect();
-    let x = Tensor::from_slice(&values)
-        .view([16, 3, 64, 64])
-        .to_device(device);
+    let x = normal_images(3, 16, 64, device).unwrap();
     let exact_model = resnet(device);
     for (_, mut t) in exact_model.variables() {
         t.set_data(&t.to_kind(Kind::Double));
@@ -227,7 +213,8 @@ fn where_the_check_agrees_a_training_pass_is_close_to_exact_in_channels_last() {
     let nchw_bound = if device.is_cuda() { 1e-2 } else { 1e-4 };
     let mut errors = Vec::new();
     for (((p, e), a), b) in model.params().iter().zip(&exact).zip(&nchw).zip(&nhwc) {
-        let (ea, eb) = (relative_error(a, e), relative_error(b, e));
+        let error = |g: &Tensor| relative_difference(e, g).unwrap();
+        let (ea, eb) = (error(a), error(b));
         errors.push((eb, ea, p.name.as_str()));
         assert!(ea <= nchw_bound, "{}: NCHW {ea:.2e} from float64", p.name);
         assert!(

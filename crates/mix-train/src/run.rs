@@ -859,14 +859,7 @@ fn finish(learner: &Learner, run: &Path, summary: &FitSummary, epochs: usize) ->
 }
 
 fn save_model(learner: &Learner, path: &Path) -> Result<()> {
-    let mut vars: Vec<(String, Tensor)> = learner
-        .learn()
-        .model
-        .variables()
-        .into_iter()
-        .map(|(name, t)| (name, t.to_device(mix_tch::tch::Device::Cpu).contiguous()))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let vars = checkpoint::model_tensors(&*learner.learn().model);
     let tmp = mix_io::temp_path_beside(path);
     if let Err(e) = Tensor::write_safetensors(&vars, &tmp) {
         let _ = std::fs::remove_file(&tmp);
