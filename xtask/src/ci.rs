@@ -1,35 +1,110 @@
 //! `cargo xtask ci`: the checks that decide whether a change is green, in the order that fails fastest.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use anyhow::{bail, Result};
 
 use crate::libtorch::Libtorch;
 use crate::process::{self, cargo};
+
+const GIB: u64 = 1 << 30;
+/// The free space a cold run of these checks needs under `target/`: it wrote 2.9 GB when measured
+/// (docs/architecture.md, xtask), plus a margin. A warm run writes less.
+const COLD_BUILD_BYTES: u64 = 4 * GIB;
+/// Free space below which a failed step is most likely the full disk's doing.
+const NEARLY_FULL_BYTES: u64 = GIB;
 
 /// Crates that must exist once in the dependency tree (tch 0.24 fixes their versions).
 const SINGLE_VERSION: &[&str] = &["ndarray", "rand", "rand_core", "rand_distr"];
 
 /// fmt, one-version check, clippy, tests (doc tests included) and docs, all with warnings denied.
 pub fn ci(torch: &Libtorch) -> Result<()> {
+    let target = target_dir();
+    if let Some(warning) = free_space(&target).and_then(|free| short_of_space(free, &target)) {
+        eprintln!("{warning}");
+    }
     process::run(cargo(None).args(["fmt", "--all", "--check"]))?;
     check_single_versions()?;
-    process::run(cargo(Some(torch)).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        // The libtorch benchmarks sit behind mix-benches' `tch` feature; CI lints them too.
-        "--all-features",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    process::run(cargo(Some(torch)).args(["test", "--workspace"]))?;
-    process::run(
+    build_step(
+        &target,
+        cargo(Some(torch)).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            // The libtorch benchmarks sit behind mix-benches' `tch` feature; CI lints them too.
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    build_step(&target, cargo(Some(torch)).args(["test", "--workspace"]))?;
+    build_step(
+        &target,
         cargo(Some(torch))
             .args(["doc", "--workspace", "--no-deps"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     eprintln!("ci: all checks passed");
     Ok(())
+}
+
+/// Runs a step that writes under `target`; when it fails on a nearly full disk, says so, since
+/// the tools' own messages do not (a linker that cannot write dies with SIGBUS, "signal 7").
+fn build_step(target: &Path, cmd: &mut Command) -> Result<()> {
+    process::run(cmd).map_err(
+        |err| match free_space(target).and_then(|f| full_disk(f, target)) {
+            Some(why) => err.context(why),
+            None => err,
+        },
+    )
+}
+
+/// cargo's build folder: `CARGO_TARGET_DIR` when set, else the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"))
+}
+
+/// Free bytes on the disk that holds `path` (or its nearest existing parent); `None` if unreadable.
+fn free_space(path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    fs4::available_space(existing).ok()
+}
+
+/// The warning printed before the checks when `free` bytes may not hold a cold build.
+fn short_of_space(free: u64, target: &Path) -> Option<String> {
+    (free < COLD_BUILD_BYTES).then(|| {
+        format!(
+            "ci: warning: {} free on the disk holding {}; a cold run of these checks needs about \
+             {} there (a warm one less). If a step fails with the linker killed by SIGBUS \
+             (signal 7), the disk filled: free space (`cargo clean`, old clones' target/ \
+             folders) and run again.",
+            gib(free),
+            target.display(),
+            gib(COLD_BUILD_BYTES)
+        )
+    })
+}
+
+/// The context added to a failed step when `free` bytes says the disk is full.
+fn full_disk(free: u64, target: &Path) -> Option<String> {
+    (free < NEARLY_FULL_BYTES).then(|| {
+        format!(
+            "the disk holding {} has only {} free: it most likely filled during this step \
+             (a linker killed by SIGBUS, signal 7, is the usual sign); free space (`cargo clean`, \
+             old clones' target/ folders) and run again",
+            target.display(),
+            gib(free)
+        )
+    })
+}
+
+/// Bytes as GiB with one decimal, as people read disk space.
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / GIB as f64)
 }
 
 /// `cargo tree -d` must list none of [`SINGLE_VERSION`].
@@ -78,7 +153,24 @@ fn duplicated(tree: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::duplicated;
+    use std::path::Path;
+
+    use super::{duplicated, full_disk, short_of_space, COLD_BUILD_BYTES, GIB, NEARLY_FULL_BYTES};
+
+    #[test]
+    fn a_disk_short_of_a_cold_build_is_warned_of_and_a_full_one_named_on_failure() {
+        let target = Path::new("/somewhere/target");
+        assert_eq!(short_of_space(COLD_BUILD_BYTES, target), None);
+        let warning = short_of_space(COLD_BUILD_BYTES - GIB, target).expect("a warning");
+        assert!(
+            warning.contains("3.0 GiB free on the disk holding /somewhere/target"),
+            "{warning}"
+        );
+        assert!(warning.contains("SIGBUS"), "{warning}");
+        assert_eq!(full_disk(NEARLY_FULL_BYTES, target), None);
+        let why = full_disk(300 << 20, target).expect("a reason");
+        assert!(why.contains("has only 0.3 GiB free"), "{why}");
+    }
 
     #[test]
     fn same_version_twice_is_not_a_duplicate_but_two_versions_are() {
