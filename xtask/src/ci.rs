@@ -15,6 +15,9 @@ const COLD_BUILD_BYTES: u64 = 4 * GIB;
 /// Free space below which a failed step is most likely the full disk's doing.
 const NEARLY_FULL_BYTES: u64 = GIB;
 
+/// What to do about a full disk, in both messages about one.
+const FREE_SPACE: &str = "free space (`cargo clean`, old clones' target/ folders) and run again";
+
 /// Crates that must exist once in the dependency tree (tch 0.24 fixes their versions).
 const SINGLE_VERSION: &[&str] = &["ndarray", "rand", "rand_core", "rand_distr"];
 
@@ -61,10 +64,16 @@ fn build_step(target: &Path, cmd: &mut Command) -> Result<()> {
     )
 }
 
-/// cargo's build folder: `CARGO_TARGET_DIR` when set, else the workspace's `target/`.
+/// cargo's build folder as cargo itself resolves it (`CARGO_TARGET_DIR`, `build.target-dir` in a
+/// config file, else the workspace's `target/`), from `cargo metadata`; the workspace's `target/` if
+/// that cannot be read.
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
+    let metadata =
+        process::output(cargo(None).args(["metadata", "--no-deps", "--format-version", "1"]));
+    metadata
+        .ok()
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+        .and_then(|v| v.get("target_directory")?.as_str().map(PathBuf::from))
         .unwrap_or_else(|| crate::project_root().join("target"))
 }
 
@@ -80,8 +89,7 @@ fn short_of_space(free: u64, target: &Path) -> Option<String> {
         format!(
             "ci: warning: {} free on the disk holding {}; a cold run of these checks needs about \
              {} there (a warm one less). If a step fails with the linker killed by SIGBUS \
-             (signal 7), the disk filled: free space (`cargo clean`, old clones' target/ \
-             folders) and run again.",
+             (signal 7), the disk filled: {FREE_SPACE}.",
             gib(free),
             target.display(),
             gib(COLD_BUILD_BYTES)
@@ -94,8 +102,7 @@ fn full_disk(free: u64, target: &Path) -> Option<String> {
     (free < NEARLY_FULL_BYTES).then(|| {
         format!(
             "the disk holding {} has only {} free: it most likely filled during this step \
-             (a linker killed by SIGBUS, signal 7, is the usual sign); free space (`cargo clean`, \
-             old clones' target/ folders) and run again",
+             (a linker killed by SIGBUS, signal 7, is the usual sign); {FREE_SPACE}",
             target.display(),
             gib(free)
         )
